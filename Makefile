@@ -1,0 +1,75 @@
+# CloudProvisioner. The two commands a new machine needs:
+#   make demo   run the whole service locally (sandbox cloud, MariaDB, Apache on :8080, monitor)
+#   make test   run every test
+# Both install what they need first (Debian packages, then the venv in .venv).
+
+PREFIX ?= /opt/cloudprovisioner
+CONFDIR ?= /etc/cloudprovisioner
+APACHE_CONFDIR ?= /etc/apache2/conf-available
+CRONDIR ?= /etc/cron.d
+WEB_GROUP ?= www-data
+# The deployed venv must come from the system Python: www-data cannot run one under /root.
+PYTHON ?= /usr/bin/python3
+DEMO_DIR ?= /var/tmp/cloudprovisioner-demo
+
+VENV = .venv
+SHIMS = cgi-bin/api monitor/monitor_new_node bin/cloudprovisioner-admin
+FILL = sed -e 's|/opt/cloudprovisioner|$(PREFIX)|g' -e 's|/etc/cloudprovisioner|$(CONFDIR)|g'
+
+.PHONY: deps venv test lint demo demo-stop bench install migrate
+
+deps:
+	@sh tools/install-deps
+
+$(VENV)/.installed: requirements.txt requirements-test.txt pyproject.toml
+	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install --quiet --disable-pip-version-check -r requirements-test.txt
+	$(VENV)/bin/pip install --quiet --disable-pip-version-check --no-deps -e .
+	touch $@
+
+venv: deps $(VENV)/.installed
+
+test: venv
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/pytest
+
+lint: venv
+	$(VENV)/bin/ruff check .
+
+demo: venv
+	$(VENV)/bin/python tools/demo.py start --dir $(DEMO_DIR)
+
+demo-stop: venv
+	$(VENV)/bin/python tools/demo.py stop --dir $(DEMO_DIR)
+
+bench: venv
+	$(VENV)/bin/python tools/bench.py
+
+# Install for real (or into a scratch PREFIX): venv, package, shims, SQL, Apache and cron files,
+# and the example config. A live config is never overwritten.
+install:
+	install -d -m 755 $(PREFIX) $(PREFIX)/cgi-bin $(PREFIX)/monitor $(PREFIX)/bin $(PREFIX)/sql \
+		$(APACHE_CONFDIR) $(CRONDIR) $(CONFDIR)
+	test -x $(PREFIX)/venv/bin/python3 || $(PYTHON) -m venv $(PREFIX)/venv
+	$(PREFIX)/venv/bin/pip install --quiet --disable-pip-version-check -r requirements.txt
+	rm -rf build
+	$(PREFIX)/venv/bin/pip install --quiet --disable-pip-version-check --no-deps \
+		--force-reinstall .
+	rm -rf build cloudprovisioner.egg-info
+	for shim in $(SHIMS); do \
+		sed -e '1s|^#!/usr/bin/python3|#!$(PREFIX)/venv/bin/python3|' $$shim > $(PREFIX)/$$shim.tmp && \
+		chmod 755 $(PREFIX)/$$shim.tmp && mv $(PREFIX)/$$shim.tmp $(PREFIX)/$$shim; \
+	done
+	install -m 644 sql/*.sql $(PREFIX)/sql/
+	$(FILL) apache/cloudprovisioner.conf > $(APACHE_CONFDIR)/cloudprovisioner.conf
+	$(FILL) etc/cron.d/cloudprovisioner > $(CRONDIR)/cloudprovisioner
+	chmod 644 $(APACHE_CONFDIR)/cloudprovisioner.conf $(CRONDIR)/cloudprovisioner
+	install -m 644 etc/cloudprovisioner.env.example $(CONFDIR)/cloudprovisioner.env.example
+	test -e $(CONFDIR)/cloudprovisioner.env || { \
+		install -m 640 etc/cloudprovisioner.env.example $(CONFDIR)/cloudprovisioner.env && \
+		{ chgrp $(WEB_GROUP) $(CONFDIR)/cloudprovisioner.env 2>/dev/null || true; }; }
+	chmod -R a+rX $(PREFIX)
+	@echo "installed into $(PREFIX); edit $(CONFDIR)/cloudprovisioner.env, then: make migrate PREFIX=$(PREFIX)"
+
+migrate:
+	$(PREFIX)/bin/cloudprovisioner-admin --config $(CONFDIR)/cloudprovisioner.env migrate

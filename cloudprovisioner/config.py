@@ -1,0 +1,130 @@
+"""Configuration: one env file (python-dotenv format) plus environment overrides.
+
+The file's path comes from CLOUDPROVISIONER_CONFIG (Apache `SetEnv`, the cron
+line's `--config`). Keys all start with `CP_` so that nothing a client can set
+in CGI (`HTTP_*`, `CONTENT_*`) can ever override them.
+
+We parse the file ourselves instead of importing python-dotenv: that import
+costs ~25 ms, paid by every CGI request. tests/test_config.py checks that this
+parser reads the shipped example exactly as python-dotenv does.
+"""
+
+import os
+
+CONFIG_PATH_VARIABLE = "CLOUDPROVISIONER_CONFIG"
+PREFIX = "CP_"
+
+# Every key, its default and its type. `None` means "no default: must be set".
+DEFAULTS = {
+    "CP_DB_HOST": "localhost",
+    "CP_DB_PORT": 3306,
+    "CP_DB_SOCKET": "",
+    "CP_DB_NAME": "cloudprovisioner",
+    "CP_DB_USER": "cloudprovisioner",
+    "CP_DB_PASSWORD": None,
+    "CP_DB_CONNECT_TIMEOUT": 3,
+    "CP_DB_QUERY_TIMEOUT": 10,
+    "CP_DO_TOKEN": None,
+    "CP_DO_API_URL": "https://api.digitalocean.com/v2/",
+    "CP_DO_TIMEOUT": 10,
+    "CP_PLATFORM_TAG": "cloudprovisioner",
+    "CP_ALLOWED_REGIONS": "nyc3,ams3,fra1,sfo3",
+    "CP_ALLOWED_SIZES": "s-1vcpu-512mb-10gb,s-1vcpu-1gb,s-1vcpu-2gb",
+    "CP_ALLOWED_IMAGES": "ubuntu-24-04-x64,ubuntu-22-04-x64,debian-12-x64",
+    "CP_MAX_BODY_BYTES": 262144,
+    "CP_PAGE_SIZE": 50,
+    "CP_PENDING_TIMEOUT": 900,
+    "CP_ORPHAN_GRACE": 600,
+    "CP_MONITOR_LOCK": "cloudprovisioner.monitor",
+}
+
+
+class ConfigError(Exception):
+    """The configuration is missing, unreadable or has a bad value."""
+
+
+def parse_env_file(text):
+    """Parse python-dotenv's format: KEY=VALUE lines, `export`, quotes, comments.
+
+    Variable expansion (`${X}`) is not supported; the example file says so.
+    """
+    values = {}
+    for number, raw in enumerate(text.splitlines(), 1):
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        if line.startswith("export "):
+            line = line[len("export "):].lstrip()
+        key, sep, value = line.partition("=")
+        key = key.strip()
+        if not sep or not key.replace("_", "").isalnum():
+            raise ConfigError(f"line {number}: expected KEY=VALUE")
+        values[key] = _unquote(value.strip(), number)
+    return values
+
+
+def _unquote(value, number):
+    if value[:1] in ("'", '"'):
+        quote = value[0]
+        end = value.find(quote, 1)
+        while quote == '"' and end > 0 and value[end - 1] == "\\":
+            end = value.find(quote, end + 1)
+        if end < 0:
+            raise ConfigError(f"line {number}: unterminated quote")
+        inner = value[1:end]
+        if quote == '"':
+            inner = (inner.replace("\\n", "\n").replace('\\"', '"')
+                     .replace("\\\\", "\\"))
+        return inner
+    # Unquoted: a ' #' starts a comment, as in python-dotenv.
+    hash_at = value.find(" #")
+    return (value if hash_at < 0 else value[:hash_at]).strip()
+
+
+class Config:
+    """Typed, read-only view of the settings."""
+
+    def __init__(self, values):
+        self._values = values
+
+    def get(self, key):
+        default = DEFAULTS[key]
+        raw = self._values.get(key)
+        if raw is None or raw == "":
+            if default is None:
+                raise ConfigError(f"{key} is not set")
+            return default
+        if isinstance(default, int):
+            try:
+                return int(raw)
+            except ValueError:
+                raise ConfigError(f"{key} must be a whole number, not {raw!r}") from None
+        return raw
+
+    def get_list(self, key):
+        return [item.strip() for item in self.get(key).split(",") if item.strip()]
+
+    def __getattr__(self, name):
+        # config.db_host -> CP_DB_HOST
+        key = PREFIX + name.upper()
+        if key not in DEFAULTS:
+            raise AttributeError(name)
+        return self.get(key)
+
+
+def load(environ=None, path=None):
+    """Read the env file named by CLOUDPROVISIONER_CONFIG, then apply `CP_*` overrides."""
+    environ = os.environ if environ is None else environ
+    path = path or environ.get(CONFIG_PATH_VARIABLE)
+    values = {}
+    if path:
+        try:
+            with open(path, encoding="utf-8") as handle:
+                values = parse_env_file(handle.read())
+        except OSError as exc:
+            raise ConfigError(f"cannot read {path}: {exc.strerror}") from None
+    unknown = sorted(key for key in values if key not in DEFAULTS)
+    if unknown:
+        raise ConfigError(f"{path}: unknown keys {', '.join(unknown)}")
+    values.update({k: v for k, v in environ.items() if k in DEFAULTS})
+    return Config(values)

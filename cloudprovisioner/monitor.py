@@ -1,0 +1,181 @@
+"""The monitor: a level-triggered reconciler between the servers table and the cloud.
+
+Each run reads both sides whole and acts on the difference, so a run that was
+skipped or died half-way is repaired by the next. One MySQL named lock makes
+overlapping runs, on this host or another, step aside instead of acting twice.
+Every change is one guarded UPDATE (`... AND status = <what we saw>`), so a
+user's DELETE that lands mid-run is never overwritten.
+"""
+
+import argparse
+import sys
+import time
+from datetime import UTC, datetime
+
+from . import config as configuration
+from . import provider
+from .db import Database
+from .errors import Problem
+from .servers import row_tag
+
+SDK_PAGE_SIZE = 200  # python-digitalocean lists with per_page=200
+
+
+class Run:
+    """One pass: what the cloud shows, what the table says, and what was done."""
+
+    def __init__(self, config, db, log):
+        self.config = config
+        self.db = db
+        self.log = log
+        self.counts = {"ready": 0, "adopted": 0, "timed out": 0, "vanished": 0,
+                       "deleted": 0, "destroyed": 0, "orphans destroyed": 0}
+        self.droplets = []
+
+    def reconcile(self):
+        self.droplets = provider.list_droplets(self.config, self.config.platform_tag)
+        by_row = self._droplets_by_row()
+        rows = self.db.query(
+            "SELECT id, status, instance_id, TIMESTAMPDIFF(SECOND, created_at, UTC_TIMESTAMP()) AS age "
+            "FROM servers WHERE status IN ('pending', 'ready', 'deleting')")
+        spare = by_row.pop(None, [])
+        for row in rows:
+            droplets = by_row.pop(row["id"], [])
+            mine = next((d for d in droplets if d.id == row["instance_id"]), None)
+            mine = mine or (droplets[0] if droplets else None)
+            spare += [d for d in droplets if d is not mine]
+            self._settle(row, mine)
+        self._sweep(by_row, spare)
+
+    def _droplets_by_row(self):
+        """Droplets grouped by the row id in their tag; those without one under None."""
+        prefix = row_tag(self.config, "")
+        by_row = {}
+        for droplet in self.droplets:
+            ids = [tag[len(prefix):] for tag in droplet.tags if tag.startswith(prefix)]
+            by_row.setdefault(ids[0] if ids else None, []).append(droplet)
+        return by_row
+
+    def _settle(self, row, droplet):
+        status = row["status"]
+        if status == "pending":
+            self._settle_pending(row, droplet)
+        elif status == "ready" and droplet is None:
+            self._change(row, "error", "vanished", "the droplet is gone from the cloud")
+        elif status == "deleting":
+            if droplet is None:
+                self._change(row, "deleted", "deleted", "deleted", deleted_at=True)
+            else:
+                # Still listed: the destroy may have failed; asking again is harmless.
+                self._destroy(droplet, f"server {row['id']} is being deleted", count=None)
+
+    def _settle_pending(self, row, droplet):
+        if droplet is not None and droplet.status == "active" and droplet.public_ip:
+            self._change(row, "ready", "ready", "", instance_id=droplet.id,
+                         public_ip=droplet.public_ip, private_ip=droplet.private_ip or None,
+                         ready_at=True)
+        elif row["age"] > self.config.pending_timeout:
+            limit = self.config.pending_timeout
+            timed_out = self._change(row, "error", "timed out", f"not ready after {limit} s")
+            if timed_out and droplet is not None:
+                self._destroy(droplet, f"server {row['id']} timed out", count=None)
+        elif droplet is not None and row["instance_id"] is None:
+            # The create died before storing the droplet id: adopt it by its tag.
+            self._change(row, "pending", "adopted", "", instance_id=droplet.id)
+
+    def _sweep(self, by_row, spare):
+        """Destroy droplets that no live row explains: a dead row's, or nobody's."""
+        known = self._statuses(list(by_row))
+        for row_id, droplets in by_row.items():
+            if row_id in known:
+                for droplet in droplets:
+                    self._destroy(droplet, f"server {row_id} is {known[row_id]}", "destroyed")
+            else:
+                spare += droplets
+        for droplet in spare:
+            # A grace period, because a droplet may be listed before its creator stored its id.
+            if _age(droplet.created_at) > self.config.orphan_grace:
+                self._destroy(droplet, "no server row explains it", "orphans destroyed")
+
+    def _statuses(self, row_ids):
+        found = {}
+        for start in range(0, len(row_ids), 500):
+            chunk = row_ids[start:start + 500]
+            marks = ", ".join(["%s"] * len(chunk))
+            for row in self.db.query(f"SELECT id, status FROM servers WHERE id IN ({marks})", chunk):
+                found[row["id"]] = row["status"]
+        return found
+
+    def _change(self, row, status, counter, reason, *, instance_id=None, public_ip=None,
+                private_ip=None, ready_at=False, deleted_at=False):
+        sets = ["status = %s", "status_reason = %s", "updated_at = UTC_TIMESTAMP(6)"]
+        args = [status, reason]
+        for column, value in (("instance_id", instance_id), ("public_ip", public_ip),
+                              ("private_ip", private_ip)):
+            if value is not None:
+                sets.append(f"{column} = %s")
+                args.append(value)
+        sets += [f"{column} = UTC_TIMESTAMP(6)"
+                 for column, wanted in (("ready_at", ready_at), ("deleted_at", deleted_at)) if wanted]
+        changed = self.db.update(f"UPDATE servers SET {', '.join(sets)} WHERE id = %s AND status = %s",
+                                 (*args, row["id"], row["status"]))
+        if changed:
+            self.counts[counter] += 1
+        return changed
+
+    def _destroy(self, droplet, why, count):
+        self.log(f"destroying droplet {droplet.id}: {why}")
+        if provider.destroy_droplet(self.config, droplet.id) and count:
+            self.counts[count] += 1
+
+    def summary(self, seconds):
+        done = ", ".join(f"{n} {what}" for what, n in self.counts.items() if n)
+        pages = max(1, -(-len(self.droplets) // SDK_PAGE_SIZE))
+        return (f"monitor: {done}; {len(self.droplets)} droplets listed in {pages} "
+                f"page{'s' if pages > 1 else ''}, {seconds:.1f} s")
+
+    def changed(self):
+        return any(self.counts.values())
+
+
+def _age(created_at):
+    """Seconds since an ISO 8601 time from the cloud; unknown counts as new."""
+    try:
+        then = datetime.strptime(created_at, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
+    except (TypeError, ValueError):
+        return 0
+    return (datetime.now(UTC) - then).total_seconds()
+
+
+def run_once(config, out=sys.stdout, err=sys.stderr):
+    """One monitor run. Answer the exit status: 0 done or skipped, 1 failed."""
+    def log(message):
+        out.write(message + "\n")
+    started = time.monotonic()
+    db = Database(config)
+    try:
+        if not db.get_lock(config.monitor_lock, 0):
+            return 0  # Another monitor (maybe on another host) is running: its work, not ours.
+        run = Run(config, db, log)
+        run.reconcile()
+        if run.changed():
+            log(run.summary(time.monotonic() - started))
+        return 0
+    except (Problem, provider.CloudError) as exc:
+        reason = getattr(exc, "reason", "")
+        err.write(f"monitor: failed: {exc}{f' ({reason})' if reason else ''}\n")
+        return 1
+    finally:
+        db.close()
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description="Reconcile the servers table with the cloud once.")
+    parser.add_argument("--config", help="the env file (default: $CLOUDPROVISIONER_CONFIG)")
+    args = parser.parse_args(argv)
+    try:
+        config = configuration.load(path=args.config)
+    except configuration.ConfigError as exc:
+        sys.stderr.write(f"monitor: configuration error: {exc}\n")
+        return 1
+    return run_once(config)

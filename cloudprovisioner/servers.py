@@ -1,0 +1,219 @@
+"""Servers: the API's handlers and the rows behind them.
+
+A create writes its row first (status `pending`), then asks the cloud for a
+droplet tagged with the row's id, then stores the droplet id at once: if the
+process dies in between, the monitor still finds the droplet by its tag.
+"""
+
+import json
+import os
+import time
+
+from .errors import Problem, not_found
+from .validation import Field, byte_text, integer, list_of, one_of, text, validate
+from .web import Response
+
+STATUSES = ("pending", "ready", "error", "deleting", "deleted")
+
+# DigitalOcean's own rules (DESIGN.md).
+NAME_PATTERN = r"[a-zA-Z0-9]?[a-z0-9A-Z.\-]*[a-z0-9A-Z]"
+TAG_PATTERN = r"[a-zA-Z0-9_\-:]+"
+FINGERPRINT_PATTERN = r"([0-9a-f]{2}:){15}[0-9a-f]{2}"
+USER_DATA_LIMIT = 64 * 1024
+
+COLUMNS = ("id, owner, description, name, region, size, image, tags, instance_id, status, "
+           "status_reason, public_ip, private_ip, created_at, ready_at, deleted_at")
+
+_ID_ALPHABET = "0123456789abcdefghjkmnpqrstvwxyz"  # Crockford's base32, lower case
+
+
+def new_id():
+    """26 characters: 10 of milliseconds then 16 random, so ids sort by creation."""
+    number = (int(time.time() * 1000) << 80) | int.from_bytes(os.urandom(10), "big")
+    chars = []
+    for _ in range(26):
+        number, digit = divmod(number, 32)
+        chars.append(_ID_ALPHABET[digit])
+    return "".join(reversed(chars))
+
+
+def row_tag(config, server_id):
+    """The tag that ties a droplet to its row: `<platform tag>:<row id>`."""
+    return f"{config.platform_tag}:{server_id}"
+
+
+def _user_tag(config):
+    check_pattern = text(255, TAG_PATTERN, "tags may hold only letters, digits, '_', '-' and ':'",
+                         allow_empty=False)
+    reserved = config.platform_tag.lower()
+
+    def check(value):
+        value = check_pattern(value)
+        if value.lower() == reserved or value.lower().startswith(reserved + ":"):
+            raise ValueError(f"tags starting with {config.platform_tag!r} are reserved")
+        return value
+    return check
+
+
+def _ssh_key(value):
+    """A key's cloud id or its MD5 fingerprint (never a raw key: the SDK would upload it)."""
+    if isinstance(value, str) and value.isdigit():
+        value = int(value)
+    if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+        return value
+    return text(47, FINGERPRINT_PATTERN, "must be a key id or an MD5 fingerprint like aa:bb:...")(value)
+
+
+def create_schema(config):
+    return {
+        "name": Field(text(255, NAME_PATTERN, "must be a host name: letters, digits, '.' and '-'",
+                           allow_empty=False), required=True),
+        "region": Field(one_of(config.get_list("CP_ALLOWED_REGIONS"), "region"), required=True),
+        "size": Field(one_of(config.get_list("CP_ALLOWED_SIZES"), "size"), required=True),
+        "image": Field(one_of(config.get_list("CP_ALLOWED_IMAGES"), "image"), required=True),
+        "description": Field(text(1000), default=""),
+        "owner": Field(text(255), default=""),
+        "tags": Field(list_of(_user_tag(config), 20), default=[]),
+        "ssh_keys": Field(list_of(_ssh_key, 20), default=[]),
+        "user_data": Field(byte_text(USER_DATA_LIMIT), default=""),
+    }
+
+
+def list_schema(config):
+    return {
+        "status": Field(one_of(STATUSES, "status")),
+        "limit": Field(integer(1, 200), default=config.page_size),
+        "cursor": Field(_cursor),
+        "include_deleted": Field(one_of(("true", "false"), "value"), default="false"),
+    }
+
+
+def _cursor(value):
+    """Cursors are opaque to clients: the hex of the last id on the page."""
+    try:
+        last_id = bytes.fromhex(value).decode("ascii")
+    except ValueError:
+        raise ValueError("not a cursor this service gave out") from None
+    if len(last_id) != 26 or any(c not in _ID_ALPHABET for c in last_id):
+        raise ValueError("not a cursor this service gave out")
+    return last_id
+
+
+def _time(value):
+    return value.strftime("%Y-%m-%dT%H:%M:%SZ") if value else None
+
+
+def represent(row):
+    return {
+        "id": row["id"],
+        "owner": row["owner"],
+        "description": row["description"],
+        "name": row["name"],
+        "region": row["region"],
+        "size": row["size"],
+        "image": row["image"],
+        "tags": json.loads(row["tags"]),
+        "instance_id": str(row["instance_id"]) if row["instance_id"] else None,
+        "status": row["status"],
+        "status_reason": row["status_reason"],
+        "public_ip": row["public_ip"] or "",
+        "private_ip": row["private_ip"] or "",
+        "created_at": _time(row["created_at"]),
+        "ready_at": _time(row["ready_at"]),
+        "deleted_at": _time(row["deleted_at"]),
+    }
+
+
+def load_row(db, server_id):
+    row = db.one(f"SELECT {COLUMNS} FROM servers WHERE id = %s", (server_id,))
+    if row is None:
+        raise not_found("server")
+    return row
+
+
+def list_servers(request):
+    query = {name: request.arg(name) for name in request.query}
+    args = validate(query, list_schema(request.config))
+    where, params = [], []
+    if "status" in args:
+        where.append("status = %s")
+        params.append(args["status"])
+    elif args["include_deleted"] == "false":
+        where.append("status <> 'deleted'")
+    if "cursor" in args:
+        where.append("id > %s")
+        params.append(args["cursor"])
+    sql = f"SELECT {COLUMNS} FROM servers"
+    if where:
+        sql += " WHERE " + " AND ".join(where)
+    sql += " ORDER BY id LIMIT %s"
+    rows = request.db.query(sql, (*params, args["limit"] + 1))
+    headers = []
+    if len(rows) > args["limit"]:
+        rows = rows[:args["limit"]]
+        headers.append(("Link", f'<{_next_page_url(request, args, rows[-1]["id"])}>; rel="next"'))
+    return Response(200, [represent(row) for row in rows], headers)
+
+
+def _next_page_url(request, args, last_id):
+    from urllib.parse import urlencode
+    query = {key: value for key, value in args.items() if key != "cursor"}
+    query["cursor"] = last_id.encode("ascii").hex()
+    return request.url("/servers") + "?" + urlencode(query)
+
+
+def get_server(request):
+    return Response(200, represent(load_row(request.db, request.params["server_id"])))
+
+
+def get_server_status(request):
+    row = represent(load_row(request.db, request.params["server_id"]))
+    keys = ("id", "status", "status_reason", "public_ip", "private_ip", "ready_at")
+    return Response(200, {key: row[key] for key in keys})
+
+
+def create_server(request):
+    from . import provider
+    config, db = request.config, request.db
+    fields = validate(request.fields(), create_schema(config))
+    server_id = new_id()
+    db.update(
+        "INSERT INTO servers (id, owner, description, name, region, size, image, tags, status, "
+        "created_at, updated_at) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, 'pending', "
+        "UTC_TIMESTAMP(6), UTC_TIMESTAMP(6))",
+        (server_id, fields["owner"], fields["description"], fields["name"], fields["region"],
+         fields["size"], fields["image"], json.dumps(fields["tags"])))
+    try:
+        droplet_id = provider.create_droplet(
+            config, name=fields["name"], region=fields["region"], size=fields["size"],
+            image=fields["image"], ssh_keys=fields["ssh_keys"], user_data=fields["user_data"],
+            tags=[config.platform_tag, row_tag(config, server_id), *fields["tags"]])
+    except provider.CloudError as exc:
+        # The monitor destroys any droplet that still turns up with this row's tag.
+        _set_status(db, server_id, "error", exc.message)
+        raise Problem(502, "cloud-error", exc.message) from None
+    db.update("UPDATE servers SET instance_id = %s, updated_at = UTC_TIMESTAMP(6) "
+              "WHERE id = %s AND instance_id IS NULL", (droplet_id, server_id))
+    location = request.url(f"/servers/{server_id}")
+    return Response(202, represent(load_row(db, server_id)), [("Location", location)])
+
+
+def delete_server(request):
+    from . import provider
+    config, db = request.config, request.db
+    row = load_row(db, request.params["server_id"])
+    if row["status"] in ("deleting", "deleted"):
+        return Response(202, represent(row))
+    if row["instance_id"]:
+        try:
+            provider.destroy_droplet(config, row["instance_id"])
+        except provider.CloudError as exc:
+            raise Problem(502, "cloud-error", exc.message) from None
+    # Without a droplet id, the monitor finds any droplet by the row's tag and destroys it.
+    _set_status(db, row["id"], "deleting", "deletion requested")
+    return Response(202, represent(load_row(db, row["id"])))
+
+
+def _set_status(db, server_id, status, reason):
+    db.update("UPDATE servers SET status = %s, status_reason = %s, updated_at = UTC_TIMESTAMP(6) "
+              "WHERE id = %s", (status, reason[:1000], server_id))

@@ -1,0 +1,119 @@
+"""The one validation style: a schema maps field names to `Field`s.
+
+`validate(data, schema)` checks every field, rejects unknown ones, and raises
+one 422 naming each field that is wrong, so a client fixes everything at once.
+Values from an HTML form arrive as strings; list fields then also accept a
+comma-separated string or a repeated field.
+"""
+
+import re
+
+from .errors import invalid
+
+MISSING = object()
+
+
+class Field:
+    def __init__(self, check, required=False, default=MISSING):
+        self.check = check
+        self.required = required
+        self.default = default
+
+
+def validate(data, schema):
+    errors = {}
+    clean = {}
+    for name in data:
+        if name not in schema:
+            errors[name] = "unknown field"
+    for name, field in schema.items():
+        value = data.get(name, MISSING)
+        if value is MISSING or value is None:
+            if field.required:
+                errors[name] = "required"
+            elif field.default is not MISSING:
+                clean[name] = field.default
+            continue
+        try:
+            clean[name] = field.check(value)
+        except ValueError as exc:
+            errors[name] = str(exc)
+    if errors:
+        raise invalid(errors)
+    return clean
+
+
+def text(max_length, pattern=None, pattern_hint=None, allow_empty=True):
+    """A string of at most `max_length` characters, optionally matching `pattern`."""
+    compiled = re.compile(pattern) if pattern else None
+
+    def check(value):
+        if not isinstance(value, str):
+            raise ValueError("must be a string")
+        if not value and not allow_empty:
+            raise ValueError("must not be empty")
+        if len(value) > max_length:
+            raise ValueError(f"must be at most {max_length} characters")
+        if compiled and value and not compiled.fullmatch(value):
+            raise ValueError(pattern_hint or f"must match {pattern}")
+        return value
+    return check
+
+
+def byte_text(max_bytes):
+    """A string whose UTF-8 encoding is at most `max_bytes` (cloud limits count bytes)."""
+    def check(value):
+        if not isinstance(value, str):
+            raise ValueError("must be a string")
+        if len(value.encode("utf-8")) > max_bytes:
+            raise ValueError(f"must be at most {max_bytes} bytes")
+        return value
+    return check
+
+
+def one_of(allowed, what):
+    allowed = list(allowed)
+
+    def check(value):
+        if not isinstance(value, str):
+            raise ValueError("must be a string")
+        if value not in allowed:
+            raise ValueError(f"{what} {value!r} is not offered; choose one of: {', '.join(allowed)}")
+        return value
+    return check
+
+
+def list_of(item_check, max_items):
+    """A list (or, from a form, a comma-separated string) of checked items, deduplicated."""
+    def check(value):
+        if isinstance(value, str):
+            value = [part.strip() for part in value.split(",") if part.strip()]
+        if not isinstance(value, list):
+            raise ValueError("must be a list")
+        if len(value) > max_items:
+            raise ValueError(f"must have at most {max_items} items")
+        clean = []
+        for position, item in enumerate(value):
+            try:
+                item = item_check(item)
+            except ValueError as exc:
+                raise ValueError(f"item {position}: {exc}") from None
+            if item not in clean:
+                clean.append(item)
+        return clean
+    return check
+
+
+def integer(minimum, maximum):
+    """A whole number; strings of digits are accepted (query strings, forms)."""
+    def check(value):
+        if isinstance(value, bool):
+            raise ValueError("must be a whole number")
+        if isinstance(value, str) and value.strip().lstrip("-").isdigit():
+            value = int(value)
+        if not isinstance(value, int):
+            raise ValueError("must be a whole number")
+        if not minimum <= value <= maximum:
+            raise ValueError(f"must be between {minimum} and {maximum}")
+        return value
+    return check

@@ -1,0 +1,94 @@
+"""Real services for the tests: a private MariaDB and the sandbox cloud API on loopback.
+
+They start once per session, under a /tmp folder www-data can traverse (the
+end-to-end tests run CGI as www-data), and every test starts from an empty
+servers table and an empty cloud.
+"""
+
+import os
+import secrets
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+
+import pytest
+
+from cloudprovisioner import migrate
+from cloudprovisioner.db import Database
+from cloudprovisioner.devstack import MariaDB, Process
+from cloudprovisioner.web import make_app
+from tests.support import TEST_TOKEN, knob, make_config
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="session")
+def stack_dir():
+    path = Path(tempfile.mkdtemp(prefix="cp-test-", dir="/tmp"))
+    path.chmod(0o755)
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def mariadb(stack_dir):
+    server = MariaDB(stack_dir / "db")
+    server.start()
+    server.db_password = secrets.token_urlsafe(18)
+    server.create_app_database("cp_test", "cp_app", server.db_password)
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def sandbox(stack_dir):
+    """The local cloud API; its URL. Droplets turn active after one second."""
+    process = Process([sys.executable, "-m", "cloudprovisioner.sandbox", "--port", "0",
+                       "--state", stack_dir / "sandbox.sqlite3", "--activate-after", "1",
+                       "--token", TEST_TOKEN], None, stack_dir / "sandbox.log",
+                      ready_line_prefix="sandbox listening on ")
+    line = process.start()
+    yield line.split()[-1]
+    process.stop()
+
+
+@pytest.fixture(scope="session")
+def base_values(mariadb, sandbox):
+    return {
+        "CP_DB_SOCKET": mariadb.socket, "CP_DB_NAME": "cp_test", "CP_DB_USER": "cp_app",
+        "CP_DB_PASSWORD": mariadb.db_password, "CP_DO_TOKEN": TEST_TOKEN,
+        "CP_DO_API_URL": sandbox, "CP_DO_TIMEOUT": "5",
+    }
+
+
+@pytest.fixture(scope="session")
+def schema(base_values):
+    migrate.apply(make_config(base_values), ROOT / "sql", open(os.devnull, "w"))
+
+
+@pytest.fixture
+def values(base_values, schema, sandbox):
+    """Settings for one test, on an empty table and an empty cloud; edit before use."""
+    db = Database(make_config(base_values))
+    db.update("DELETE FROM servers")
+    db.close()
+    knob(sandbox, "POST", "/_sandbox/reset")
+    return dict(base_values)
+
+
+@pytest.fixture
+def config(values):
+    return make_config(values)
+
+
+@pytest.fixture
+def app(config):
+    return make_app(config)
+
+
+@pytest.fixture
+def db(config):
+    database = Database(config)
+    yield database
+    database.close()

@@ -1,0 +1,95 @@
+"""Helpers shared by the tests: a WSGI client, an HTTP client, and the sandbox's knobs."""
+
+import io
+import json
+import sys
+import urllib.error
+import urllib.request
+from wsgiref.util import setup_testing_defaults
+
+from cloudprovisioner import config as configuration
+
+TEST_TOKEN = "test-token"
+
+
+class Answer:
+    def __init__(self, status, headers, body):
+        self.status = status
+        self.headers = {name.lower(): value for name, value in headers}
+        self.body = body
+
+    @property
+    def json(self):
+        return json.loads(self.body)
+
+    @property
+    def content_type(self):
+        return self.headers.get("content-type", "")
+
+
+def encode(body, content_type):
+    if body is None:
+        return b"", None
+    if isinstance(body, bytes):
+        return body, content_type
+    if content_type == "application/x-www-form-urlencoded":
+        from urllib.parse import urlencode
+        return urlencode(body, doseq=True).encode(), content_type
+    return json.dumps(body).encode(), content_type or "application/json"
+
+
+def call(app, method, path, body=None, content_type=None, headers=None, script_name="/api"):
+    """Drive the WSGI app in-process the way CGIHandler would."""
+    data, content_type = encode(body, content_type)
+    path, _, query = path.partition("?")
+    environ = {"REQUEST_METHOD": method, "SCRIPT_NAME": script_name, "PATH_INFO": path,
+               "QUERY_STRING": query, "wsgi.input": io.BytesIO(data), "wsgi.errors": sys.stderr}
+    if data or method in ("POST", "PUT", "PATCH"):
+        environ["CONTENT_LENGTH"] = str(len(data))
+    if content_type:
+        environ["CONTENT_TYPE"] = content_type
+    for name, value in (headers or {}).items():
+        environ["HTTP_" + name.upper().replace("-", "_")] = value
+    setup_testing_defaults(environ)
+    started = {}
+
+    def start_response(status, response_headers):
+        started["status"] = int(status.split()[0])
+        started["headers"] = response_headers
+    body_bytes = b"".join(app(environ, start_response))
+    return Answer(started["status"], started["headers"], body_bytes)
+
+
+def http(method, url, body=None, content_type=None, headers=None, timeout=30):
+    """A real HTTP request; any status is an answer, not an exception."""
+    data, content_type = encode(body, content_type)
+    request = urllib.request.Request(url, data=data if body is not None else None, method=method)
+    if content_type:
+        request.add_header("Content-Type", content_type)
+    for name, value in (headers or {}).items():
+        request.add_header(name, value)
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            return Answer(response.status, response.getheaders(), response.read())
+    except urllib.error.HTTPError as error:
+        return Answer(error.code, error.headers.items(), error.read())
+
+
+def knob(sandbox_url, method, path, body=None):
+    """Turn one of the sandbox's knobs (`/_sandbox/...`)."""
+    root = sandbox_url.split("/v2/")[0]
+    return http(method, root + path, body)
+
+
+def make_config(values):
+    return configuration.Config(dict(values))
+
+
+def assert_problem(answer, status):
+    assert answer.status == status, answer.body
+    assert answer.content_type == "application/problem+json"
+    problem = answer.json
+    assert problem["status"] == status
+    assert problem["title"] and problem["detail"] and problem["type"]
+    assert b"Traceback" not in answer.body
+    return problem
