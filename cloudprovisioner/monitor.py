@@ -18,8 +18,6 @@ from .db import Database
 from .errors import Problem
 from .servers import row_tag
 
-SDK_PAGE_SIZE = 200  # python-digitalocean lists with per_page=200
-
 
 class Run:
     """One pass: what the cloud shows, what the table says, and what was done."""
@@ -130,7 +128,7 @@ class Run:
 
     def summary(self, seconds):
         done = ", ".join(f"{n} {what}" for what, n in self.counts.items() if n)
-        pages = max(1, -(-len(self.droplets) // SDK_PAGE_SIZE))
+        pages = max(1, -(-len(self.droplets) // provider.PAGE_SIZE))
         return (f"monitor: {done}; {len(self.droplets)} droplets listed in {pages} "
                 f"page{'s' if pages > 1 else ''}, {seconds:.1f} s")
 

@@ -10,6 +10,8 @@ before the SDK is first imported (DESIGN.md).
 
 import os
 
+PAGE_SIZE = 200  # the API's largest page
+
 
 class CloudError(Exception):
     """The cloud refused, failed or did not answer; `message` says which."""
@@ -43,6 +45,7 @@ def _call(config, action):
     """Run `action(sdk)`, turning every SDK and transport failure into CloudError."""
     sdk = _sdk(config)
     import requests
+    from digitalocean.baseapi import JSONReadError
     try:
         return action(sdk)
     except sdk.NotFoundError:
@@ -52,7 +55,7 @@ def _call(config, action):
     except sdk.DataReadError as exc:
         # The SDK raises this for any non-2xx JSON answer with the cloud's message.
         raise CloudError(f"the cloud refused: {exc}") from None
-    except sdk.JSONReadError:
+    except JSONReadError:
         raise CloudError("the cloud answered with something that is not JSON") from None
     except requests.Timeout:
         raise CloudError(f"the cloud did not answer within {config.do_timeout} s") from None
@@ -89,15 +92,30 @@ def destroy_droplet(config, droplet_id):
 
 
 def list_droplets(config, tag):
-    """Every droplet carrying `tag`, fetched 200 a page (one API call per page)."""
+    """Every droplet carrying `tag`, 200 a page: one API call per page.
+
+    We page ourselves: the SDK's own pagination never checks the status of
+    pages after the first, so a 429 on page 3 would silently shorten the list,
+    and a short list would make the monitor think droplets had vanished.
+    """
     def list_all(sdk):
         manager = sdk.Manager(token=config.do_token)
-        return manager.get_all_droplets(tag_name=tag)
-    return [
-        Droplet(d.id, d.status, list(d.tags or []), d.ip_address or "",
-                d.private_ip_address or "", d.created_at or "")
-        for d in _call(config, list_all)
-    ]
+        found, page = [], 1
+        while True:
+            data = manager.get_data("droplets/", params={"tag_name": tag, "per_page": PAGE_SIZE,
+                                                         "page": page})
+            found += [_droplet(item) for item in data["droplets"]]
+            if not data.get("links", {}).get("pages", {}).get("next"):
+                return found
+            page += 1
+    return _call(config, list_all)
+
+
+def _droplet(item):
+    addresses = {net["type"]: net["ip_address"] for net in item["networks"]["v4"]}
+    return Droplet(item["id"], item["status"], list(item.get("tags") or []),
+                   addresses.get("public", ""), addresses.get("private", ""),
+                   item.get("created_at", ""))
 
 
 def _not_found(config):

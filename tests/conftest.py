@@ -64,7 +64,8 @@ def base_values(mariadb, sandbox):
 
 @pytest.fixture(scope="session")
 def schema(base_values):
-    migrate.apply(make_config(base_values), ROOT / "sql", open(os.devnull, "w"))
+    with open(os.devnull, "w") as quiet:
+        migrate.apply(make_config(base_values), ROOT / "sql", quiet)
 
 
 @pytest.fixture
@@ -74,6 +75,8 @@ def values(base_values, schema, sandbox):
     db.update("DELETE FROM servers")
     db.close()
     knob(sandbox, "POST", "/_sandbox/reset")
+    knob(sandbox, "DELETE", "/_sandbox/faults")
+    knob(sandbox, "POST", "/_sandbox/config", {"activate_after": 1})
     return dict(base_values)
 
 

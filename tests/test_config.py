@@ -50,8 +50,8 @@ def test_missing_required_and_bad_values_are_clear_errors(tmp_path):
     path.write_text("CP_DB_PORT=abc\n")
     config = configuration.load(environ={}, path=str(path))
     with pytest.raises(configuration.ConfigError, match="CP_DB_PORT must be a whole number"):
-        config.db_port
+        _ = config.db_port
     with pytest.raises(configuration.ConfigError, match="CP_DB_PASSWORD is not set"):
-        config.db_password
+        _ = config.db_password
     with pytest.raises(configuration.ConfigError, match="cannot read"):
         configuration.load(environ={}, path=str(tmp_path / "missing.env"))
