@@ -11,6 +11,8 @@ WEB_GROUP ?= www-data
 # The deployed venv must come from the system Python: www-data cannot run one under /root.
 PYTHON ?= /usr/bin/python3
 DEMO_DIR ?= /var/tmp/cloudprovisioner-demo
+DEMO_PORT ?= 8080
+DEMO_CLOUD_PORT ?= 8090
 
 VENV = .venv
 SHIMS = cgi-bin/api monitor/monitor_new_node bin/cloudprovisioner-admin
@@ -37,10 +39,10 @@ lint: venv
 	$(VENV)/bin/ruff check .
 
 demo: venv
-	$(VENV)/bin/python tools/demo.py start --dir $(DEMO_DIR)
+	$(VENV)/bin/python tools/demo.py start --dir $(DEMO_DIR) --port $(DEMO_PORT) --cloud-port $(DEMO_CLOUD_PORT)
 
 demo-stop: venv
-	$(VENV)/bin/python tools/demo.py stop --dir $(DEMO_DIR)
+	$(VENV)/bin/python tools/demo.py stop --dir $(DEMO_DIR) --port $(DEMO_PORT)
 
 bench: venv
 	$(VENV)/bin/python tools/bench.py

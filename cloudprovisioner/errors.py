@@ -37,7 +37,7 @@ class Problem(Exception):
         }
         if self.errors:
             document["errors"] = self.errors
-        return json.dumps(document).encode()
+        return json.dumps(document).encode() + b"\n"
 
 
 def invalid(errors):

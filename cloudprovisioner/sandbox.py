@@ -164,6 +164,11 @@ class ApiError(Exception):
         self.headers = headers or {}
 
 
+def is_number(text):
+    """Only ASCII digits: str.isdigit() also accepts "²", which int() rejects."""
+    return text.isascii() and text.isdigit()
+
+
 def not_found():
     return ApiError(404, "not_found", "The resource you were accessing could not be found.")
 
@@ -393,7 +398,7 @@ class Store:
 
     def find_key(self, ref):
         """A key by id (int or digits) or by fingerprint."""
-        column = "id" if isinstance(ref, int) or ref.isdigit() else "fingerprint"
+        column = "id" if isinstance(ref, int) or is_number(ref) else "fingerprint"
         with self._lock:
             return self._db.execute(f"SELECT * FROM ssh_keys WHERE {column} = ?",
                                     (ref,)).fetchone()
@@ -563,7 +568,7 @@ def parse_names(body):
 def find_image(ref):
     if isinstance(ref, bool):
         return None
-    if isinstance(ref, str) and ref.isdigit():
+    if isinstance(ref, str) and is_number(ref):
         ref = int(ref)
     if isinstance(ref, int):
         return IMAGES.get(ref)
@@ -722,7 +727,7 @@ class Request:
         value = self.query.get(name)
         if value is None:
             return default
-        if not value.isdigit():
+        if not is_number(value):
             raise unprocessable(f"{name} must be a positive integer.")
         return int(value)
 
@@ -784,7 +789,7 @@ class Route:
         self.template = template
         self.handler = handler
         pattern = re.sub(r"\{(\w+)\}", self._placeholder, template)
-        self.regex = re.compile(f"{pattern}$")
+        self.regex = re.compile(pattern)
 
     def _placeholder(self, match):
         name = match.group(1)
@@ -795,7 +800,7 @@ def find_route(routes, method, path):
     """(route or None, path params, whether some route has this path)."""
     path_known = False
     for route in routes:
-        match = route.regex.match(path)
+        match = route.regex.fullmatch(path)
         if match:
             if route.method == method:
                 return route, {k: unquote(v) for k, v in match.groupdict().items()}, True
@@ -1018,7 +1023,7 @@ def _tagged_droplet_ids(app, req):
         if not isinstance(item, dict) or item.get("resource_type") != "droplet":
             raise unprocessable("Only droplets can be tagged in the sandbox.")
         ids.append(item.get("resource_id"))
-    if not all(str(i).isdigit() for i in ids):
+    if not all(is_number(str(i)) for i in ids):
         raise unprocessable("resource_id must be a droplet id.")
     ids = [int(i) for i in ids]
     if not app.store.tag_exists(req.params["name"]):
@@ -1416,6 +1421,7 @@ class _HTTPHandler(BaseHTTPRequestHandler):
 
 class SandboxServer(ThreadingHTTPServer):
     daemon_threads = True  # never wait for idle keep-alive connections on exit
+    request_queue_size = 128  # the default 5 refuses bursts of parallel clients
 
     def __init__(self, address, sandbox):
         super().__init__(address, _HTTPHandler)

@@ -156,8 +156,9 @@ def list_servers(request):
 
 
 def _next_page_url(request, args, last_id):
+    """The same query as this page's, from after its last id."""
     from urllib.parse import urlencode
-    query = {key: value for key, value in args.items() if key != "cursor"}
+    query = {key: args[key] for key in request.query if key != "cursor"}
     query["cursor"] = last_id.encode("ascii").hex()
     return request.url("/servers") + "?" + urlencode(query)
 

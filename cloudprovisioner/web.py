@@ -141,7 +141,8 @@ class Response:
         if body is None:
             self.body = b""
         else:
-            self.body = json.dumps(body, separators=(",", ":")).encode()
+            # The newline keeps a shell prompt off the end of curl's output.
+            self.body = json.dumps(body, separators=(",", ":")).encode() + b"\n"
             self.headers.append(("Content-Type", content_type))
 
 

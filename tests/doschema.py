@@ -19,7 +19,6 @@ from pathlib import Path
 
 import yaml
 from jsonschema import Draft202012Validator, FormatChecker
-from jsonschema.exceptions import best_match
 
 # Documentation-only keys; `examples` also holds $refs into the examples/
 # folders that the stored copy leaves out.
@@ -121,12 +120,22 @@ def _validator(model_relpath):
     return Draft202012Validator(model_schema(model_relpath), format_checker=FORMATS)
 
 
+def _branches(error):
+    """Why each oneOf/anyOf branch failed: "title: reasons" per branch."""
+    reasons = {}
+    for sub in error.context:
+        reasons.setdefault(sub.schema_path[0], []).append(_describe(sub))
+    branch_schemas = error.schema[error.validator]
+    return [f"{branch_schemas[index].get('title', f'#{index}')}: {'; '.join(found)}"
+            for index, found in sorted(reasons.items())]
+
+
 def _describe(error):
     where = "/".join(str(part) for part in error.absolute_path) or "(root)"
-    message = error.message
-    if error.context:  # oneOf/anyOf: say why the closest branch failed
-        message += f" ({best_match(error.context).message})"
-    return f"{where}: {message}"
+    message = f"{where}: {error.message}"
+    if error.context:
+        message += " [" + " | ".join(_branches(error)) + "]"
+    return message
 
 
 def validate(instance, model_relpath):

@@ -27,7 +27,7 @@ def test_cgi_answers_a_request_from_the_database(values, tmp_path):
                                 "CLOUDPROVISIONER_CONFIG": env_file(tmp_path, values)})
     assert head.startswith("Status: 200 OK")
     assert "Content-Type: application/json" in head
-    assert payload == b"[]"
+    assert payload == b"[]\n"
 
 
 def test_cgi_problem_for_an_unknown_server(values, tmp_path):

@@ -1,0 +1,39 @@
+"""`make demo` on free ports, then its printed walkthrough run exactly as printed."""
+
+import re
+import subprocess
+import tempfile
+from pathlib import Path
+
+import pytest
+
+from cloudprovisioner.devstack import free_port
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture
+def demo():
+    folder = Path(tempfile.mkdtemp(prefix="cp-demo-", dir="/tmp"))
+    settings = [f"DEMO_DIR={folder}", f"DEMO_PORT={free_port()}", f"DEMO_CLOUD_PORT={free_port()}"]
+    try:
+        started = subprocess.run(["make", "-s", "-C", str(ROOT), "demo", *settings],
+                                 capture_output=True, text=True, timeout=600)
+        assert started.returncode == 0, started.stdout + started.stderr
+        yield started.stdout
+    finally:
+        subprocess.run(["make", "-s", "-C", str(ROOT), "demo-stop", *settings],
+                       capture_output=True, timeout=120)
+        subprocess.run(["rm", "-rf", str(folder)])
+
+
+def test_the_printed_walkthrough_works_as_printed(demo):
+    script = re.search(r"^# --- walkthrough ---\n(.*?)^# --- end ---$", demo, re.S | re.M).group(1)
+    done = subprocess.run(["bash", "-e", "-c", script], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    out = done.stdout
+    assert '"status":"pending"' in out
+    assert "HTTP/1.1 200 OK" in out and 'rel="next"' in out
+    assert re.search(r'"status":"ready","status_reason":"","public_ip":"\d+\.\d+\.\d+\.\d+"', out)
+    assert '"errors":{' in out.replace(" ", "")
+    assert out.rstrip().splitlines()[-1].find('"status":"deleted"') > 0
