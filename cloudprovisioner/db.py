@@ -4,8 +4,6 @@ A lost or refused connection becomes a 503 problem, so callers never see
 MySQLdb's exceptions. Times are stored as UTC (the session time zone is +00:00).
 """
 
-from contextlib import contextmanager
-
 import MySQLdb
 import MySQLdb.cursors
 
@@ -89,15 +87,9 @@ class Database:
     def update(self, sql, args=None):
         return self.execute(sql, args)[1]
 
-    @contextmanager
     def transaction(self):
-        self.execute("START TRANSACTION")
-        try:
-            yield self
-        except BaseException:
-            self._rollback_quietly()
-            raise
-        self.execute("COMMIT")
+        """`with db.transaction():` commits at the end, rolls back on any error."""
+        return _Transaction(self)
 
     def _rollback_quietly(self):
         try:
@@ -123,3 +115,20 @@ class Database:
 
     def close(self):
         self._discard()
+
+
+class _Transaction:
+    # A class rather than contextlib.contextmanager: contextlib is one more import per request.
+    def __init__(self, db):
+        self.db = db
+
+    def __enter__(self):
+        self.db.execute("START TRANSACTION")
+        return self.db
+
+    def __exit__(self, kind, value, trace):
+        if kind is None:
+            self.db.execute("COMMIT")
+        else:
+            self.db._rollback_quietly()
+        return False

@@ -1480,7 +1480,7 @@ def main(argv=None):
     signal.signal(signal.SIGTERM, _exit_on_sigterm)
     try:
         serve(args.host, args.port, args.state, args.activate_after, args.token)
-    except (ValueError, OSError) as error:  # not loopback, port taken, bad state path
+    except (ValueError, OSError, sqlite3.Error) as error:  # not loopback, port taken, bad --state
         print(f"sandbox: {error}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

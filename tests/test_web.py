@@ -139,3 +139,20 @@ def test_misconfiguration_is_503_and_logged(tmp_path, monkeypatch):
     monkeypatch.setenv("CLOUDPROVISIONER_CONFIG", str(bad))
     answer = call(make_app(), "GET", "/servers")
     assert_problem(answer, 503)
+
+
+@pytest.mark.parametrize("text", ["", "a=1", "a=1&b=2&a=3", "a=&b", "name=web+1&x=%C3%A9t%C3%A9",
+                                  "tags=a%2Cb&tags=c", "k%20ey=v%3Dal", "a=1&&b=2"])
+def test_our_query_parser_agrees_with_urllib(text):
+    from urllib.parse import parse_qs
+
+    from cloudprovisioner.web import parse_pairs
+    assert parse_pairs(text) == parse_qs(text, keep_blank_values=True)
+
+
+@pytest.mark.parametrize("text", ["a=%ZZ", "a=%4", "a=%ff"])
+def test_bad_escapes_are_errors_not_guesses(app, text):
+    from cloudprovisioner.web import parse_pairs
+    with pytest.raises(ValueError):
+        parse_pairs(text)
+    assert_problem(call(app, "GET", f"/servers?{text}"), 400)

@@ -1,0 +1,122 @@
+"""`make bench`: requests/s through the real Apache, compared in one run.
+
+Installs the service into a scratch prefix, stores 100 servers, and drives
+Apache with wrk: GET /api/servers against a trivial Python CGI script that
+only prints JSON (same interpreter, same flags). The ratio is what matters:
+absolute figures depend on the machine, the ratio on what our code costs.
+"""
+
+import argparse
+import json
+import re
+import secrets
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from cloudprovisioner.devstack import Apache, MariaDB, Process  # noqa: E402
+
+TRIVIAL = """#!{python} -I
+import json
+import sys
+sys.stdout.write("Content-Type: application/json\\r\\n\\r\\n" + json.dumps({{"ok": True}}))
+"""
+
+
+def install(base, mariadb, cloud_url):
+    dirs = {"PREFIX": base / "install", "CONFDIR": base / "etc", "APACHE_CONFDIR": base / "apache-conf",
+            "CRONDIR": base / "cron.d"}
+    subprocess.run(["make", "-s", "-C", str(ROOT), "install", *(f"{k}={v}" for k, v in dirs.items())],
+                   check=True, capture_output=True)
+    password = secrets.token_urlsafe(18)
+    mariadb.create_app_database("cp_bench", "cp_bench", password)
+    env_file = dirs["CONFDIR"] / "cloudprovisioner.env"
+    with env_file.open("a") as handle:
+        handle.write(f"CP_DB_SOCKET={mariadb.socket}\nCP_DB_NAME=cp_bench\nCP_DB_USER=cp_bench\n"
+                     f"CP_DB_PASSWORD={password}\nCP_DO_TOKEN=bench\nCP_DO_API_URL={cloud_url}\n")
+    subprocess.run([str(dirs["PREFIX"] / "bin" / "cloudprovisioner-admin"), "--config", str(env_file),
+                    "migrate"], check=True, capture_output=True)
+    return dirs
+
+
+def seed(mariadb, count):
+    rows = ",".join(
+        f"('{i:026d}', 'bench', 'server {i}', 'web-{i}', 'nyc3', 's-1vcpu-1gb', 'ubuntu-24-04-x64', '[]', "
+        f"{1000 + i}, 'ready', '192.0.2.{i % 250}', '10.0.0.{i % 250}', UTC_TIMESTAMP(6), UTC_TIMESTAMP(6), "
+        "UTC_TIMESTAMP(6))" for i in range(count))
+    mariadb.root_sql("DELETE FROM cp_bench.servers; INSERT INTO cp_bench.servers (id, owner, description, "
+                     "name, region, size, image, tags, instance_id, status, public_ip, private_ip, "
+                     f"created_at, updated_at, ready_at) VALUES {rows}")
+
+
+def trivial_site(base, python):
+    folder = base / "trivial"
+    folder.mkdir(mode=0o755)
+    script = folder / "trivial"
+    script.write_text(TRIVIAL.format(python=python))
+    script.chmod(0o755)
+    conf = base / "trivial.conf"
+    conf.write_text(f"ScriptAlias /trivial {script}\n<Directory {folder}>\n    Options +ExecCGI\n"
+                    "    Require all granted\n</Directory>\n")
+    return conf
+
+
+def wrk(url, seconds, connections):
+    done = subprocess.run(["wrk", "-t2", f"-c{connections}", f"-d{seconds}s", url],
+                          capture_output=True, text=True, check=True)
+    if "Non-2xx" in done.stdout:
+        raise SystemExit(f"{url} answered errors:\n{done.stdout}")
+    return float(re.search(r"Requests/sec:\s+([\d.]+)", done.stdout).group(1))
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--seconds", type=int, default=10)
+    parser.add_argument("--connections", type=int, default=4)
+    parser.add_argument("--servers", type=int, default=100)
+    args = parser.parse_args()
+    base = Path(tempfile.mkdtemp(prefix="cp-bench-", dir="/tmp"))
+    base.chmod(0o755)
+    services = []
+    try:
+        mariadb = MariaDB(base / "db")
+        mariadb.start()
+        services.append(mariadb)
+        cloud = Process([sys.executable, "-m", "cloudprovisioner.sandbox", "--port", "0", "--state",
+                         str(base / "cloud.sqlite3")], None, base / "cloud.log",
+                        ready_line_prefix="sandbox listening on ")
+        cloud_url = cloud.start().split()[-1]
+        services.append(cloud)
+        dirs = install(base, mariadb, cloud_url)
+        seed(mariadb, args.servers)
+        apache = Apache(base / "apache", 0, [dirs["APACHE_CONFDIR"] / "cloudprovisioner.conf",
+                                             trivial_site(base, dirs["PREFIX"] / "venv" / "bin" / "python3")])
+        apache.start()
+        services.append(apache)
+        report(apache.url, args)
+    finally:
+        for service in reversed(services):
+            service.stop()
+        shutil.rmtree(base, ignore_errors=True)
+
+
+def report(url, args):
+    targets = {"trivial Python CGI (prints JSON)": url + "/trivial",
+               f"GET /api/servers ({args.servers} stored, limit 50)": url + "/api/servers"}
+    for target in targets.values():  # warm caches (page cache, .pyc, MariaDB buffer pool)
+        wrk(target, 2, args.connections)
+    rates = {name: wrk(target, args.seconds, args.connections) for name, target in targets.items()}
+    trivial = next(iter(rates.values()))
+    print(f"wrk -t2 -c{args.connections} -d{args.seconds}s through Apache (CGI), one run:")
+    for name, rate in rates.items():
+        print(f"  {name:<48} {rate:8.1f} requests/s   ratio {rate / trivial:.2f}")
+    print(json.dumps({name: round(rate, 1) for name, rate in rates.items()}))
+
+
+if __name__ == "__main__":
+    main()
