@@ -99,10 +99,6 @@ def _cursor(value):
     return last_id
 
 
-def _time(value):
-    return value.strftime("%Y-%m-%dT%H:%M:%SZ") if value else None
-
-
 def represent(row):
     return {
         "id": row["id"],
@@ -118,9 +114,9 @@ def represent(row):
         "status_reason": row["status_reason"],
         "public_ip": row["public_ip"] or "",
         "private_ip": row["private_ip"] or "",
-        "created_at": _time(row["created_at"]),
-        "ready_at": _time(row["ready_at"]),
-        "deleted_at": _time(row["deleted_at"]),
+        "created_at": row["created_at"],
+        "ready_at": row["ready_at"],
+        "deleted_at": row["deleted_at"],
     }
 
 
