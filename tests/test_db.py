@@ -14,8 +14,9 @@ def test_strings_round_trip_unchanged(db, text):
 
 
 def test_numbers_null_and_times(db):
-    row = db.one("SELECT %s AS n, %s AS nothing, %s AS yes, CAST('2026-01-02 03:04:05.5' AS DATETIME(6)) AS t, "
-                 "COUNT(*) AS c FROM servers", (2**40, None, True))
+    row = db.one("SELECT %s AS n, %s AS nothing, %s AS yes, "
+                 "CAST('2026-01-02 03:04:05.5' AS DATETIME(6)) AS t, COUNT(*) AS c FROM servers",
+                 (2**40, None, True))
     assert row == {"n": 2**40, "nothing": None, "yes": 1, "t": "2026-01-02T03:04:05Z", "c": 0}
 
 
