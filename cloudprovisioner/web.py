@@ -103,6 +103,8 @@ class Request:
             data = json.loads(text)
         except ValueError as exc:
             raise Problem(400, "malformed-body", f"malformed JSON: {exc}") from None
+        except RecursionError:
+            raise Problem(400, "malformed-body", "the JSON is nested too deeply") from None
         if not isinstance(data, dict):
             raise Problem(400, "malformed-body", "the JSON body must be an object")
         return data

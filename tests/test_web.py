@@ -38,6 +38,15 @@ def test_malformed_json_is_400(app):
     assert "malformed JSON" in problem["detail"]
 
 
+def test_deeply_nested_json_is_400_not_a_crash(app):
+    assert_problem(call(app, "POST", "/servers", b"[" * 100_000, "application/json"), 413)
+    nested = b'{"name": ' + b"[" * 900 + b"]" * 900 + b"}"
+    app_with_room = make_app(make_config({"CP_DB_PASSWORD": "x", "CP_DO_TOKEN": "t"}))
+    deep = b"[" * 200_000
+    assert_problem(call(app_with_room, "POST", "/servers", deep, "application/json"), 400)
+    assert_problem(call(app_with_room, "POST", "/servers", nested, "application/json"), 422)
+
+
 def test_json_that_is_not_an_object_is_400(app):
     assert_problem(call(app, "POST", "/servers", b"[1, 2]", "application/json"), 400)
 
