@@ -15,10 +15,10 @@ DEMO_PORT ?= 8080
 DEMO_CLOUD_PORT ?= 8090
 
 VENV = .venv
-SHIMS = cgi-bin/api monitor/monitor_new_node bin/cloudprovisioner-admin
+SHIMS = cgi-bin/api monitor/monitor_new_node monitor/send_mail bin/cloudprovisioner-admin
 FILL = sed -e 's|/opt/cloudprovisioner|$(PREFIX)|g' -e 's|/etc/cloudprovisioner|$(CONFDIR)|g'
 
-.PHONY: deps venv test lint demo demo-stop bench install migrate
+.PHONY: deps venv test lint demo demo-stop bench install migrate admin
 
 deps:
 	@sh tools/install-deps
@@ -70,8 +70,16 @@ install:
 	test -e $(CONFDIR)/cloudprovisioner.env || { \
 		install -m 640 etc/cloudprovisioner.env.example $(CONFDIR)/cloudprovisioner.env && \
 		{ chgrp $(WEB_GROUP) $(CONFDIR)/cloudprovisioner.env 2>/dev/null || true; }; }
+	$(PREFIX)/bin/cloudprovisioner-admin --config $(CONFDIR)/cloudprovisioner.env ensure-secret
 	chmod -R a+rX $(PREFIX)
-	@echo "installed into $(PREFIX); edit $(CONFDIR)/cloudprovisioner.env, then: make migrate PREFIX=$(PREFIX)"
+	@echo "installed into $(PREFIX); edit $(CONFDIR)/cloudprovisioner.env, then: make migrate admin"
 
 migrate:
 	$(PREFIX)/bin/cloudprovisioner-admin --config $(CONFDIR)/cloudprovisioner.env migrate
+
+# The first platform admin: make admin EMAIL=you@example.com NAME="Your Name" [PASSWORD_FILE=path]
+# (without PASSWORD_FILE the password is asked for twice).
+admin:
+	$(PREFIX)/bin/cloudprovisioner-admin --config $(CONFDIR)/cloudprovisioner.env create-admin \
+		--email "$(EMAIL)" --name "$(NAME)" $(if $(TENANT),--tenant "$(TENANT)") \
+		$(if $(PASSWORD_FILE),--password-file "$(PASSWORD_FILE)")

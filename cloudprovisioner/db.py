@@ -1,4 +1,4 @@
-"""The one database helper: connect, query, named locks.
+"""The one database helper: connect, query, transactions, named locks.
 
 It speaks to mysqlclient's C layer (`MySQLdb._mysql`) directly. The usual
 `MySQLdb.connect()` imports connections, cursors and converters (the last
@@ -60,7 +60,7 @@ def _translate(exc):
 
 
 class Database:
-    """One connection, opened on first use, in autocommit mode."""
+    """One connection, opened on first use; autocommit outside `transaction()`."""
 
     def __init__(self, config):
         self.config = config
@@ -124,6 +124,10 @@ class Database:
     def update(self, sql, args=None):
         return self.execute(sql, args)[1]
 
+    def transaction(self):
+        """`with db.transaction():` one unit: committed at the end, rolled back on any error."""
+        return _Transaction(self)
+
     def get_lock(self, name, timeout=0):
         """A named lock held by this connection; it holds across hosts sharing the database."""
         row = self.one("SELECT GET_LOCK(%s, %s) AS got", (name, timeout))
@@ -140,3 +144,23 @@ class Database:
     def close(self):
         self._discard()
 
+
+
+class _Transaction:
+    # A class rather than contextlib.contextmanager: contextlib is one more import per request.
+    def __init__(self, db):
+        self.db = db
+
+    def __enter__(self):
+        self.db.execute("START TRANSACTION")
+        return self.db
+
+    def __exit__(self, kind, value, trace):
+        if kind is None:
+            self.db.execute("COMMIT")
+            return False
+        try:
+            self.db.execute("ROLLBACK")
+        except (Error, Problem):
+            self.db._discard()  # a lost connection rolls back by itself
+        return False

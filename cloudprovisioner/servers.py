@@ -6,12 +6,11 @@ process dies in between, the monitor still finds the droplet by its tag.
 """
 
 import json
-import os
-import time
 
 from .errors import Problem, not_found
+from .ids import looks_like_id, new_id
 from .validation import Field, byte_text, integer, list_of, one_of, text, validate
-from .web import Response
+from .web import Response, page
 
 STATUSES = ("pending", "ready", "error", "deleting", "deleted")
 
@@ -23,19 +22,6 @@ USER_DATA_LIMIT = 64 * 1024
 
 COLUMNS = ("id, owner, description, name, region, size, image, tags, instance_id, status, "
            "status_reason, public_ip, private_ip, created_at, ready_at, deleted_at")
-
-_ID_ALPHABET = "0123456789abcdefghjkmnpqrstvwxyz"  # Crockford's base32, lower case
-
-
-def new_id():
-    """26 characters: 10 of milliseconds then 16 random, so ids sort by creation."""
-    number = (int(time.time() * 1000) << 80) | int.from_bytes(os.urandom(10), "big")
-    chars = []
-    for _ in range(26):
-        number, digit = divmod(number, 32)
-        chars.append(_ID_ALPHABET[digit])
-    return "".join(reversed(chars))
-
 
 def row_tag(config, server_id):
     """The tag that ties a droplet to its row: `<platform tag>:<row id>`."""
@@ -72,7 +58,6 @@ def create_schema(config):
         "size": Field(one_of(config.get_list("CP_ALLOWED_SIZES"), "size"), required=True),
         "image": Field(one_of(config.get_list("CP_ALLOWED_IMAGES"), "image"), required=True),
         "description": Field(text(1000), default=""),
-        "owner": Field(text(255), default=""),
         "tags": Field(list_of(_user_tag(config), 20), default=[]),
         "ssh_keys": Field(list_of(_ssh_key, 20), default=[]),
         "user_data": Field(byte_text(USER_DATA_LIMIT), default=""),
@@ -94,7 +79,7 @@ def _cursor(value):
         last_id = bytes.fromhex(value).decode("ascii")
     except ValueError:
         raise ValueError("not a cursor this service gave out") from None
-    if len(last_id) != 26 or any(c not in _ID_ALPHABET for c in last_id):
+    if not looks_like_id(last_id):
         raise ValueError("not a cursor this service gave out")
     return last_id
 
@@ -120,8 +105,10 @@ def represent(row):
     }
 
 
-def load_row(db, server_id):
-    row = db.one(f"SELECT {COLUMNS} FROM servers WHERE id = %s", (server_id,))
+def load_row(request, server_id):
+    """One of the caller's tenant's servers; another tenant's is as unknown as a made-up id."""
+    row = request.db.one(f"SELECT {COLUMNS} FROM servers WHERE id = %s AND tenant_id = %s",
+                         (server_id, request.principal.tenant_id))
     if row is None:
         raise not_found("server")
     return row
@@ -130,7 +117,7 @@ def load_row(db, server_id):
 def list_servers(request):
     query = {name: request.arg(name) for name in request.query}
     args = validate(query, list_schema(request.config))
-    where, params = [], []
+    where, params = ["tenant_id = %s"], [request.principal.tenant_id]
     if "status" in args:
         where.append("status = %s")
         params.append(args["status"])
@@ -139,34 +126,18 @@ def list_servers(request):
     if "cursor" in args:
         where.append("id > %s")
         params.append(args["cursor"])
-    sql = f"SELECT {COLUMNS} FROM servers"
-    if where:
-        sql += " WHERE " + " AND ".join(where)
-    sql += " ORDER BY id LIMIT %s"
+    sql = f"SELECT {COLUMNS} FROM servers WHERE {' AND '.join(where)} ORDER BY id LIMIT %s"
     rows = request.db.query(sql, (*params, args["limit"] + 1))
-    headers = []
-    if len(rows) > args["limit"]:
-        rows = rows[:args["limit"]]
-        headers.append(("Link", f'<{_next_page_url(request, args, rows[-1]["id"])}>; rel="next"'))
+    rows, headers = page(request, "/servers", args, rows, lambda last: last["id"].encode("ascii").hex())
     return Response(200, [represent(row) for row in rows], headers)
 
 
-def _next_page_url(request, args, last_id):
-    """The same query as this page's, from after its last id.
-
-    Every value here was validated to letters, digits and '-', so none needs escaping.
-    """
-    query = {key: args[key] for key in request.query if key != "cursor"}
-    query["cursor"] = last_id.encode("ascii").hex()
-    return request.url("/servers") + "?" + "&".join(f"{key}={value}" for key, value in query.items())
-
-
 def get_server(request):
-    return Response(200, represent(load_row(request.db, request.params["server_id"])))
+    return Response(200, represent(load_row(request, request.params["server_id"])))
 
 
 def get_server_status(request):
-    row = represent(load_row(request.db, request.params["server_id"]))
+    row = represent(load_row(request, request.params["server_id"]))
     keys = ("id", "status", "status_reason", "public_ip", "private_ip", "ready_at")
     return Response(200, {key: row[key] for key in keys})
 
@@ -176,12 +147,13 @@ def create_server(request):
     config, db = request.config, request.db
     fields = validate(request.fields(), create_schema(config))
     server_id = new_id()
+    request.audit_target = server_id
     db.update(
-        "INSERT INTO servers (id, owner, description, name, region, size, image, tags, status, "
-        "created_at, updated_at) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, 'pending', "
+        "INSERT INTO servers (id, tenant_id, owner, description, name, region, size, image, tags, "
+        "status, created_at, updated_at) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, 'pending', "
         "UTC_TIMESTAMP(6), UTC_TIMESTAMP(6))",
-        (server_id, fields["owner"], fields["description"], fields["name"], fields["region"],
-         fields["size"], fields["image"], json.dumps(fields["tags"])))
+        (server_id, request.principal.tenant_id, request.principal.user_id, fields["description"],
+         fields["name"], fields["region"], fields["size"], fields["image"], json.dumps(fields["tags"])))
     try:
         droplet_id = provider.create_droplet(
             config, name=fields["name"], region=fields["region"], size=fields["size"],
@@ -194,13 +166,14 @@ def create_server(request):
     db.update("UPDATE servers SET instance_id = %s, updated_at = UTC_TIMESTAMP(6) "
               "WHERE id = %s AND instance_id IS NULL", (droplet_id, server_id))
     location = request.url(f"/servers/{server_id}")
-    return Response(202, represent(load_row(db, server_id)), [("Location", location)])
+    return Response(202, represent(load_row(request, server_id)), [("Location", location)])
 
 
 def delete_server(request):
     from . import provider
     config, db = request.config, request.db
-    row = load_row(db, request.params["server_id"])
+    request.audit_target = request.params["server_id"]
+    row = load_row(request, request.params["server_id"])
     if row["status"] in ("deleting", "deleted"):
         return Response(202, represent(row))
     if row["instance_id"]:
@@ -210,7 +183,7 @@ def delete_server(request):
             raise Problem(502, "cloud-error", exc.message) from None
     # Without a droplet id, the monitor finds any droplet by the row's tag and destroys it.
     _set_status(db, row["id"], "deleting", "deletion requested")
-    return Response(202, represent(load_row(db, row["id"])))
+    return Response(202, represent(load_row(request, row["id"])))
 
 
 def _set_status(db, server_id, status, reason):

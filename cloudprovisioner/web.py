@@ -6,20 +6,40 @@ request; see DESIGN.md).
 """
 
 import json
+import os
 import re
 import sys
 
 from . import config as configuration
 from .errors import Problem, not_found
 
-# (pattern on PATH_INFO, {method: "module:function"})
+PUBLIC = None  # a route anyone may call (it authenticates the caller itself, if at all)
+
+# (pattern on PATH_INFO, {method: ("module:function", permission)}); permissions
+# are granted to roles by the one table in auth.py.
 ROUTES = [
-    (r"/servers", {"GET": "servers:list_servers", "POST": "servers:create_server"}),
-    (r"/servers/(?P<server_id>[^/]+)",
-     {"GET": "servers:get_server", "DELETE": "servers:delete_server"}),
-    (r"/servers/(?P<server_id>[^/]+)/status", {"GET": "servers:get_server_status"}),
+    (r"/auth/register", {"POST": ("accounts:register", PUBLIC)}),
+    (r"/auth/login", {"POST": ("sessions:login", PUBLIC)}),
+    (r"/auth/refresh", {"POST": ("sessions:refresh", PUBLIC)}),
+    (r"/auth/logout", {"POST": ("sessions:logout", PUBLIC)}),
+    (r"/me", {"GET": ("accounts:me", "me:read")}),
+    (r"/users", {"GET": ("accounts:list_users", "users:manage"),
+                 "POST": ("accounts:create_user", "users:manage")}),
+    (r"/users/(?P<user_id>[^/]+)", {"PATCH": ("accounts:update_user", "users:manage"),
+                                    "DELETE": ("accounts:delete_user", "users:manage")}),
+    (r"/tokens", {"GET": ("apitokens:list_tokens", "tokens:own"),
+                  "POST": ("apitokens:create_token", "tokens:own")}),
+    (r"/tokens/(?P<token_id>[^/]+)", {"DELETE": ("apitokens:delete_token", "tokens:own")}),
+    (r"/servers", {"GET": ("servers:list_servers", "servers:read"),
+                   "POST": ("servers:create_server", "servers:write")}),
+    (r"/servers/(?P<server_id>[^/]+)", {"GET": ("servers:get_server", "servers:read"),
+                                        "DELETE": ("servers:delete_server", "servers:write")}),
+    (r"/servers/(?P<server_id>[^/]+)/status", {"GET": ("servers:get_server_status", "servers:read")}),
+    (r"/audit", {"GET": ("audit:list_entries", "audit:read")}),
 ]
 _COMPILED = [(re.compile(pattern + r"/?\Z"), methods) for pattern, methods in ROUTES]
+MUTATING = frozenset(("POST", "PUT", "PATCH", "DELETE"))
+_REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{8,64}")
 
 DRAIN_LIMIT = 16 * 1024 * 1024
 FORM_TYPE = "application/x-www-form-urlencoded"
@@ -35,11 +55,14 @@ class Request:
         self.method = environ.get("REQUEST_METHOD", "GET").upper()
         self.path = environ.get("PATH_INFO", "") or "/"
         self.script_name = environ.get("SCRIPT_NAME", "").rstrip("/")
-        try:
-            self.query = parse_pairs(environ.get("QUERY_STRING", ""))
-        except ValueError:
-            raise Problem(400, "bad-query", "malformed query string") from None
+        self.query = {}
         self.params = {}
+        self.principal = None
+        self.action = None  # "module.function" once routed: the audit log's action
+        self.audit_target = ""
+        self.audit_actor = None  # (tenant_id, user_id) when known without a principal (logins)
+        incoming = environ.get("HTTP_X_REQUEST_ID", "")
+        self.request_id = incoming if _REQUEST_ID.fullmatch(incoming) else os.urandom(16).hex()
         self._db = None
         self._body_read = False
 
@@ -178,6 +201,21 @@ class Response:
             self.headers.append(("Content-Type", content_type))
 
 
+def page(request, path, args, rows, cursor_of):
+    """Cut a keyset page (rows were fetched with LIMIT limit + 1) and link the next one.
+
+    The next link repeats the query as the client sent it, with a new cursor;
+    every value was validated to URL-safe characters, so none needs escaping.
+    """
+    if len(rows) <= args["limit"]:
+        return rows, []
+    rows = rows[:args["limit"]]
+    query = {key: args[key] for key in request.query if key != "cursor"}
+    query["cursor"] = cursor_of(rows[-1])
+    link = request.url(path) + "?" + "&".join(f"{key}={value}" for key, value in query.items())
+    return rows, [("Link", f'<{link}>; rel="next"')]
+
+
 STATUS_LINES = {
     200: "200 OK", 201: "201 Created", 202: "202 Accepted", 204: "204 No Content",
 }
@@ -189,6 +227,7 @@ def _status_line(status):
 
 
 def _route(request):
+    """The handler and permission for this path and method, or a 404 or 405."""
     match, methods = next(((m, methods) for pattern, methods in _COMPILED
                            if (m := pattern.match(request.path))), (None, None))
     if match is None:
@@ -199,10 +238,37 @@ def _route(request):
         raise Problem(405, "method-not-allowed", f"{request.method} is not allowed here; use {allow}",
                       headers=[("Allow", allow)])
     request.params = match.groupdict()
-    module_name, function_name = target.split(":")
+    handler_name, permission = target
+    module_name, function_name = handler_name.split(":")
     module_path = f"{__package__}.{module_name}"
     __import__(module_path)  # importlib itself would be one more import to pay for
-    return getattr(sys.modules[module_path], function_name)(request)
+    request.action = f"{module_name}.{function_name}"
+    return getattr(sys.modules[module_path], function_name), permission
+
+
+def _dispatch(request):
+    from . import auth
+    try:
+        request.query = parse_pairs(request.environ.get("QUERY_STRING", ""))
+    except ValueError:
+        raise Problem(400, "bad-query", "malformed query string") from None
+    handler, permission = _route(request)
+    auth.signing_key(request.config)  # no request is served without a real signing key
+    if permission is not PUBLIC:
+        request.principal = auth.authenticate(request)
+        auth.authorize(request.principal, permission)
+    return handler(request)
+
+
+def _audit(request, status):
+    """One audit row for every state-changing request, whatever its outcome."""
+    if request.method not in MUTATING or request.action is None:
+        return
+    from . import audit
+    try:
+        audit.record(request, status)
+    except Problem as problem:
+        log(request.environ, f"audit row for {request.request_id} not written: {problem.detail}")
 
 
 def _problem_response(problem):
@@ -229,7 +295,7 @@ def make_app(config=None):
             if state["config"] is None:
                 state["config"] = configuration.load()
             request = Request(environ, state["config"])
-            response = _route(request)
+            response = _dispatch(request)
         except Problem as problem:
             response = _problem_response(problem)
         except configuration.ConfigError as exc:
@@ -240,9 +306,12 @@ def make_app(config=None):
             import traceback
             log(environ, "unhandled error:\n" + traceback.format_exc())
             response = _problem_response(Problem(500, "internal-error", "internal error; see the server log"))
-        finally:
-            if request is not None:
+        if request is not None:
+            try:
+                _audit(request, response.status)
+            finally:
                 request.close()
+            response.headers.append(("X-Request-Id", request.request_id))
         response.headers.append(("Content-Length", str(len(response.body))))
         start_response(_status_line(response.status), response.headers)
         return [response.body]

@@ -18,9 +18,12 @@ from cloudprovisioner import migrate
 from cloudprovisioner.db import Database
 from cloudprovisioner.devstack import MariaDB, Process
 from cloudprovisioner.web import make_app
-from tests.support import TEST_TOKEN, knob, make_config
+from tests.support import TEST_SECRET, TEST_TOKEN, Client, MailServer, knob, make_config
 
 ROOT = Path(__file__).resolve().parents[1]
+# Children before parents, so foreign keys never object.
+EVERY_TABLE = ("servers", "audit_log", "login_throttle", "outbox", "api_tokens", "refresh_tokens", "sessions",
+               "users", "tenants")
 
 
 @pytest.fixture(scope="session")
@@ -54,11 +57,22 @@ def sandbox(stack_dir):
 
 
 @pytest.fixture(scope="session")
-def base_values(mariadb, sandbox):
+def smtp():
+    """A real SMTP server on loopback (aiosmtpd); `.messages` holds what it received."""
+    server = MailServer()
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def base_values(mariadb, sandbox, smtp):
     return {
         "CP_DB_SOCKET": mariadb.socket, "CP_DB_NAME": "cp_test", "CP_DB_USER": "cp_app",
         "CP_DB_PASSWORD": mariadb.db_password, "CP_DO_TOKEN": TEST_TOKEN,
-        "CP_DO_API_URL": sandbox, "CP_DO_TIMEOUT": "5",
+        "CP_DO_API_URL": sandbox, "CP_DO_TIMEOUT": "5", "CP_JWT_SECRET": TEST_SECRET,
+        "CP_BCRYPT_COST": "4", "CP_SMTP_HOST": "127.0.0.1", "CP_SMTP_PORT": str(smtp.port),
+        "CP_SMTP_TIMEOUT": "3",
     }
 
 
@@ -69,11 +83,13 @@ def schema(base_values):
 
 
 @pytest.fixture
-def values(base_values, schema, sandbox):
+def values(base_values, schema, sandbox, smtp):
     """Settings for one test, on an empty table and an empty cloud; edit before use."""
     db = Database(make_config(base_values))
-    db.update("DELETE FROM servers")
+    for table in EVERY_TABLE:
+        db.update(f"DELETE FROM {table}")
     db.close()
+    smtp.messages.clear()
     knob(sandbox, "POST", "/_sandbox/reset")
     knob(sandbox, "DELETE", "/_sandbox/faults")
     knob(sandbox, "POST", "/_sandbox/config", {"activate_after": 1})
@@ -95,3 +111,31 @@ def db(config):
     database = Database(config)
     yield database
     database.close()
+
+
+@pytest.fixture
+def register(app):
+    """Register a tenant through the API and log its admin in: a Client acting as that admin."""
+    def register(tenant="Acme", email="admin@acme.test", password="correct horse battery"):
+        answer = Client(app).post("/auth/register", {"tenant_name": tenant, "name": "Ada Admin",
+                                                     "email": email, "password": password})
+        assert answer.status == 201, answer.body
+        return Client(app).login(email, password)
+    return register
+
+
+@pytest.fixture
+def admin(register):
+    return register()
+
+
+@pytest.fixture
+def member(admin):
+    """Create a user with a role in the admin's tenant and log in: a Client acting as them."""
+    def member(role, email=None):
+        email = email or f"{role}@acme.test"
+        answer = admin.post("/users", {"name": role.title(), "email": email, "role": role,
+                                       "password": "long enough password"})
+        assert answer.status == 201, answer.body
+        return Client(admin.app).login(email, "long enough password")
+    return member

@@ -10,6 +10,7 @@ from wsgiref.util import setup_testing_defaults
 from cloudprovisioner import config as configuration
 
 TEST_TOKEN = "test-token"
+TEST_SECRET = "test-signing-secret-that-is-long-enough-0123456789"
 
 
 class Answer:
@@ -93,3 +94,61 @@ def assert_problem(answer, status):
     assert problem["title"] and problem["detail"] and problem["type"]
     assert b"Traceback" not in answer.body
     return problem
+
+
+class Client:
+    """Calls the in-process app as one caller: `login()` keeps the tokens for later calls."""
+
+    def __init__(self, app, token=None):
+        self.app = app
+        self.token = token
+        self.refresh_token = None
+
+    def login(self, email, password):
+        answer = self.post("/auth/login", {"email": email, "password": password})
+        assert answer.status == 200, answer.body
+        self.token, self.refresh_token = answer.json["access_token"], answer.json["refresh_token"]
+        return self
+
+    def request(self, method, path, body=None, content_type=None, headers=None):
+        headers = dict(headers or {})
+        if self.token and "Authorization" not in headers:
+            headers["Authorization"] = f"Bearer {self.token}"
+        return call(self.app, method, path, body, content_type, headers)
+
+    def get(self, path, **kw):
+        return self.request("GET", path, **kw)
+
+    def post(self, path, body=None, **kw):
+        return self.request("POST", path, body, **kw)
+
+    def patch(self, path, body=None, **kw):
+        return self.request("PATCH", path, body, **kw)
+
+    def delete(self, path, **kw):
+        return self.request("DELETE", path, **kw)
+
+
+class MailServer:
+    """aiosmtpd on a free loopback port, keeping each message it receives."""
+
+    def __init__(self):
+        self.messages = []
+        self.controller = None
+        self.port = None
+
+    async def handle_DATA(self, server, session, envelope):  # noqa: N802 (aiosmtpd's name)
+        from email import message_from_bytes, policy
+        self.messages.append(message_from_bytes(envelope.content, policy=policy.default))
+        return "250 OK"
+
+    def start(self):
+        from aiosmtpd.controller import Controller
+
+        from cloudprovisioner.devstack import free_port
+        self.port = free_port()
+        self.controller = Controller(self, hostname="127.0.0.1", port=self.port)
+        self.controller.start()
+
+    def stop(self):
+        self.controller.stop()

@@ -4,10 +4,10 @@ import time
 
 from cloudprovisioner import monitor
 from cloudprovisioner.web import make_app
-from tests.support import TEST_TOKEN, assert_problem, call, http, knob, make_config
+from tests.support import TEST_TOKEN, Client, assert_problem, http, knob, make_config
 
 VALID = {"name": "web-1", "region": "nyc3", "size": "s-1vcpu-1gb", "image": "ubuntu-24-04-x64",
-         "description": "a web server", "owner": "alice"}
+         "description": "a web server"}
 
 
 def cloud_droplet(sandbox, droplet_id):
@@ -21,13 +21,14 @@ def count(db, status=None):
     return db.one(sql, args)["n"]
 
 
-def test_create_writes_the_row_creates_a_tagged_droplet_and_answers_202(app, db, sandbox):
-    answer = call(app, "POST", "/servers", VALID)
+def test_create_writes_the_row_creates_a_tagged_droplet_and_answers_202(admin, db, sandbox):
+    answer = admin.request("POST", "/servers", VALID)
     assert answer.status == 202, answer.body
     server = answer.json
     assert answer.headers["location"] == f"/api/servers/{server['id']}"
     assert server["status"] == "pending" and server["public_ip"] == "" and server["ready_at"] is None
     assert {k: server[k] for k in VALID} == VALID
+    assert server["owner"] == admin.get("/me").json["id"]
     droplet = cloud_droplet(sandbox, server["instance_id"]).json["droplet"]
     assert droplet["name"] == "web-1" and droplet["size_slug"] == "s-1vcpu-1gb"
     assert set(droplet["tags"]) == {"cloudprovisioner", f"cloudprovisioner:{server['id']}"}
@@ -38,79 +39,79 @@ def test_create_writes_the_row_creates_a_tagged_droplet_and_answers_202(app, db,
 PUBLIC_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIMISpa6WtkDYTxGVStxE220Gq7Q6xSakYvH0gBqHz4Uh test@cp"
 
 
-def test_create_from_an_html_form_with_tags_and_a_key(app, sandbox):
+def test_create_from_an_html_form_with_tags_and_a_key(admin, sandbox):
     key = http("POST", sandbox + "account/keys", {"name": "k", "public_key": PUBLIC_KEY},
                headers={"Authorization": f"Bearer {TEST_TOKEN}"}).json["ssh_key"]
     form = dict(VALID, tags="web,prod", ssh_keys=[str(key["id"]), key["fingerprint"]])
-    answer = call(app, "POST", "/servers", form, "application/x-www-form-urlencoded")
+    answer = admin.request("POST", "/servers", form, "application/x-www-form-urlencoded")
     assert answer.status == 202, answer.body
     assert answer.json["tags"] == ["web", "prod"]
     droplet = cloud_droplet(sandbox, answer.json["instance_id"]).json["droplet"]
     assert {"web", "prod"} <= set(droplet["tags"])
 
 
-def test_list_get_and_status(app):
-    created = call(app, "POST", "/servers", VALID).json
-    listed = call(app, "GET", "/servers")
+def test_list_get_and_status(admin):
+    created = admin.request("POST", "/servers", VALID).json
+    listed = admin.request("GET", "/servers")
     assert listed.status == 200 and listed.content_type == "application/json"
     assert [s["id"] for s in listed.json] == [created["id"]]
-    got = call(app, "GET", f"/servers/{created['id']}").json
+    got = admin.request("GET", f"/servers/{created['id']}").json
     assert got == created
-    status = call(app, "GET", f"/servers/{created['id']}/status").json
+    status = admin.request("GET", f"/servers/{created['id']}/status").json
     assert status == {"id": created["id"], "status": "pending", "status_reason": "", "public_ip": "",
                       "private_ip": "", "ready_at": None}
 
 
-def test_unknown_server_is_404_everywhere(app):
+def test_unknown_server_is_404_everywhere(admin):
     for method, path in (("GET", "/servers/nope"), ("GET", "/servers/nope/status"),
                          ("DELETE", "/servers/nope")):
-        assert_problem(call(app, method, path), 404)
+        assert_problem(admin.request(method, path), 404)
 
 
-def test_pages_follow_link_headers_in_a_stable_order(app, db):
-    ids = [call(app, "POST", "/servers", dict(VALID, name=f"web-{i}")).json["id"] for i in range(7)]
+def test_pages_follow_link_headers_in_a_stable_order(admin, db):
+    ids = [admin.request("POST", "/servers", dict(VALID, name=f"web-{i}")).json["id"] for i in range(7)]
     seen, url, pages = [], "/servers?limit=3", 0
     while url:
-        answer = call(app, "GET", url)
+        answer = admin.request("GET", url)
         pages += 1
         seen += [s["id"] for s in answer.json]
         link = answer.headers.get("link")
         url = link[link.index("</api") + 5:link.index(">")] if link else None
     assert seen == sorted(ids) and pages == 3
-    assert 'rel="next"' in call(app, "GET", "/servers?limit=3").headers["link"]
+    assert 'rel="next"' in admin.request("GET", "/servers?limit=3").headers["link"]
 
 
-def test_status_filter_and_deleted_left_out_unless_asked(app, db):
-    keep = call(app, "POST", "/servers", VALID).json["id"]
-    gone = call(app, "POST", "/servers", dict(VALID, name="web-2")).json["id"]
+def test_status_filter_and_deleted_left_out_unless_asked(admin, db):
+    keep = admin.request("POST", "/servers", VALID).json["id"]
+    gone = admin.request("POST", "/servers", dict(VALID, name="web-2")).json["id"]
     db.update("UPDATE servers SET status = 'deleted' WHERE id = %s", (gone,))
-    assert [s["id"] for s in call(app, "GET", "/servers").json] == [keep]
-    assert [s["id"] for s in call(app, "GET", "/servers?status=deleted").json] == [gone]
-    assert {s["id"] for s in call(app, "GET", "/servers?include_deleted=true").json} == {keep, gone}
-    assert call(app, "GET", "/servers?status=ready").json == []
+    assert [s["id"] for s in admin.request("GET", "/servers").json] == [keep]
+    assert [s["id"] for s in admin.request("GET", "/servers?status=deleted").json] == [gone]
+    assert {s["id"] for s in admin.request("GET", "/servers?include_deleted=true").json} == {keep, gone}
+    assert admin.request("GET", "/servers?status=ready").json == []
 
 
-def test_cloud_refusing_is_502_with_its_message_and_the_row_in_error(app, db, sandbox):
+def test_cloud_refusing_is_502_with_its_message_and_the_row_in_error(admin, db, sandbox):
     knob(sandbox, "POST", "/_sandbox/faults", {"status": 500, "count": 1, "path_prefix": "/v2/droplets"})
-    problem = assert_problem(call(app, "POST", "/servers", VALID), 502)
+    problem = assert_problem(admin.request("POST", "/servers", VALID), 502)
     assert "unable to give you a response" in problem["detail"]
     row = db.one("SELECT status, status_reason FROM servers")
     assert row["status"] == "error" and "unable to give you a response" in row["status_reason"]
 
 
-def test_cloud_rate_limit_is_502(app, db, sandbox):
+def test_cloud_rate_limit_is_502(admin, db, sandbox):
     knob(sandbox, "POST", "/_sandbox/faults", {"status": 429, "count": 1, "path_prefix": "/v2/droplets"})
-    problem = assert_problem(call(app, "POST", "/servers", VALID), 502)
+    problem = assert_problem(admin.request("POST", "/servers", VALID), 502)
     assert "Rate limit" in problem["detail"]
 
 
-def test_a_failed_create_leaves_no_droplet_nobody_tracks(values, sandbox, db):
+def test_a_failed_create_leaves_no_droplet_nobody_tracks(admin, values, sandbox, db):
     """The cloud creates the droplet but the answer is lost (slow): the monitor destroys it."""
     values.update(CP_DO_TIMEOUT="1")
-    app = make_app(make_config(values))
+    impatient = Client(make_app(make_config(values)), admin.token)
     knob(sandbox, "POST", "/_sandbox/faults", {"delay": 2, "count": 1, "path_prefix": "/v2/droplets",
                                                "method": "POST"})
-    problem = assert_problem(call(app, "POST", "/servers", VALID), 502)
+    problem = assert_problem(impatient.post("/servers", VALID), 502)
     assert "did not answer" in problem["detail"]
     assert count(db, "error") == 1
     time.sleep(1.5)  # the sandbox finishes the slow create
@@ -121,28 +122,28 @@ def test_a_failed_create_leaves_no_droplet_nobody_tracks(values, sandbox, db):
     assert listed["droplets"] == []
 
 
-def test_bad_input_loses_nothing_already_stored(app, db):
-    call(app, "POST", "/servers", VALID)
+def test_bad_input_loses_nothing_already_stored(admin, db):
+    admin.request("POST", "/servers", VALID)
     before = db.query("SELECT * FROM servers")
     form = "application/x-www-form-urlencoded"
     for body, content_type in ((b"{", "application/json"), (b"name=%ZZ&x", form),
                                (b"{}", "application/json"), (b'{"name": 1}', "application/json")):
-        assert call(app, "POST", "/servers", body, content_type).status in (400, 422)
+        assert admin.request("POST", "/servers", body, content_type).status in (400, 422)
     assert db.query("SELECT * FROM servers") == before
 
 
-def test_delete_destroys_the_droplet_and_marks_deleting(app, db, sandbox):
-    created = call(app, "POST", "/servers", VALID).json
-    answer = call(app, "DELETE", f"/servers/{created['id']}")
+def test_delete_destroys_the_droplet_and_marks_deleting(admin, db, sandbox):
+    created = admin.request("POST", "/servers", VALID).json
+    answer = admin.request("DELETE", f"/servers/{created['id']}")
     assert answer.status == 202 and answer.json["status"] == "deleting"
     assert cloud_droplet(sandbox, created["instance_id"]).status == 404
-    again = call(app, "DELETE", f"/servers/{created['id']}")
+    again = admin.request("DELETE", f"/servers/{created['id']}")
     assert again.status == 202 and again.json["status"] == "deleting"
 
 
-def test_delete_when_the_cloud_fails_is_502_and_changes_nothing(app, db, sandbox):
-    created = call(app, "POST", "/servers", VALID).json
+def test_delete_when_the_cloud_fails_is_502_and_changes_nothing(admin, db, sandbox):
+    created = admin.request("POST", "/servers", VALID).json
     knob(sandbox, "POST", "/_sandbox/faults", {"status": 503, "count": 1, "path_prefix": "/v2/droplets",
                                                "method": "DELETE"})
-    assert_problem(call(app, "DELETE", f"/servers/{created['id']}"), 502)
+    assert_problem(admin.request("DELETE", f"/servers/{created['id']}"), 502)
     assert count(db, "pending") == 1

@@ -5,7 +5,7 @@ import time
 
 from cloudprovisioner import monitor
 from cloudprovisioner.db import Database
-from tests.support import TEST_TOKEN, call, http, knob, make_config
+from tests.support import TEST_TOKEN, http, knob, make_config
 
 VALID = {"name": "web-1", "region": "nyc3", "size": "s-1vcpu-1gb", "image": "ubuntu-24-04-x64"}
 
@@ -24,43 +24,43 @@ def wait_active():
     time.sleep(1.2)  # the sandbox activates droplets after one second
 
 
-def test_pending_becomes_ready_with_ips_then_runs_are_quiet(app, values, db):
-    server = call(app, "POST", "/servers", VALID).json
+def test_pending_becomes_ready_with_ips_then_runs_are_quiet(admin, values, db):
+    server = admin.request("POST", "/servers", VALID).json
     status, out, _ = run(values)
     assert (status, out) == (0, "")  # not active yet: nothing changed, nothing said
     wait_active()
     status, out, err = run(values)
     assert status == 0 and err == ""
     assert out.startswith("monitor: 1 ready; 1 droplets listed in 1 page")
-    ready = call(app, "GET", f"/servers/{server['id']}").json
+    ready = admin.request("GET", f"/servers/{server['id']}").json
     assert ready["status"] == "ready" and ready["ready_at"]
     assert ready["public_ip"].startswith(("192.0.2.", "198.51.100.", "203.0.113."))
     assert ready["private_ip"].startswith("10.")
     assert run(values) == (0, "", "")
 
 
-def test_deletion_is_confirmed_once_the_cloud_no_longer_lists_it(app, values):
-    server = call(app, "POST", "/servers", VALID).json
-    call(app, "DELETE", f"/servers/{server['id']}")
+def test_deletion_is_confirmed_once_the_cloud_no_longer_lists_it(admin, values):
+    server = admin.request("POST", "/servers", VALID).json
+    admin.request("DELETE", f"/servers/{server['id']}")
     status, out, _ = run(values)
     assert status == 0 and "1 deleted" in out
-    deleted = call(app, "GET", f"/servers/{server['id']}").json
+    deleted = admin.request("GET", f"/servers/{server['id']}").json
     assert deleted["status"] == "deleted" and deleted["deleted_at"]
 
 
-def test_stuck_pending_times_out_and_its_droplet_is_destroyed(app, values, sandbox):
-    server = call(app, "POST", "/servers", VALID).json
+def test_stuck_pending_times_out_and_its_droplet_is_destroyed(admin, values, sandbox):
+    server = admin.request("POST", "/servers", VALID).json
     knob(sandbox, "POST", "/_sandbox/config", {"activate_after": 3600})
     values["CP_PENDING_TIMEOUT"] = "-1"
     status, out, _ = run(values)
     assert status == 0 and "1 timed out" in out and "destroying droplet" in out
-    row = call(app, "GET", f"/servers/{server['id']}").json
+    row = admin.request("GET", f"/servers/{server['id']}").json
     assert row["status"] == "error" and "not ready after" in row["status_reason"]
     assert cloud(sandbox, "GET", f"droplets/{server['instance_id']}").status == 404
 
 
-def test_adopts_a_droplet_whose_id_was_never_stored(app, values, db):
-    server = call(app, "POST", "/servers", VALID).json
+def test_adopts_a_droplet_whose_id_was_never_stored(admin, values, db):
+    server = admin.request("POST", "/servers", VALID).json
     db.update("UPDATE servers SET instance_id = NULL WHERE id = %s", (server["id"],))
     status, out, _ = run(values)
     assert "1 adopted" in out
@@ -78,19 +78,19 @@ def test_orphans_are_destroyed_after_the_grace_period(values, sandbox):
     assert cloud(sandbox, "GET", f"droplets/{made.json['droplet']['id']}").status == 404
 
 
-def test_a_vanished_droplet_marks_its_ready_row_error(app, values, sandbox):
-    server = call(app, "POST", "/servers", VALID).json
+def test_a_vanished_droplet_marks_its_ready_row_error(admin, values, sandbox):
+    server = admin.request("POST", "/servers", VALID).json
     wait_active()
     run(values)
     cloud(sandbox, "DELETE", f"droplets/{server['instance_id']}")
     status, out, _ = run(values)
     assert "1 vanished" in out
-    row = call(app, "GET", f"/servers/{server['id']}").json
+    row = admin.request("GET", f"/servers/{server['id']}").json
     assert row["status"] == "error" and "gone" in row["status_reason"]
 
 
-def test_a_held_lock_makes_the_run_step_aside(app, values, config):
-    call(app, "POST", "/servers", VALID)
+def test_a_held_lock_makes_the_run_step_aside(admin, values, config):
+    admin.request("POST", "/servers", VALID)
     wait_active()
     other = Database(config)
     assert other.get_lock(config.monitor_lock)
@@ -101,8 +101,8 @@ def test_a_held_lock_makes_the_run_step_aside(app, values, config):
     assert "1 ready" in run(values)[1]
 
 
-def test_a_cloud_failure_fails_the_run_and_changes_nothing(app, values, sandbox, db):
-    call(app, "POST", "/servers", VALID)
+def test_a_cloud_failure_fails_the_run_and_changes_nothing(admin, values, sandbox, db):
+    admin.request("POST", "/servers", VALID)
     wait_active()
     knob(sandbox, "POST", "/_sandbox/faults", {"status": 500, "count": 1, "path_prefix": "/v2/droplets"})
     status, out, err = run(values)

@@ -1,0 +1,171 @@
+"""Who is calling, and may they: bearer credentials and the one permission table.
+
+This runs on every authenticated request, so it stays light: an access token
+(a JWT) is verified here with `hmac` from the standard library rather than
+PyJWT, whose import alone costs 30-100 ms per CGI request. The verifier is
+deliberately narrow: one algorithm (HS256, the one we sign with), a strict
+token shape, required claims, and a constant-time signature check; the tests
+check it against PyJWT on valid, forged, expired, `alg: none` and wrong-type
+tokens. Tokens are issued with PyJWT (sessions.py), where the cost is paid once.
+
+After the signature, one query reads the user and the session as they are
+now: a disabled user, a revoked session or a changed role take effect at
+once, not when the token expires.
+"""
+
+import hashlib
+import hmac
+import json
+import time
+from binascii import Error as Base64Error
+from binascii import a2b_base64
+
+from .config import ConfigError
+from .errors import Problem
+
+ROLES = ("viewer", "developer", "operator", "admin")
+RANK = {role: rank for rank, role in enumerate(ROLES)}
+
+# The one permission table: every endpoint names one of these (web.py's routes),
+# and each is granted to a least role and every role above it.
+PERMISSIONS = {
+    "me:read": "viewer",
+    "servers:read": "viewer",
+    "tokens:own": "viewer",
+    "servers:write": "operator",
+    "users:manage": "admin",
+    "audit:read": "admin",
+}
+
+API_TOKEN_PREFIX = "cpt_"
+REFRESH_TOKEN_PREFIX = "cpr_"
+MIN_SECRET_LENGTH = 32
+ACCESS_CLAIMS = ("sub", "tenant", "role", "iat", "exp", "typ", "sid")
+CLOCK_SKEW = 60  # seconds a token's iat may lie in our future
+
+
+class Principal:
+    """The caller: a user, through a login session or an API token."""
+
+    def __init__(self, user_id, tenant_id, role, *, session_id=None, token_id=None, platform_admin=False):
+        self.user_id = user_id
+        self.tenant_id = tenant_id
+        self.role = role
+        self.session_id = session_id
+        self.token_id = token_id
+        self.platform_admin = platform_admin
+
+
+def unauthorized(detail, error="invalid_token"):
+    challenge = 'Bearer realm="cloudprovisioner"'
+    if error:
+        challenge += f', error="{error}", error_description="{detail}"'
+    return Problem(401, "unauthorized", detail, headers=[("WWW-Authenticate", challenge)])
+
+
+def signing_key(config):
+    """The HS256 key; refusing to work without a real one (web.py turns this into a 503)."""
+    secret = config.get("CP_JWT_SECRET")
+    if len(secret) < MIN_SECRET_LENGTH:
+        raise ConfigError(f"CP_JWT_SECRET is shorter than {MIN_SECRET_LENGTH} characters")
+    return secret.encode("utf-8")
+
+
+def token_hash(token):
+    """API and refresh tokens are stored only as this digest."""
+    return hashlib.sha256(token.encode("utf-8")).hexdigest()
+
+
+def bearer_token(request):
+    scheme, _, credentials = request.environ.get("HTTP_AUTHORIZATION", "").partition(" ")
+    if scheme.lower() != "bearer" or not credentials.strip():
+        return None
+    return credentials.strip()
+
+
+def authenticate(request):
+    """The caller's Principal, or a 401."""
+    token = bearer_token(request)
+    if token is None:
+        raise unauthorized("send Authorization: Bearer <token>", error=None)
+    if token.startswith(API_TOKEN_PREFIX):
+        return _api_token_principal(request.db, token)
+    claims = verify_jwt(token, signing_key(request.config), "access")
+    return _session_principal(request.db, claims)
+
+
+def authorize(principal, permission):
+    least = PERMISSIONS[permission]
+    if RANK[principal.role] < RANK[least]:
+        raise Problem(403, "forbidden", f"the {principal.role} role may not do this ({permission} needs {least})")
+
+
+def _b64url(part):
+    try:
+        return a2b_base64(part.translate(_URLSAFE) + "=" * (-len(part) % 4), strict_mode=True)
+    except (Base64Error, ValueError):
+        raise unauthorized("malformed token") from None
+
+
+_URLSAFE = str.maketrans("-_", "+/")
+
+
+def verify_jwt(token, key, expected_type, now=None):
+    """The claims of an HS256 JWT we signed, or a 401 saying what is wrong."""
+    parts = token.split(".")
+    if len(parts) != 3 or not token.isascii():
+        raise unauthorized("malformed token")
+    header_part, payload_part, signature_part = parts
+    try:
+        header = json.loads(_b64url(header_part))
+        claims = json.loads(_b64url(payload_part))
+    except ValueError:
+        raise unauthorized("malformed token") from None
+    if not isinstance(header, dict) or header.get("alg") != "HS256":
+        raise unauthorized("unsupported token algorithm")
+    expected = hmac.digest(key, f"{header_part}.{payload_part}".encode("ascii"), "sha256")
+    if not hmac.compare_digest(expected, _b64url(signature_part)):
+        raise unauthorized("bad token signature")
+    if not isinstance(claims, dict) or any(name not in claims for name in ACCESS_CLAIMS):
+        raise unauthorized("token lacks required claims")
+    if claims["typ"] != expected_type:
+        raise unauthorized(f"not an {expected_type} token")
+    now = time.time() if now is None else now
+    if not isinstance(claims["exp"], int) or claims["exp"] <= now:
+        raise unauthorized("token expired")
+    if not isinstance(claims["iat"], int) or claims["iat"] > now + CLOCK_SKEW:
+        raise unauthorized("token issued in the future")
+    return claims
+
+
+def _session_principal(db, claims):
+    row = db.one(
+        "SELECT u.tenant_id, u.role, u.disabled, u.platform_admin, s.revoked_at, "
+        "s.expires_at <= UTC_TIMESTAMP(6) AS ended "
+        "FROM sessions s JOIN users u ON u.id = s.user_id WHERE s.id = %s AND u.id = %s",
+        (str(claims["sid"]), str(claims["sub"])))
+    if row is None or row["revoked_at"] or row["ended"]:
+        raise unauthorized("the session has ended; log in again")
+    if row["disabled"] or row["tenant_id"] != claims["tenant"]:
+        raise unauthorized("the account is disabled")
+    return Principal(claims["sub"], row["tenant_id"], row["role"], session_id=claims["sid"],
+                     platform_admin=bool(row["platform_admin"]))
+
+
+def _api_token_principal(db, token):
+    row = db.one(
+        "SELECT t.id, t.role AS token_role, t.revoked_at, "
+        "t.expires_at IS NOT NULL AND t.expires_at <= UTC_TIMESTAMP(6) AS expired, "
+        "u.id AS user_id, u.tenant_id, u.role, u.disabled, u.platform_admin "
+        "FROM api_tokens t JOIN users u ON u.id = t.user_id WHERE t.token_hash = %s",
+        (token_hash(token),))
+    if row is None or row["revoked_at"]:
+        raise unauthorized("unknown or revoked API token")
+    if row["expired"]:
+        raise unauthorized("API token expired")
+    if row["disabled"]:
+        raise unauthorized("the account is disabled")
+    # Never more than its creator has now, whatever it was made with.
+    role = min(row["token_role"], row["role"], key=RANK.__getitem__)
+    return Principal(row["user_id"], row["tenant_id"], role, token_id=row["id"],
+                     platform_admin=bool(row["platform_admin"]))

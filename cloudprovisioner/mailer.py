@@ -1,0 +1,112 @@
+"""Outgoing mail through an outbox: nothing is lost when the SMTP server is down.
+
+A message is written to the `outbox` table in the same transaction as what it
+announces, then sent at once if the server answers; if not, the mail cron job
+(`monitor/send_mail`) retries it with growing delays, until it is taken.
+A named lock keeps two senders (a request and cron) from sending one twice.
+"""
+
+import argparse
+import sys
+
+from .errors import Problem
+
+LOCK_NAME = "cloudprovisioner.mail"
+MAX_DELAY = 3600  # seconds between retries, at most
+
+
+def enqueue(db, recipient, subject, body):
+    db.update("INSERT INTO outbox (recipient, subject, body, created_at, next_attempt_at) "
+              "VALUES (%s, %s, %s, UTC_TIMESTAMP(6), UTC_TIMESTAMP(6))", (recipient, subject, body))
+
+
+def deliver(config, db, log=None):
+    """Send every message that is due. Answer (sent, failed); quietly nothing if another sender runs."""
+    if not db.get_lock(LOCK_NAME, 0):
+        return 0, 0
+    try:
+        due = db.query("SELECT id, recipient, subject, body, attempts FROM outbox "
+                       "WHERE sent_at IS NULL AND next_attempt_at <= UTC_TIMESTAMP(6) ORDER BY id LIMIT 100")
+        if not due:
+            return 0, 0
+        return _send_all(config, db, due, log or (lambda message: None))
+    finally:
+        db.query("SELECT RELEASE_LOCK(%s) AS released", (LOCK_NAME,))
+
+
+def _send_all(config, db, due, log):
+    import smtplib
+    sent = failed = 0
+    try:
+        connection = _connect(config)
+    except (OSError, smtplib.SMTPException) as exc:
+        for message in due:
+            _postpone(db, message, exc)
+        log(f"mail: cannot reach {config.smtp_host}:{config.smtp_port}: {exc}")
+        return 0, len(due)
+    with connection:
+        for message in due:
+            try:
+                connection.send_message(_email(config, message))
+            except (OSError, smtplib.SMTPException) as exc:
+                _postpone(db, message, exc)
+                failed += 1
+                log(f"mail: message {message['id']} to {message['recipient']} not sent: {exc}")
+                continue
+            db.update("UPDATE outbox SET sent_at = UTC_TIMESTAMP(6), attempts = attempts + 1 WHERE id = %s",
+                      (message["id"],))
+            sent += 1
+    return sent, failed
+
+
+def _connect(config):
+    import smtplib
+    security = config.smtp_security
+    if security == "ssl":
+        connection = smtplib.SMTP_SSL(config.smtp_host, config.smtp_port, timeout=config.smtp_timeout)
+    else:
+        connection = smtplib.SMTP(config.smtp_host, config.smtp_port, timeout=config.smtp_timeout)
+        if security == "starttls":
+            connection.starttls()
+    if config.smtp_user:
+        connection.login(config.smtp_user, config.smtp_password)
+    return connection
+
+
+def _email(config, message):
+    from email.message import EmailMessage
+    email = EmailMessage()
+    email["From"] = config.mail_from
+    email["To"] = message["recipient"]
+    email["Subject"] = message["subject"]
+    email.set_content(message["body"])
+    return email
+
+
+def _postpone(db, message, error):
+    delay = min(MAX_DELAY, 60 * 2 ** message["attempts"])
+    db.update("UPDATE outbox SET attempts = attempts + 1, last_error = %s, "
+              "next_attempt_at = UTC_TIMESTAMP(6) + INTERVAL %s SECOND WHERE id = %s",
+              (str(error)[:500], delay, message["id"]))
+
+
+def main(argv=None):
+    """The mail cron job: send what is due; say something only when mail moved or failed."""
+    from . import config as configuration
+    from .db import Database
+    parser = argparse.ArgumentParser(description="Send the mail waiting in the outbox.")
+    parser.add_argument("--config", help="the env file (default: $CLOUDPROVISIONER_CONFIG)")
+    args = parser.parse_args(argv)
+    try:
+        config = configuration.load(path=args.config)
+        db = Database(config)
+        try:
+            sent, failed = deliver(config, db, log=lambda line: sys.stderr.write(line + "\n"))
+        finally:
+            db.close()
+    except (configuration.ConfigError, Problem) as exc:
+        sys.stderr.write(f"send_mail: {exc}\n")
+        return 1
+    if sent:
+        print(f"mail: {sent} sent")
+    return 1 if failed else 0
