@@ -13,6 +13,7 @@ PYTHON ?= /usr/bin/python3
 DEMO_DIR ?= /var/tmp/cloudprovisioner-demo
 DEMO_PORT ?= 8080
 DEMO_CLOUD_PORT ?= 8090
+DEMO_SMTP_PORT ?= 8025
 
 VENV = .venv
 SHIMS = cgi-bin/api monitor/monitor_new_node monitor/send_mail bin/cloudprovisioner-admin
@@ -39,7 +40,7 @@ lint: venv
 	$(VENV)/bin/ruff check .
 
 demo: venv
-	$(VENV)/bin/python tools/demo.py start --dir $(DEMO_DIR) --port $(DEMO_PORT) --cloud-port $(DEMO_CLOUD_PORT)
+	$(VENV)/bin/python tools/demo.py start --dir $(DEMO_DIR) --port $(DEMO_PORT) --cloud-port $(DEMO_CLOUD_PORT) --smtp-port $(DEMO_SMTP_PORT)
 
 demo-stop: venv
 	$(VENV)/bin/python tools/demo.py stop --dir $(DEMO_DIR) --port $(DEMO_PORT)
@@ -71,7 +72,7 @@ install:
 		install -m 640 etc/cloudprovisioner.env.example $(CONFDIR)/cloudprovisioner.env && \
 		{ chgrp $(WEB_GROUP) $(CONFDIR)/cloudprovisioner.env 2>/dev/null || true; }; }
 	$(PREFIX)/bin/cloudprovisioner-admin --config $(CONFDIR)/cloudprovisioner.env ensure-secret
-	chmod -R a+rX $(PREFIX)
+	chmod -R a+rX $(PREFIX)/venv $(PREFIX)/cgi-bin $(PREFIX)/monitor $(PREFIX)/bin $(PREFIX)/sql
 	@echo "installed into $(PREFIX); edit $(CONFDIR)/cloudprovisioner.env, then: make migrate admin"
 
 migrate:

@@ -43,7 +43,7 @@ def call(app, method, path, body=None, content_type=None, headers=None, script_n
     """Drive the WSGI app in-process the way CGIHandler would."""
     data, content_type = encode(body, content_type)
     path, _, query = path.partition("?")
-    environ = {"REQUEST_METHOD": method, "SCRIPT_NAME": script_name, "PATH_INFO": path,
+    environ = {"REQUEST_METHOD": method, "SCRIPT_NAME": script_name, "PATH_INFO": path, "REMOTE_ADDR": "127.0.0.1",
                "QUERY_STRING": query, "wsgi.input": io.BytesIO(data), "wsgi.errors": sys.stderr}
     if data or method in ("POST", "PUT", "PATCH"):
         environ["CONTENT_LENGTH"] = str(len(data))

@@ -15,7 +15,8 @@ ROOT = Path(__file__).resolve().parents[1]
 @pytest.fixture
 def demo():
     folder = Path(tempfile.mkdtemp(prefix="cp-demo-", dir="/tmp"))
-    settings = [f"DEMO_DIR={folder}", f"DEMO_PORT={free_port()}", f"DEMO_CLOUD_PORT={free_port()}"]
+    settings = [f"DEMO_DIR={folder}", f"DEMO_PORT={free_port()}", f"DEMO_CLOUD_PORT={free_port()}",
+                f"DEMO_SMTP_PORT={free_port()}"]
     try:
         started = subprocess.run(["make", "-s", "-C", str(ROOT), "demo", *settings],
                                  capture_output=True, text=True, timeout=600)
@@ -32,6 +33,8 @@ def test_the_printed_walkthrough_works_as_printed(demo):
     done = subprocess.run(["bash", "-e", "-c", script], capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
     out = done.stdout
+    assert re.search(r"Tenant id: [0-9a-f-]{36}", out)
+    assert '"email":"dee@example.test"' in out and "unauthorized" in out
     assert '"status":"pending"' in out
     assert "HTTP/1.1 200 OK" in out and 'rel="next"' in out
     assert re.search(r'"status":"ready","status_reason":"","public_ip":"\d+\.\d+\.\d+\.\d+"', out)

@@ -11,16 +11,17 @@ from pathlib import Path
 
 import pytest
 
+from cloudprovisioner.config import parse_env_file
 from cloudprovisioner.devstack import Apache
 from tests.support import assert_problem, http, knob
 
 ROOT = Path(__file__).resolve().parents[1]
 VALID = {"name": "e2e-1", "region": "ams3", "size": "s-1vcpu-1gb", "image": "debian-12-x64",
-         "description": "end to end", "owner": "ci"}
+         "description": "end to end"}
 
 
 @pytest.fixture(scope="module")
-def installed(stack_dir, mariadb, sandbox):
+def installed(stack_dir, mariadb, sandbox, smtp):
     prefix = stack_dir / "install"
     dirs = {"PREFIX": prefix, "CONFDIR": prefix / "etc", "APACHE_CONFDIR": prefix / "apache",
             "CRONDIR": prefix / "cron.d"}
@@ -29,9 +30,12 @@ def installed(stack_dir, mariadb, sandbox):
     password = secrets.token_urlsafe(18)
     mariadb.create_app_database("cp_e2e", "cp_e2e", password)
     env_file = prefix / "etc" / "cloudprovisioner.env"
+    # make install generated the signing secret, readable by the web server's group only.
+    assert len(parse_env_file(env_file.read_text())["CP_JWT_SECRET"]) >= 32
+    assert oct(env_file.stat().st_mode & 0o777) == "0o640"
     settings = {"CP_DB_SOCKET": mariadb.socket, "CP_DB_NAME": "cp_e2e", "CP_DB_USER": "cp_e2e",
                 "CP_DB_PASSWORD": password, "CP_DO_TOKEN": "test-token", "CP_DO_API_URL": sandbox,
-                "CP_MAX_BODY_BYTES": "100000"}
+                "CP_MAX_BODY_BYTES": "100000", "CP_SMTP_HOST": "127.0.0.1", "CP_SMTP_PORT": str(smtp.port)}
     lines = [line for line in env_file.read_text().splitlines() if line.split("=")[0] not in settings]
     env_file.write_text("\n".join(lines + [f"{k}={v}" for k, v in settings.items()]) + "\n")
     migrate = [str(prefix / "bin" / "cloudprovisioner-admin"), "--config", str(env_file), "migrate"]
@@ -49,10 +53,10 @@ def apache(stack_dir, installed):
     server.stop()
 
 
-def run_cron_job(prefix):
-    """Run the monitor's line from the installed cron file as cron would: its user, its command."""
+def run_cron_job(prefix, script):
+    """Run a job's line from the installed cron file as cron would: its user, its command."""
     line = next(line for line in (prefix / "cron.d" / "cloudprovisioner").read_text().splitlines()
-                if line.startswith("* * * * *"))
+                if line.startswith("* * * * *") and script in line)
     fields = line.split(None, 6)
     user, command = fields[5], fields[6]
     argv = ["sh", "-c", command]
@@ -61,34 +65,75 @@ def run_cron_job(prefix):
     return subprocess.run(argv, capture_output=True, text=True, env={"PATH": "/usr/bin:/bin"}, timeout=120)
 
 
-def test_the_whole_life_of_a_server(apache, installed, sandbox):
+@pytest.fixture(scope="module")
+def tenant(apache, smtp):
+    """A tenant registered over HTTP; its welcome mail arrived; its admin logged in."""
+    api = apache.url + "/api"
+    registered = http("POST", api + "/auth/register", {"tenant_name": "E2E", "name": "Eve",
+                                                       "email": "eve@e2e.test", "password": "e2e password 123"})
+    assert registered.status == 201, (registered.body, apache.error_log())
+    tenant_id = registered.json["tenant"]["id"]
+    assert any(tenant_id in mail.get_content() for mail in smtp.messages if mail["To"] == "eve@e2e.test")
+    tokens = http("POST", api + "/auth/login", {"email": "eve@e2e.test", "password": "e2e password 123"})
+    assert tokens.status == 200, tokens.body
+    return tokens.json
+
+
+def bearer(tokens):
+    return {"Authorization": f"Bearer {tokens['access_token']}"}
+
+
+def test_the_authorization_header_reaches_the_script(apache, tenant):
+    assert http("GET", apache.url + "/api/me", headers=bearer(tenant)).json["email"] == "eve@e2e.test"
+    assert_problem(http("GET", apache.url + "/api/me"), 401)
+
+
+def test_the_whole_life_of_a_server(apache, installed, sandbox, tenant):
     knob(sandbox, "POST", "/_sandbox/reset")
     api = apache.url + "/api"
-    created = http("POST", api + "/servers", VALID)
+    # A session of its own: this test refreshes and ends it.
+    session = http("POST", api + "/auth/login", {"email": "eve@e2e.test", "password": "e2e password 123"}).json
+    auth = bearer(session)
+    assert_problem(http("POST", api + "/servers", VALID), 401)
+    created = http("POST", api + "/servers", VALID, headers=auth)
     assert created.status == 202, (created.body, apache.error_log())
     server = created.json
     assert created.headers["location"] == f"/api/servers/{server['id']}"
     assert server["status"] == "pending"
 
     time.sleep(1.2)  # the sandbox activates droplets after a second
-    job = run_cron_job(installed)
+    job = run_cron_job(installed, "monitor_new_node")
     assert job.returncode == 0, job.stderr
     assert "1 ready" in job.stdout
 
-    listed = http("GET", api + "/servers")
+    listed = http("GET", api + "/servers", headers=auth)
     assert listed.status == 200
     ready = next(s for s in listed.json if s["id"] == server["id"])
     assert ready["status"] == "ready" and ready["public_ip"]
-    assert http("GET", f"{api}/servers/{server['id']}").json == ready
-    assert http("GET", f"{api}/servers/{server['id']}/status").json["status"] == "ready"
+    assert http("GET", f"{api}/servers/{server['id']}", headers=auth).json == ready
+    assert http("GET", f"{api}/servers/{server['id']}/status", headers=auth).json["status"] == "ready"
 
-    deleting = http("DELETE", f"{api}/servers/{server['id']}")
+    # A new pair from the refresh token; the old access token still works until it expires.
+    refreshed = http("POST", api + "/auth/refresh", {"refresh_token": session["refresh_token"]})
+    assert refreshed.status == 200, refreshed.body
+    auth = bearer(refreshed.json)
+
+    deleting = http("DELETE", f"{api}/servers/{server['id']}", headers=auth)
     assert deleting.status == 202 and deleting.json["status"] == "deleting"
-    job = run_cron_job(installed)
+    job = run_cron_job(installed, "monitor_new_node")
     assert job.returncode == 0 and "1 deleted" in job.stdout, job.stderr
-    assert http("GET", f"{api}/servers/{server['id']}").json["status"] == "deleted"
-    assert http("GET", api + "/servers").json == []
-    assert run_cron_job(installed).stdout == ""  # quiet when nothing changed
+    assert http("GET", f"{api}/servers/{server['id']}", headers=auth).json["status"] == "deleted"
+    assert http("GET", api + "/servers", headers=auth).json == []
+    assert run_cron_job(installed, "monitor_new_node").stdout == ""  # quiet when nothing changed
+
+    assert http("POST", api + "/auth/logout", headers=auth).status == 204
+    assert_problem(http("GET", api + "/me", headers=auth), 401)
+    assert http("GET", api + "/me", headers=bearer(tenant)).status == 200  # other sessions live on
+
+
+def test_the_mail_cron_job_runs_and_is_quiet_with_nothing_to_send(installed, apache, tenant):
+    job = run_cron_job(installed, "send_mail")
+    assert (job.returncode, job.stdout, job.stderr) == (0, "", "")
 
 
 def test_cgi_runs_as_the_unprivileged_user(apache):
@@ -98,8 +143,8 @@ def test_cgi_runs_as_the_unprivileged_user(apache):
     assert "www-data" in out.split()
 
 
-def test_the_cgi_bin_url_answers_too(apache):
-    answer = http("GET", apache.url + "/cgi-bin/cloudprovisioner/api/servers")
+def test_the_cgi_bin_url_answers_too(apache, tenant):
+    answer = http("GET", apache.url + "/cgi-bin/cloudprovisioner/api/servers", headers=bearer(tenant))
     assert answer.status == 200 and answer.content_type == "application/json"
 
 
@@ -120,23 +165,23 @@ def test_nothing_else_of_the_install_is_served(apache, installed):
     ("POST", "/api/servers", {"name": "bad name", "region": "x"}, "application/json", 422),
     ("GET", "/api/servers?limit=9999", None, None, 422),
 ])
-def test_bad_input_through_apache(apache, method, path, body, content_type, status):
-    answer = http(method, apache.url + path, body, content_type)
+def test_bad_input_through_apache(apache, tenant, method, path, body, content_type, status):
+    answer = http(method, apache.url + path, body, content_type, headers=bearer(tenant))
     assert_problem(answer, status)
 
 
-def test_database_down_is_503_then_recovers(apache, mariadb):
+def test_database_down_is_503_then_recovers(apache, mariadb, tenant):
     mariadb.stop()
     try:
-        answer = http("GET", apache.url + "/api/servers")
+        answer = http("GET", apache.url + "/api/servers", headers=bearer(tenant))
         assert_problem(answer, 503)
         assert answer.headers["retry-after"]
     finally:
         mariadb.start()
-    assert http("GET", apache.url + "/api/servers").status == 200
+    assert http("GET", apache.url + "/api/servers", headers=bearer(tenant)).status == 200
 
 
 def test_shims_have_the_venv_shebang(installed):
-    for shim in ("cgi-bin/api", "monitor/monitor_new_node", "bin/cloudprovisioner-admin"):
+    for shim in ("cgi-bin/api", "monitor/monitor_new_node", "monitor/send_mail", "bin/cloudprovisioner-admin"):
         first = (installed / shim).read_text().splitlines()[0]
         assert shlex.split(first[2:])[0] == str(installed / "venv" / "bin" / "python3")

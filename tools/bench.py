@@ -1,9 +1,11 @@
 """`make bench`: requests/s through the real Apache, compared in one run.
 
-Installs the service into a scratch prefix, stores 100 servers, and drives
-Apache with wrk: GET /api/servers against a trivial Python CGI script that
-only prints JSON (same interpreter, same flags). The ratio is what matters:
-absolute figures depend on the machine, the ratio on what our code costs.
+Installs the service into a scratch prefix, creates an admin, stores 100
+servers in its tenant, and drives Apache with wrk: authenticated
+GET /api/servers (with an access token, then with an API token) against a
+trivial Python CGI script that only prints JSON (same interpreter, same
+flags). The ratio is what matters: absolute figures depend on the machine,
+the ratio on what our code costs.
 """
 
 import argparse
@@ -44,12 +46,38 @@ def install(base, mariadb, cloud_url):
     return dirs
 
 
+def create_admin(dirs, base):
+    password = base / "password"
+    password.write_text("bench password 123\n")
+    subprocess.run([str(dirs["PREFIX"] / "bin" / "cloudprovisioner-admin"), "--config",
+                    str(dirs["CONFDIR"] / "cloudprovisioner.env"), "create-admin", "--email", "bench@bench.test",
+                    "--name", "Bench", "--password-file", str(password)], check=True, capture_output=True)
+
+
+def credentials(url):
+    """An access token from a real login, and an API token made with it."""
+    login = post(url + "/api/auth/login", {"email": "bench@bench.test", "password": "bench password 123"})
+    access = login["access_token"]
+    api_token = post(url + "/api/tokens", {"name": "bench"}, access)["token"]
+    return access, api_token
+
+
+def post(url, body, token=None):
+    import urllib.request
+    request = urllib.request.Request(url, json.dumps(body).encode(), {"Content-Type": "application/json"})
+    if token:
+        request.add_header("Authorization", f"Bearer {token}")
+    with urllib.request.urlopen(request) as answer:
+        return json.load(answer)
+
+
 def seed(mariadb, count):
     rows = ",".join(
-        f"('{i:026d}', 'bench', 'server {i}', 'web-{i}', 'nyc3', 's-1vcpu-1gb', 'ubuntu-24-04-x64', '[]', "
+        f"('{i:026d}', (SELECT id FROM cp_bench.tenants LIMIT 1), 'bench', 'server {i}', 'web-{i}', 'nyc3', "
+        "'s-1vcpu-1gb', 'ubuntu-24-04-x64', '[]', "
         f"{1000 + i}, 'ready', '192.0.2.{i % 250}', '10.0.0.{i % 250}', UTC_TIMESTAMP(6), UTC_TIMESTAMP(6), "
         "UTC_TIMESTAMP(6))" for i in range(count))
-    mariadb.root_sql("DELETE FROM cp_bench.servers; INSERT INTO cp_bench.servers (id, owner, description, "
+    mariadb.root_sql("DELETE FROM cp_bench.servers; INSERT INTO cp_bench.servers (id, tenant_id, owner, description, "
                      "name, region, size, image, tags, instance_id, status, public_ip, private_ip, "
                      f"created_at, updated_at, ready_at) VALUES {rows}")
 
@@ -66,8 +94,9 @@ def trivial_site(base, python):
     return conf
 
 
-def wrk(url, seconds, connections):
-    done = subprocess.run(["wrk", "-t2", f"-c{connections}", f"-d{seconds}s", url],
+def wrk(url, seconds, connections, token=None):
+    header = ["-H", f"Authorization: Bearer {token}"] if token else []
+    done = subprocess.run(["wrk", "-t2", f"-c{connections}", f"-d{seconds}s", *header, url],
                           capture_output=True, text=True, check=True)
     if "Non-2xx" in done.stdout:
         raise SystemExit(f"{url} answered errors:\n{done.stdout}")
@@ -93,6 +122,7 @@ def main():
         cloud_url = cloud.start().split()[-1]
         services.append(cloud)
         dirs = install(base, mariadb, cloud_url)
+        create_admin(dirs, base)
         seed(mariadb, args.servers)
         apache = Apache(base / "apache", 0, [dirs["APACHE_CONFDIR"] / "cloudprovisioner.conf",
                                              trivial_site(base, dirs["PREFIX"] / "venv" / "bin" / "python3")])
@@ -106,15 +136,17 @@ def main():
 
 
 def report(url, args):
-    targets = {"trivial Python CGI (prints JSON)": url + "/trivial",
-               f"GET /api/servers ({args.servers} stored, limit 50)": url + "/api/servers"}
-    for target in targets.values():  # warm caches (page cache, .pyc, MariaDB buffer pool)
-        wrk(target, 2, args.connections)
-    rates = {name: wrk(target, args.seconds, args.connections) for name, target in targets.items()}
+    access, api_token = credentials(url)
+    targets = {"trivial Python CGI (prints JSON)": (url + "/trivial", None),
+               f"GET /api/servers, access token ({args.servers} stored, 50 a page)": (url + "/api/servers", access),
+               "GET /api/servers, API token": (url + "/api/servers", api_token)}
+    for target, token in targets.values():  # warm caches (page cache, .pyc, MariaDB buffer pool)
+        wrk(target, 2, args.connections, token)
+    rates = {name: wrk(target, args.seconds, args.connections, token) for name, (target, token) in targets.items()}
     trivial = next(iter(rates.values()))
     print(f"wrk -t2 -c{args.connections} -d{args.seconds}s through Apache (CGI), one run:")
     for name, rate in rates.items():
-        print(f"  {name:<48} {rate:8.1f} requests/s   ratio {rate / trivial:.2f}")
+        print(f"  {name:<60} {rate:8.1f} requests/s   ratio {rate / trivial:.2f}")
     print(json.dumps({name: round(rate, 1) for name, rate in rates.items()}))
 
 

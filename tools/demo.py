@@ -21,7 +21,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from cloudprovisioner.config import parse_env_file  # noqa: E402
-from cloudprovisioner.devstack import Apache, MariaDB, Process, check_traversable  # noqa: E402
+from cloudprovisioner.devstack import Apache, MariaDB, Process, check_traversable, wait_for_port  # noqa: E402
 
 CLOUD_TOKEN = "demo-token"  # the sandbox accepts only this; a real deployment sets a DigitalOcean token
 MONITOR_INTERVAL = 10  # seconds; cron runs it every 60, the demo is impatient
@@ -43,13 +43,15 @@ def start(args):
     step(f"MariaDB on {mariadb.socket}")
     cloud_url = start_sandbox(base, args.cloud_port)
     step(f"local cloud API on {cloud_url}")
+    smtp_port = start_mail_sink(base, args.smtp_port)
+    step(f"mail sink on 127.0.0.1:{smtp_port}, writing {base / 'mail.log'}")
     dirs = layout(base)
     done = subprocess.run(["make", "-s", "-C", str(ROOT), "install", *(f"{k}={v}" for k, v in dirs.items())],
                           capture_output=True, text=True)
     if done.returncode:
         raise SystemExit(f"make install failed:\n{done.stdout}{done.stderr}")
     step(f"installed into {dirs['PREFIX']}")
-    env_file = write_config(dirs["CONFDIR"] / "cloudprovisioner.env", mariadb, cloud_url)
+    env_file = write_config(dirs["CONFDIR"] / "cloudprovisioner.env", mariadb, cloud_url, smtp_port)
     subprocess.run([str(dirs["PREFIX"] / "bin" / "cloudprovisioner-admin"), "--config", str(env_file),
                     "migrate"], check=True, stdout=subprocess.DEVNULL)
     step("database schema up to date")
@@ -73,13 +75,24 @@ def start_sandbox(base, port):
     return line.split()[-1]
 
 
-def write_config(path, mariadb, cloud_url):
+def start_mail_sink(base, port):
+    """aiosmtpd printing every message it receives: the demo's stand-in for a mail server."""
+    process = Process([sys.executable, "-m", "aiosmtpd", "-n", "-l", f"127.0.0.1:{port}",
+                       "-c", "aiosmtpd.handlers.Debugging"], None, base / "mail.log")
+    process.start()
+    (base / "mail.pid").write_text(str(process.pid))
+    wait_for_port("127.0.0.1", port)
+    return port
+
+
+def write_config(path, mariadb, cloud_url, smtp_port):
     """Fill in the demo's settings; keep the database password of an earlier run."""
     values = parse_env_file(path.read_text())
     password = values.get("CP_DB_PASSWORD") or secrets.token_urlsafe(24)
     mariadb.create_app_database("cloudprovisioner", "cloudprovisioner", password)
     values.update(CP_DB_SOCKET=mariadb.socket, CP_DB_PASSWORD=password, CP_DO_TOKEN=CLOUD_TOKEN,
-                  CP_DO_API_URL=cloud_url, CP_ORPHAN_GRACE="120")
+                  CP_DO_API_URL=cloud_url, CP_ORPHAN_GRACE="120", CP_SMTP_HOST="127.0.0.1",
+                  CP_SMTP_PORT=str(smtp_port))
     lines = [line for line in path.read_text().splitlines()
              if line.partition("=")[0].strip() not in values]
     path.write_text("\n".join(lines + [f"{key}={value}" for key, value in values.items()]) + "\n")
@@ -112,7 +125,7 @@ def timer(args):
 
 def stop(args, quiet=False):
     base = Path(args.dir).resolve()
-    for name in ("timer", "cloud"):
+    for name in ("timer", "cloud", "mail"):
         pid_file = base / f"{name}.pid"
         if pid_file.exists():
             with contextlib.suppress(ProcessLookupError, ValueError):
@@ -139,25 +152,36 @@ Logs: {base}/apache/error.log (API), {base}/monitor.log (monitor), {base}/cloud.
 Try it (copy and paste; needs curl and python3):
 
 # --- walkthrough ---
+# Register a tenant; you become its admin. The welcome mail carries the tenant id:
+curl -s -X POST {api}/auth/register -H 'Content-Type: application/json' \
+  -d '{{"tenant_name": "Demo", "name": "Dee", "email": "dee@example.test", "password": "demo password 1"}}'
+grep 'Tenant id' {base}/mail.log
+# Log in; keep the access token (valid 15 minutes; POST /api/auth/refresh renews it):
+TOKEN=$(curl -s -X POST {api}/auth/login -H 'Content-Type: application/json' \
+  -d '{{"email": "dee@example.test", "password": "demo password 1"}}' | python3 -c 'import json, sys; print(json.load(sys.stdin)["access_token"])')
+AUTH="Authorization: Bearer $TOKEN"
+curl -s {api}/me -H "$AUTH"
 # Create a VM: the answer is 202 with the server, still pending. Keep its id.
-SERVER=$(curl -s -X POST {api}/servers -H 'Content-Type: application/json' \
-  -d '{{"name": "web-1", "region": "nyc3", "size": "s-1vcpu-1gb", "image": "ubuntu-24-04-x64", "description": "my first server", "owner": "me"}}')
+SERVER=$(curl -s -X POST {api}/servers -H "$AUTH" -H 'Content-Type: application/json' \
+  -d '{{"name": "web-1", "region": "nyc3", "size": "s-1vcpu-1gb", "image": "ubuntu-24-04-x64", "description": "my first server"}}')
 echo "$SERVER"
 ID=$(echo "$SERVER" | python3 -c 'import json, sys; print(json.load(sys.stdin)["id"])')
 # The same from a plain HTML form, with tags:
-curl -s -X POST {api}/servers -d name=web-2 -d region=ams3 -d size=s-1vcpu-512mb-10gb -d image=debian-12-x64 -d tags=web,demo
+curl -s -X POST {api}/servers -H "$AUTH" -d name=web-2 -d region=ams3 -d size=s-1vcpu-512mb-10gb -d image=debian-12-x64 -d tags=web,demo
 # List them (filter with ?status=ready; page with ?limit=1 and the Link header):
-curl -s -i '{api}/servers?limit=1'
-curl -s {api}/servers
+curl -s -i '{api}/servers?limit=1' -H "$AUTH"
+curl -s {api}/servers -H "$AUTH"
 # The cloud boots it in 10 s, the monitor notices within another 10 s:
 sleep 25
-curl -s {api}/servers/$ID/status
+curl -s {api}/servers/$ID/status -H "$AUTH"
 # Bad input gets a problem+json answer naming each field:
-curl -s -X POST {api}/servers -H 'Content-Type: application/json' -d '{{"name": "bad name!", "region": "mars"}}'
+curl -s -X POST {api}/servers -H "$AUTH" -H 'Content-Type: application/json' -d '{{"name": "bad name!", "region": "mars"}}'
+# No token, no answer:
+curl -s {api}/servers
 # Delete it; the monitor confirms the deletion on its next run:
-curl -s -X DELETE {api}/servers/$ID
+curl -s -X DELETE {api}/servers/$ID -H "$AUTH"
 sleep 12
-curl -s {api}/servers/$ID
+curl -s {api}/servers/$ID -H "$AUTH"
 # --- end ---
 
 Stop everything: make demo-stop
@@ -170,6 +194,7 @@ def main():
     parser.add_argument("--dir", default="/var/tmp/cloudprovisioner-demo")
     parser.add_argument("--port", type=int, default=8080)
     parser.add_argument("--cloud-port", type=int, default=8090)
+    parser.add_argument("--smtp-port", type=int, default=8025)
     args = parser.parse_args()
     {"start": start, "stop": stop, "timer": timer}[args.command](args)
 

@@ -1,0 +1,377 @@
+"""Who may call what: the role x endpoint matrix, 401s, tenant isolation, role changes taking effect at once.
+
+The matrix reads web.ROUTES and auth.PERMISSIONS at run time, and the table itself
+is pinned below (EXPECTED_LEAST_ROLE), so a permission that changes silently, or a
+route that is added without a case here, fails a test instead of going unnoticed.
+"""
+
+import re
+import secrets
+
+import pytest
+
+from cloudprovisioner import auth, web
+from cloudprovisioner.ids import new_id
+from tests.support import TEST_TOKEN, Client, assert_problem, http
+
+ROLES = ("viewer", "developer", "operator", "admin")
+SERVER = {"name": "web-1", "region": "nyc3", "size": "s-1vcpu-1gb", "image": "ubuntu-24-04-x64"}
+PASSWORD = "long enough password"
+CHALLENGE = 'Bearer realm="cloudprovisioner"'
+
+# The permission table as it is meant to be: (method, route) -> the least role allowed.
+# Routes are written as templates: web.ROUTES' `(?P<user_id>[^/]+)` is `{user_id}` here.
+EXPECTED_LEAST_ROLE = {
+    ("GET", "/me"): "viewer",
+    ("GET", "/users"): "admin",
+    ("POST", "/users"): "admin",
+    ("PATCH", "/users/{user_id}"): "admin",
+    ("DELETE", "/users/{user_id}"): "admin",
+    ("GET", "/tokens"): "viewer",
+    ("POST", "/tokens"): "viewer",
+    ("DELETE", "/tokens/{token_id}"): "viewer",
+    ("GET", "/servers"): "viewer",
+    ("POST", "/servers"): "operator",
+    ("GET", "/servers/{server_id}"): "viewer",
+    ("DELETE", "/servers/{server_id}"): "operator",
+    ("GET", "/servers/{server_id}/status"): "viewer",
+    ("GET", "/audit"): "admin",
+}
+# Anyone may call these (they authenticate the caller themselves, if at all).
+EXPECTED_PUBLIC = {("POST", "/auth/register"), ("POST", "/auth/login"), ("POST", "/auth/refresh"),
+                   ("POST", "/auth/logout")}
+
+
+def template(pattern):
+    """`/users/(?P<user_id>[^/]+)` -> `/users/{user_id}`: a readable name for a route pattern."""
+    return re.sub(r"\(\?P<(\w+)>[^)]*\)", r"{\1}", pattern)
+
+
+def route_table():
+    """{(method, template): (pattern, permission)} for every method of every route in web.ROUTES."""
+    table = {}
+    for pattern, methods in web.ROUTES:
+        for method, (_handler, permission) in methods.items():
+            assert (method, template(pattern)) not in table, "two routes read the same as templates"
+            table[(method, template(pattern))] = (pattern, permission)
+    return table
+
+
+ROUTE_TABLE = route_table()
+PROTECTED = {key: permission for key, (_pattern, permission) in ROUTE_TABLE.items() if permission is not web.PUBLIC}
+ID_ENDPOINTS = sorted(key for key in PROTECTED if "{" in key[1])
+
+
+def least_role(endpoint):
+    return auth.PERMISSIONS[PROTECTED[endpoint]]
+
+
+def allowed(role, endpoint):
+    return auth.RANK[role] >= auth.RANK[least_role(endpoint)]
+
+
+def routed_pattern(path):
+    """The pattern web.py routes this path to (the first that matches, as web._route does)."""
+    return next(pattern for pattern, _methods in web.ROUTES if re.fullmatch(pattern + "/?", path))
+
+
+def case_id(endpoint):
+    return f"{endpoint[0]} {endpoint[1]}"
+
+
+class Scene:
+    """Real targets for a request: servers and users made by the tenant's admin, tokens owned by `owner`."""
+
+    def __init__(self, admin, owner, owner_email, db):
+        self.admin, self.owner, self.owner_email, self.db = admin, owner, owner_email, db
+
+    def server(self):
+        answer = self.admin.post("/servers", SERVER)
+        assert answer.status == 202, answer.body
+        return answer.json["id"]
+
+    def user(self):
+        answer = self.admin.post("/users", {"name": "Target", "email": "target@acme.test", "role": "viewer",
+                                            "password": PASSWORD})
+        assert answer.status == 201, answer.body
+        return answer.json["id"]
+
+    def own_token(self):
+        """A token of the caller's own (DELETE /tokens/<id> only finds the caller's tokens)."""
+        answer = self.owner.post("/tokens", {"name": "mine"})
+        if answer.status == 201:
+            return answer.json["id"]
+        # Only if the table ever refuses this role POST /tokens: make the token directly.
+        token_id = new_id()
+        user = self.db.one("SELECT id FROM users WHERE email = %s", (self.owner_email,))
+        self.db.update("INSERT INTO api_tokens (id, user_id, name, role, token_hash, created_at) "
+                       "VALUES (%s, %s, 'mine', 'viewer', %s, UTC_TIMESTAMP(6))",
+                       (token_id, user["id"], auth.token_hash(auth.API_TOKEN_PREFIX + secrets.token_urlsafe(32))))
+        return token_id
+
+
+# For each protected endpoint: a request on real targets, as (path, body, status when allowed).
+# The bodies are complete and valid, so an allowed call must succeed, not merely get past the 403.
+REQUESTS = {
+    ("GET", "/me"): lambda s: ("/me", None, 200),
+    ("GET", "/users"): lambda s: ("/users", None, 200),
+    ("POST", "/users"): lambda s: ("/users", {"name": "New", "email": "new@acme.test", "role": "viewer",
+                                              "password": PASSWORD}, 201),
+    ("PATCH", "/users/{user_id}"): lambda s: (f"/users/{s.user()}", {"name": "Renamed"}, 200),
+    ("DELETE", "/users/{user_id}"): lambda s: (f"/users/{s.user()}", None, 204),
+    ("GET", "/tokens"): lambda s: ("/tokens", None, 200),
+    ("POST", "/tokens"): lambda s: ("/tokens", {"name": "ci"}, 201),
+    ("DELETE", "/tokens/{token_id}"): lambda s: (f"/tokens/{s.own_token()}", None, 204),
+    ("GET", "/servers"): lambda s: ("/servers", None, 200),
+    ("POST", "/servers"): lambda s: ("/servers", SERVER, 202),
+    ("GET", "/servers/{server_id}"): lambda s: (f"/servers/{s.server()}", None, 200),
+    ("DELETE", "/servers/{server_id}"): lambda s: (f"/servers/{s.server()}", None, 202),
+    ("GET", "/servers/{server_id}/status"): lambda s: (f"/servers/{s.server()}/status", None, 200),
+    ("GET", "/audit"): lambda s: ("/audit", None, 200),
+}
+
+
+def cloud_droplets(sandbox):
+    answer = http("GET", f"{sandbox}droplets?per_page=200", headers={"Authorization": f"Bearer {TEST_TOKEN}"})
+    assert answer.status == 200, answer.body
+    return sorted(droplet["id"] for droplet in answer.json["droplets"])
+
+
+def snapshot(db, sandbox):
+    """Everything a refused request must leave alone: rows that matter, and the cloud's droplets."""
+    return (db.query("SELECT id, tenant_id, status, instance_id FROM servers ORDER BY id"),
+            db.query("SELECT id, tenant_id, email, name, role, disabled, deleted_at FROM users ORDER BY id"),
+            db.query("SELECT id, user_id, role, revoked_at FROM api_tokens ORDER BY id"),
+            db.query("SELECT id, revoked_at FROM sessions ORDER BY id"),
+            cloud_droplets(sandbox))
+
+
+def last_audit_row(db):
+    return db.one("SELECT tenant_id, action, result, status FROM audit_log ORDER BY id DESC LIMIT 1")
+
+
+def tenant_of(db, email):
+    return db.one("SELECT tenant_id FROM users WHERE email = %s", (email,))["tenant_id"]
+
+
+# -- the table itself ------------------------------------------------------------------------------------------
+
+def test_the_permission_table_is_the_one_we_expect():
+    # A permission moved to another role, or a route given another permission, shows up here by name.
+    actual = {endpoint: least_role(endpoint) for endpoint in PROTECTED}
+    assert actual == EXPECTED_LEAST_ROLE
+    assert {key for key, (_pattern, permission) in ROUTE_TABLE.items() if permission is web.PUBLIC} == EXPECTED_PUBLIC
+    assert auth.ROLES == ROLES
+    assert auth.RANK == {"viewer": 0, "developer": 1, "operator": 2, "admin": 3}
+    assert set(auth.PERMISSIONS.values()) <= set(ROLES)
+
+
+def test_every_protected_route_has_a_case_in_the_matrix():
+    # No endpoint forgotten: the matrix and the 401 test run exactly the routes web.py serves.
+    assert set(REQUESTS) == set(PROTECTED)
+    assert sorted(ISOLATION_CASES) == ID_ENDPOINTS
+
+
+# -- role x endpoint -------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize(("role", "endpoint"),
+                         [pytest.param(role, endpoint, id=f"{role}-{case_id(endpoint)}")
+                          for role in ROLES for endpoint in sorted(REQUESTS)])
+def test_role_by_endpoint(role, endpoint, admin, member, db, sandbox):
+    email = f"{role}.caller@acme.test"
+    caller = member(role, email=email)
+    method, _route = endpoint
+    path, body, success = REQUESTS[endpoint](Scene(admin, caller, email, db))
+    assert routed_pattern(path) == ROUTE_TABLE[endpoint][0]  # the request reaches the route under test
+    before = snapshot(db, sandbox)
+
+    answer = caller.request(method, path, body)
+
+    if allowed(role, endpoint):
+        assert answer.status == success, answer.body
+    else:
+        problem = assert_problem(answer, 403)
+        assert least_role(endpoint) in problem["detail"]
+        assert snapshot(db, sandbox) == before  # refused means nothing happened, in the DB or the cloud
+        if method in web.MUTATING:  # and the refusal is on record, in the caller's tenant
+            row = last_audit_row(db)
+            assert (row["result"], row["status"], row["tenant_id"]) == ("denied", 403, tenant_of(db, email))
+
+
+# -- no or bad credentials -------------------------------------------------------------------------------------
+
+CREDENTIALS = {
+    "none": None,
+    "basic": "Basic YWRtaW5AYWNtZS50ZXN0OmNvcnJlY3QgaG9yc2U=",
+    "malformed-jwt": "Bearer not.a.jwt",
+    "unknown-api-token": "Bearer " + auth.API_TOKEN_PREFIX + "x" * 43,
+}
+
+
+@pytest.mark.parametrize("credentials", sorted(CREDENTIALS))
+@pytest.mark.parametrize("endpoint", sorted(REQUESTS), ids=case_id)
+def test_without_valid_credentials_every_protected_endpoint_is_401(endpoint, credentials, admin, app, db, sandbox):
+    # Real targets, so a 401 is not a 404 in disguise; the admin owns the token to be deleted.
+    method, _route = endpoint
+    path, body, _success = REQUESTS[endpoint](Scene(admin, admin, "admin@acme.test", db))
+    headers = {"Authorization": CREDENTIALS[credentials]} if CREDENTIALS[credentials] else None
+    before = snapshot(db, sandbox)
+
+    answer = Client(app).request(method, path, body, headers=headers)
+
+    assert_problem(answer, 401)
+    assert answer.headers["www-authenticate"].startswith(CHALLENGE)
+    assert snapshot(db, sandbox) == before
+    if method in web.MUTATING:  # recorded, but in no tenant: nobody was identified
+        row = last_audit_row(db)
+        assert (row["result"], row["status"], row["tenant_id"]) == ("denied", 401, None)
+
+
+# -- tenant isolation ------------------------------------------------------------------------------------------
+
+# What Globex's admin sends to each id endpoint; the PATCH would make Acme's viewer an admin and lock them out.
+ISOLATION_CASES = {
+    ("GET", "/servers/{server_id}"): None,
+    ("DELETE", "/servers/{server_id}"): None,
+    ("GET", "/servers/{server_id}/status"): None,
+    ("PATCH", "/users/{user_id}"): {"name": "Pwned", "role": "admin", "disabled": True},
+    ("DELETE", "/users/{user_id}"): None,
+    ("DELETE", "/tokens/{token_id}"): None,
+}
+
+
+@pytest.fixture
+def globex(register):
+    return register(tenant="Globex", email="admin@globex.test")
+
+
+@pytest.mark.parametrize("endpoint", sorted(ISOLATION_CASES), ids=case_id)
+def test_another_tenants_ids_are_404_and_untouched(endpoint, admin, member, globex, app, db, sandbox):
+    viewer = member("viewer")
+    server = admin.post("/servers", SERVER).json
+    token = admin.post("/tokens", {"name": "acme-ci"}).json
+    ids = {"server_id": server["id"], "user_id": viewer.get("/me").json["id"], "token_id": token["id"]}
+    method, route = endpoint
+    acme_view = (admin.get(f"/servers/{server['id']}").json, admin.get("/users").json, admin.get("/tokens").json)
+    before = snapshot(db, sandbox)
+
+    answer = globex.request(method, route.format(**ids), ISOLATION_CASES[endpoint])
+
+    assert_problem(answer, 404)  # never 403: that would confirm the id exists somewhere
+    made_up = globex.request(method, route.format(**{name: new_id() for name in ids}), ISOLATION_CASES[endpoint])
+    assert (made_up.status, made_up.body) == (answer.status, answer.body)  # indistinguishable from a made-up id
+    assert snapshot(db, sandbox) == before
+    # Acme sees the same objects, and its viewer and its API token still work.
+    assert (admin.get(f"/servers/{server['id']}").json, admin.get("/users").json,
+            admin.get("/tokens").json) == acme_view
+    assert viewer.get("/me").json["role"] == "viewer"
+    assert Client(app, token=token["token"]).get("/me").status == 200
+
+
+@pytest.mark.parametrize("method", ["PATCH", "DELETE"])
+def test_another_tenants_last_admin_is_404_not_409(method, admin, globex, db):
+    # "last admin" (409) is checked after the tenant lookup; otherwise it would leak that the id exists.
+    acme_admin_id = admin.get("/me").json["id"]
+    answer = globex.request(method, f"/users/{acme_admin_id}", {"role": "viewer"} if method == "PATCH" else None)
+    assert_problem(answer, 404)
+    row = db.one("SELECT role, disabled, deleted_at FROM users WHERE id = %s", (acme_admin_id,))
+    assert (row["role"], row["disabled"], row["deleted_at"]) == ("admin", 0, None)
+
+
+def test_lists_show_only_the_callers_tenant(admin, member, globex, db):
+    # Acme: servers (one deleted), users, tokens and audit rows; Globex: one server and one token of its own.
+    acme_servers = [admin.post("/servers", dict(SERVER, name=f"acme-{i}")).json["id"] for i in range(3)]
+    assert admin.delete(f"/servers/{acme_servers[0]}").status == 202
+    db.update("UPDATE servers SET status = 'deleted' WHERE id = %s", (acme_servers[0],))
+    member("operator")
+    admin.post("/tokens", {"name": "acme-ci"})
+    globex_server = globex.post("/servers", dict(SERVER, name="globex-1")).json["id"]
+    globex_token = globex.post("/tokens", {"name": "globex-ci"}).json["id"]
+    globex_admin_id = globex.get("/me").json["id"]
+    acme_admin_id = admin.get("/me").json["id"]
+
+    for query in ("", "?include_deleted=true", "?status=pending", "?status=deleted", "?limit=1"):
+        listed = globex.get("/servers" + query)
+        assert listed.status == 200, listed.body
+        expected = [] if query == "?status=deleted" else [globex_server]
+        assert [server["id"] for server in listed.json] == expected, query
+        assert "link" not in listed.headers  # no next page pointing into Acme's rows
+    assert [user["id"] for user in globex.get("/users").json] == [globex_admin_id]
+    assert [token["id"] for token in globex.get("/tokens").json] == [globex_token]
+
+    acme, globex_tenant = tenant_of(db, "admin@acme.test"), tenant_of(db, "admin@globex.test")
+    assert db.one("SELECT COUNT(*) AS n FROM audit_log WHERE tenant_id = %s", (acme,))["n"] > 0
+    for query in ("", f"?user={acme_admin_id}", "?action=servers.create_server", "?limit=200"):
+        rows = globex.get("/audit" + query).json
+        ids = [int(row["id"]) for row in rows]
+        if ids:
+            marks = ", ".join(["%s"] * len(ids))
+            tenants = {row["tenant_id"] for row in db.query(
+                f"SELECT tenant_id FROM audit_log WHERE id IN ({marks})", tuple(ids))}
+            assert tenants == {globex_tenant}, query
+        assert all(row["user_id"] != acme_admin_id for row in rows), query
+    # Not vacuous: Globex does see its own rows.
+    assert [row["target"] for row in globex.get("/audit?action=servers.create_server").json] == [globex_server]
+
+
+# -- role changes take effect at once --------------------------------------------------------------------------
+
+def test_demoting_an_operator_takes_effect_on_their_existing_access_token(admin, member):
+    operator = member("operator")
+    assert operator.post("/servers", SERVER).status == 202
+    user_id = operator.get("/me").json["id"]
+
+    assert admin.patch(f"/users/{user_id}", {"role": "viewer"}).status == 200
+
+    # The same JWT still says "operator"; the role is read from the users table on every request.
+    assert_problem(operator.post("/servers", dict(SERVER, name="web-2")), 403)
+    assert operator.get("/me").json["role"] == "viewer"
+    assert operator.get("/servers").status == 200
+
+
+def test_promoting_a_viewer_takes_effect_on_their_existing_access_token(admin, member):
+    viewer = member("viewer")
+    assert_problem(viewer.post("/servers", SERVER), 403)
+
+    assert admin.patch(f"/users/{viewer.get('/me').json['id']}", {"role": "operator"}).status == 200
+
+    assert viewer.post("/servers", SERVER).status == 202
+
+
+def test_a_disabled_users_existing_tokens_are_401_at_once(admin, member, app):
+    operator = member("operator")
+    api_token = Client(app, token=operator.post("/tokens", {"name": "ci"}).json["token"])
+    assert api_token.get("/me").status == 200
+
+    assert admin.patch(f"/users/{operator.get('/me').json['id']}", {"disabled": True}).status == 200
+
+    for client in (operator, api_token):  # the access token (a JWT not yet expired) and the API token
+        for method, path, body in (("GET", "/me", None), ("POST", "/servers", SERVER)):
+            answer = client.request(method, path, body)
+            assert_problem(answer, 401)
+            assert answer.headers["www-authenticate"].startswith(CHALLENGE)
+    assert Client(app).post("/auth/refresh", {"refresh_token": operator.refresh_token}).status == 401
+
+
+def test_an_operators_api_token_is_limited_to_viewer_once_they_are_demoted(admin, member, app):
+    operator = member("operator")
+    created = operator.post("/tokens", {"name": "ci", "role": "operator"})
+    assert created.status == 201 and created.json["role"] == "operator"
+    api_token = Client(app, token=created.json["token"])
+    assert api_token.post("/servers", SERVER).status == 202
+
+    assert admin.patch(f"/users/{operator.get('/me').json['id']}", {"role": "viewer"}).status == 200
+
+    # Never more than its creator has now, whatever it was made with.
+    assert_problem(api_token.post("/servers", dict(SERVER, name="web-2")), 403)
+    assert api_token.get("/me").json["role"] == "viewer"
+    assert api_token.get("/servers").status == 200
+
+
+def test_an_api_token_made_with_a_lower_role_stays_there(member, app):
+    operator = member("operator")
+    api_token = Client(app, token=operator.post("/tokens", {"name": "ro", "role": "viewer"}).json["token"])
+    assert_problem(api_token.post("/servers", SERVER), 403)
+    assert api_token.get("/servers").status == 200
+    # And a token can never be made above its creator's role.
+    assert_problem(operator.post("/tokens", {"name": "up", "role": "admin"}), 422)
