@@ -15,8 +15,8 @@ from .errors import Problem, not_found
 
 PUBLIC = None  # a route anyone may call (it authenticates the caller itself, if at all)
 
-# (pattern on PATH_INFO, {method: ("module:function", permission)}); permissions
-# are granted to roles by the one table in auth.py.
+# (path template under SCRIPT_NAME, {method: ("module:function", permission)});
+# permissions are granted to roles by the one table in auth.py.
 ROUTES = [
     (r"/auth/register", {"POST": ("accounts:register", PUBLIC)}),
     (r"/auth/login", {"POST": ("sessions:login", PUBLIC)}),
@@ -25,19 +25,19 @@ ROUTES = [
     (r"/me", {"GET": ("accounts:me", "me:read")}),
     (r"/users", {"GET": ("accounts:list_users", "users:manage"),
                  "POST": ("accounts:create_user", "users:manage")}),
-    (r"/users/(?P<user_id>[^/]+)", {"PATCH": ("accounts:update_user", "users:manage"),
+    (r"/users/{user_id}", {"PATCH": ("accounts:update_user", "users:manage"),
                                     "DELETE": ("accounts:delete_user", "users:manage")}),
     (r"/tokens", {"GET": ("apitokens:list_tokens", "tokens:own"),
                   "POST": ("apitokens:create_token", "tokens:own")}),
-    (r"/tokens/(?P<token_id>[^/]+)", {"DELETE": ("apitokens:delete_token", "tokens:own")}),
+    (r"/tokens/{token_id}", {"DELETE": ("apitokens:delete_token", "tokens:own")}),
     (r"/servers", {"GET": ("servers:list_servers", "servers:read"),
                    "POST": ("servers:create_server", "servers:write")}),
-    (r"/servers/(?P<server_id>[^/]+)", {"GET": ("servers:get_server", "servers:read"),
+    (r"/servers/{server_id}", {"GET": ("servers:get_server", "servers:read"),
                                         "DELETE": ("servers:delete_server", "servers:write")}),
-    (r"/servers/(?P<server_id>[^/]+)/status", {"GET": ("servers:get_server_status", "servers:read")}),
+    (r"/servers/{server_id}/status", {"GET": ("servers:get_server_status", "servers:read")}),
     (r"/audit", {"GET": ("audit:list_entries", "audit:read")}),
 ]
-_COMPILED = [(re.compile(pattern + r"/?\Z"), methods) for pattern, methods in ROUTES]
+_SEGMENTS = [(template.strip("/").split("/"), methods) for template, methods in ROUTES]
 MUTATING = frozenset(("POST", "PUT", "PATCH", "DELETE"))
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{8,64}")
 
@@ -226,18 +226,34 @@ def _status_line(status):
     return STATUS_LINES.get(status) or f"{status} {TITLES.get(status, 'Error')}"
 
 
+def match_route(path):
+    """({name: value} of the template's {fields}, {method: target}) for a path, or (None, None)."""
+    parts = path.strip("/").split("/")
+    for segments, methods in _SEGMENTS:
+        if len(segments) != len(parts):
+            continue
+        params = {}
+        for wanted, given in zip(segments, parts, strict=True):
+            if wanted.startswith("{") and given:
+                params[wanted[1:-1]] = given
+            elif wanted != given:
+                break
+        else:
+            return params, methods
+    return None, None
+
+
 def _route(request):
     """The handler and permission for this path and method, or a 404 or 405."""
-    match, methods = next(((m, methods) for pattern, methods in _COMPILED
-                           if (m := pattern.match(request.path))), (None, None))
-    if match is None:
+    params, methods = match_route(request.path)
+    if methods is None:
         raise not_found("path")
     target = methods.get(request.method)
     if target is None:
         allow = ", ".join(sorted(methods))
         raise Problem(405, "method-not-allowed", f"{request.method} is not allowed here; use {allow}",
                       headers=[("Allow", allow)])
-    request.params = match.groupdict()
+    request.params = params
     handler_name, permission = target
     module_name, function_name = handler_name.split(":")
     module_path = f"{__package__}.{module_name}"

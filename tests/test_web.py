@@ -159,3 +159,13 @@ def test_bad_escapes_are_errors_not_guesses(admin, text):
     with pytest.raises(ValueError):
         parse_pairs(text)
     assert_problem(admin.request("GET", f"/servers?{text}"), 400)
+
+
+@pytest.mark.parametrize("path, params", [
+    ("/servers", {}), ("/servers/", {}), ("/servers/abc", {"server_id": "abc"}),
+    ("/servers/abc/status/", {"server_id": "abc"}), ("/servers//status", None), ("/servers/abc/nope", None),
+    ("/", None), ("/auth/login", {}),
+])
+def test_routes_match_templates(path, params):
+    from cloudprovisioner.web import match_route
+    assert match_route(path)[0] == params
