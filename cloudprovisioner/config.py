@@ -146,3 +146,20 @@ def load(environ=None, path=None):
         raise ConfigError(f"{path}: unknown keys {', '.join(unknown)}")
     values.update({k: v for k, v in environ.items() if k in DEFAULTS})
     return Config(values)
+
+
+def load_for_command(name, description, argv=None):
+    """The config of a cron entry point: `--config PATH` (or CLOUDPROVISIONER_CONFIG).
+
+    A bad config ends the command with status 1 and one line on stderr.
+    """
+    import argparse
+    import sys
+    parser = argparse.ArgumentParser(prog=name, description=description)
+    parser.add_argument("--config", help=f"the env file (default: ${CONFIG_PATH_VARIABLE})")
+    args = parser.parse_args(argv)
+    try:
+        return load(path=args.config)
+    except ConfigError as exc:
+        sys.stderr.write(f"{name}: configuration error: {exc}\n")
+        raise SystemExit(1) from None

@@ -6,7 +6,6 @@ announces, then sent at once if the server answers; if not, the mail cron job
 A named lock keeps two senders (a request and cron) from sending one twice.
 """
 
-import argparse
 import sys
 
 from .errors import Problem
@@ -94,11 +93,8 @@ def main(argv=None):
     """The mail cron job: send what is due; say something only when mail moved or failed."""
     from . import config as configuration
     from .db import Database
-    parser = argparse.ArgumentParser(description="Send the mail waiting in the outbox.")
-    parser.add_argument("--config", help="the env file (default: $CLOUDPROVISIONER_CONFIG)")
-    args = parser.parse_args(argv)
+    config = configuration.load_for_command("send_mail", "Send the mail waiting in the outbox.", argv)
     try:
-        config = configuration.load(path=args.config)
         db = Database(config)
         try:
             sent, failed = deliver(config, db, log=lambda line: sys.stderr.write(line + "\n"))

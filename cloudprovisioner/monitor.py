@@ -7,7 +7,6 @@ Every change is one guarded UPDATE (`... AND status = <what we saw>`), so a
 user's DELETE that lands mid-run is never overwritten.
 """
 
-import argparse
 import sys
 import time
 from datetime import UTC, datetime
@@ -159,7 +158,7 @@ def run_once(config, out=sys.stdout, err=sys.stderr):
         if run.changed():
             log(run.summary(time.monotonic() - started))
         return 0
-    except (Problem, provider.CloudError) as exc:
+    except (Problem, provider.CloudError, configuration.ConfigError) as exc:
         reason = getattr(exc, "reason", "")
         err.write(f"monitor: failed: {exc}{f' ({reason})' if reason else ''}\n")
         return 1
@@ -168,12 +167,6 @@ def run_once(config, out=sys.stdout, err=sys.stderr):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description="Reconcile the servers table with the cloud once.")
-    parser.add_argument("--config", help="the env file (default: $CLOUDPROVISIONER_CONFIG)")
-    args = parser.parse_args(argv)
-    try:
-        config = configuration.load(path=args.config)
-    except configuration.ConfigError as exc:
-        sys.stderr.write(f"monitor: configuration error: {exc}\n")
-        return 1
+    config = configuration.load_for_command("monitor_new_node", "Reconcile the servers table with the cloud once.",
+                                            argv)
     return run_once(config)
