@@ -19,3 +19,19 @@ def new_id():
 
 def looks_like_id(value):
     return isinstance(value, str) and len(value) == LENGTH and all(c in ALPHABET for c in value)
+
+
+def cursor_for(last_id):
+    """A page cursor: opaque to clients (the hex of the last id on the page)."""
+    return last_id.encode("ascii").hex()
+
+
+def id_cursor(value):
+    """The id inside a cursor this service gave out (a validation check)."""
+    try:
+        last_id = bytes.fromhex(value).decode("ascii")
+    except ValueError:
+        raise ValueError("not a cursor this service gave out") from None
+    if not looks_like_id(last_id):
+        raise ValueError("not a cursor this service gave out")
+    return last_id

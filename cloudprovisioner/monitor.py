@@ -1,10 +1,15 @@
 """The monitor: a level-triggered reconciler between the servers table and the cloud.
 
 Each run reads both sides whole and acts on the difference, so a run that was
-skipped or died half-way is repaired by the next. One MySQL named lock makes
+skipped, or died half-way, is repaired by the next. One MySQL named lock makes
 overlapping runs, on this host or another, step aside instead of acting twice.
-Every change is one guarded UPDATE (`... AND status = <what we saw>`), so a
-user's DELETE that lands mid-run is never overwritten.
+Every change is one transaction: a guarded UPDATE of the server (`... AND
+status = <what we saw>`, so a user's DELETE that lands mid-run is never
+overwritten) together with its operation's new status.
+
+The cloud's rate limit is shared with users' requests: when fewer than
+CP_RATELIMIT_FLOOR calls are left, the run stops calling the cloud and says
+so; the next run goes on.
 """
 
 import sys
@@ -12,10 +17,21 @@ import time
 from datetime import UTC, datetime
 
 from . import config as configuration
-from . import provider
+from . import operations, provider
 from .db import Database
 from .errors import Problem
 from .servers import row_tag
+
+# What each server transition does to the server's open operations.
+OPERATION_OUTCOME = {
+    "ready": ("server.create", "succeeded"),
+    "error": ("server.create", "failed"),
+    "deleted": ("server.delete", "succeeded"),
+}
+
+
+class RateLimitLow(Exception):
+    """Few cloud calls are left this hour: stop acting, leave headroom for users."""
 
 
 class Run:
@@ -25,24 +41,35 @@ class Run:
         self.config = config
         self.db = db
         self.log = log
-        self.counts = {"ready": 0, "adopted": 0, "timed out": 0, "vanished": 0,
-                       "deleted": 0, "destroyed": 0, "orphans destroyed": 0}
+        self.budget = provider.monitor_budget(config)
+        self.counts = {"ready": 0, "adopted": 0, "timed out": 0, "never created": 0, "vanished": 0,
+                       "deleted": 0, "destroyed": 0, "duplicates destroyed": 0, "orphans destroyed": 0,
+                       "actions done": 0}
         self.droplets = []
 
     def reconcile(self):
-        self.droplets = provider.list_droplets(self.config, self.config.platform_tag)
+        self.droplets = provider.list_droplets(self.config, self.budget, self.config.platform_tag)
         by_row = self._droplets_by_row()
         rows = self.db.query(
             "SELECT id, status, instance_id, TIMESTAMPDIFF(SECOND, created_at, UTC_TIMESTAMP()) AS age "
             "FROM servers WHERE status IN ('pending', 'ready', 'deleting')")
-        spare = by_row.pop(None, [])
-        for row in rows:
-            droplets = by_row.pop(row["id"], [])
-            mine = next((d for d in droplets if d.id == row["instance_id"]), None)
-            mine = mine or (droplets[0] if droplets else None)
-            spare += [d for d in droplets if d is not mine]
-            self._settle(row, mine)
-        self._sweep(by_row, spare)
+        untagged = by_row.pop(None, [])
+        try:
+            for row in rows:
+                droplets = by_row.pop(row["id"], [])
+                mine = next((d for d in droplets if d.id == row["instance_id"]), None)
+                mine = mine or (droplets[0] if droplets else None)
+                self._settle(row, mine)
+                for duplicate in droplets:
+                    # A retried create that the cloud had made after all: one droplet per row.
+                    if duplicate is not mine:
+                        self._destroy(duplicate, f"a second droplet for server {row['id']}", "duplicates destroyed")
+            self._sweep(by_row, untagged)
+            self._follow_actions()
+        except RateLimitLow:
+            self.log(f"monitor: the cloud's rate limit is low ({provider.rate_limit.get('remaining')} calls left); "
+                     "stopping here, the next run goes on")
+        self.db.update("DELETE FROM idempotency_keys WHERE expires_at <= UTC_TIMESTAMP(6) LIMIT 1000")
 
     def _droplets_by_row(self):
         """Droplets grouped by the row id in their tag; those without one under None."""
@@ -70,7 +97,7 @@ class Run:
         if droplet is not None and droplet.status == "active" and droplet.public_ip:
             self._change(row, "ready", "ready", "", instance_id=droplet.id,
                          public_ip=droplet.public_ip, private_ip=droplet.private_ip or None,
-                         ready_at=True)
+                         ready_at=True, result={"public_ip": droplet.public_ip, "instance_id": str(droplet.id)})
         elif row["age"] > self.config.pending_timeout:
             limit = self.config.pending_timeout
             timed_out = self._change(row, "error", "timed out", f"not ready after {limit} s")
@@ -79,6 +106,9 @@ class Run:
         elif droplet is not None and row["instance_id"] is None:
             # The create died before storing the droplet id: adopt it by its tag.
             self._change(row, "pending", "adopted", "", instance_id=droplet.id)
+        elif droplet is None and row["instance_id"] is None and row["age"] > self.config.create_grace:
+            # Its request died before the cloud made anything (or the cloud refused it).
+            self._change(row, "error", "never created", "the create never reached the cloud")
 
     def _sweep(self, by_row, spare):
         """Destroy droplets that no live row explains: a dead row's, or nobody's."""
@@ -94,6 +124,20 @@ class Run:
             if _age(droplet.created_at) > self.config.orphan_grace:
                 self._destroy(droplet, "no server row explains it", "orphans destroyed")
 
+    def _follow_actions(self):
+        """Power actions still running: ask the cloud how each ended (one call each)."""
+        for operation in self.db.query("SELECT id, cloud_action_id FROM operations WHERE status = 'running' "
+                                       "AND cloud_action_id IS NOT NULL ORDER BY id LIMIT 500"):
+            self._guard_rate_limit()
+            state = provider.action_status(self.config, self.budget, operation["cloud_action_id"])
+            if state in ("completed", "errored"):
+                outcome = "succeeded" if state == "completed" else "failed"
+                self.db.update("UPDATE operations SET status = %s, error = %s, updated_at = UTC_TIMESTAMP(6) "
+                               "WHERE id = %s AND status = 'running'",
+                               (outcome, "" if outcome == "succeeded" else "the cloud's action errored",
+                                operation["id"]))
+                self.counts["actions done"] += 1
+
     def _statuses(self, row_ids):
         found = {}
         for start in range(0, len(row_ids), 500):
@@ -104,7 +148,8 @@ class Run:
         return found
 
     def _change(self, row, status, counter, reason, *, instance_id=None, public_ip=None,
-                private_ip=None, ready_at=False, deleted_at=False):
+                private_ip=None, ready_at=False, deleted_at=False, result=None):
+        """One transaction: the server's guarded UPDATE and its operation's outcome."""
         sets = ["status = %s", "status_reason = %s", "updated_at = UTC_TIMESTAMP(6)"]
         args = [status, reason]
         for column, value in (("instance_id", instance_id), ("public_ip", public_ip),
@@ -114,16 +159,31 @@ class Run:
                 args.append(value)
         sets += [f"{column} = UTC_TIMESTAMP(6)"
                  for column, wanted in (("ready_at", ready_at), ("deleted_at", deleted_at)) if wanted]
-        changed = self.db.update(f"UPDATE servers SET {', '.join(sets)} WHERE id = %s AND status = %s",
-                                 (*args, row["id"], row["status"]))
+        with self.db.transaction():
+            changed = self.db.update(f"UPDATE servers SET {', '.join(sets)} WHERE id = %s AND status = %s",
+                                     (*args, row["id"], row["status"]))
+            if changed and status in OPERATION_OUTCOME:
+                kind, outcome = OPERATION_OUTCOME[status]
+                operations.finish_open(self.db, row["id"], kind, outcome, reason if outcome == "failed" else "",
+                                       result)
+            elif changed and instance_id is not None:
+                self.db.update("UPDATE operations SET status = 'running', updated_at = UTC_TIMESTAMP(6) "
+                               "WHERE target_id = %s AND kind = 'server.create' AND status = 'pending'",
+                               (row["id"],))
         if changed:
             self.counts[counter] += 1
         return changed
 
     def _destroy(self, droplet, why, count):
+        self._guard_rate_limit()
         self.log(f"destroying droplet {droplet.id}: {why}")
-        if provider.destroy_droplet(self.config, droplet.id) and count:
+        if provider.destroy_droplet(self.config, self.budget, droplet.id) and count:
             self.counts[count] += 1
+
+    def _guard_rate_limit(self):
+        remaining = provider.rate_limit.get("remaining")
+        if remaining is not None and remaining < self.config.ratelimit_floor:
+            raise RateLimitLow()
 
     def summary(self, seconds):
         done = ", ".join(f"{n} {what}" for what, n in self.counts.items() if n)

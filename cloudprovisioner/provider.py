@@ -1,24 +1,54 @@
-"""The cloud: DigitalOcean through python-digitalocean.
+"""The cloud: DigitalOcean through python-digitalocean, with timeouts, retries and budgets.
 
-Only the write path and the monitor import this module; `digitalocean` pulls
-in `requests` (~130 ms), which a read request must not pay.
+Only writes and the monitor import this module; `digitalocean` pulls in
+`requests` (~130 ms), which a read request must not pay.
 
 The SDK reads its base URL and timeout from the environment, and child
 objects never see a Manager's `end_point`, so both are set in os.environ
-before the SDK is first imported (DESIGN.md).
+before each call (DESIGN.md). The SDK neither retries nor shows the answer's
+headers, so every SDK object here records the last HTTP answer it got (see
+`_Recorder`); from that we retry a 429 after `retry-after`/`ratelimit-reset`,
+and 5xx and connection failures with bounded exponential backoff and jitter,
+all within a time budget: a CGI request's (`CP_CLOUD_BUDGET`) or the
+monitor's (`CP_MONITOR_CLOUD_BUDGET`).
+
+A create is never blindly retried: when its outcome is unknown (a timeout,
+a 5xx), we first look for a droplet with the row's tag and adopt it.
 """
 
 import os
+import random
+import time
 
 PAGE_SIZE = 200  # the API's largest page
+BACKOFF_BASE = 0.5  # seconds before the first retry of a failure
+BACKOFF_CAP = 8.0  # seconds between retries, at most
+GIVE_UP_RETRY_AFTER = 30  # seconds we suggest to clients when the cloud keeps failing
+
+# The last rate-limit headers seen in this process: {"limit", "remaining", "reset"}.
+rate_limit = {}
 
 
 class CloudError(Exception):
-    """The cloud refused, failed or did not answer; `message` says which."""
+    """The cloud refused, failed or did not answer.
 
-    def __init__(self, message):
+    `status` is the cloud's HTTP status (None when nothing came back);
+    `retry_after` is how long to wait before trying again, when we know.
+    """
+
+    def __init__(self, message, status=None, retry_after=None):
         super().__init__(message)
         self.message = message
+        self.status = status
+        self.retry_after = retry_after
+
+    @property
+    def retryable(self):
+        return self.status is None or self.status == 429 or self.status >= 500
+
+    @property
+    def rate_limited(self):
+        return self.status == 429
 
 
 class Droplet:
@@ -33,82 +63,210 @@ class Droplet:
         self.created_at = created_at
 
 
-def _sdk(config):
+class Budget:
+    """A deadline for a whole cloud conversation, retries included."""
+
+    def __init__(self, seconds):
+        self.deadline = time.monotonic() + seconds
+
+    def left(self):
+        return self.deadline - time.monotonic()
+
+
+def request_budget(config):
+    return Budget(config.cloud_budget)
+
+
+def monitor_budget(config):
+    return Budget(config.monitor_cloud_budget)
+
+
+_SDK = {}
+
+
+def _sdk(config, budget):
     endpoint = config.do_api_url
     os.environ["DIGITALOCEAN_END_POINT"] = endpoint if endpoint.endswith("/") else endpoint + "/"
-    os.environ["PYTHON_DIGITALOCEAN_REQUEST_TIMEOUT_SEC"] = str(config.do_timeout)
-    import digitalocean
-    return digitalocean
+    # Read by the SDK on every request: never wait past the budget.
+    timeout = max(0.5, min(config.do_timeout, budget.left()))
+    os.environ["PYTHON_DIGITALOCEAN_REQUEST_TIMEOUT_SEC"] = f"{timeout:.2f}"
+    if not _SDK:
+        import digitalocean
+
+        class _Recorder:
+            """Keeps the last HTTP answer, whose status and headers the SDK hides."""
+
+            def _BaseAPI__perform_request(self, url, type="GET", params=None):  # noqa: A002 (SDK's name)
+                _SDK["last"] = None
+                answer = super()._BaseAPI__perform_request(url, type, params)
+                _SDK["last"] = answer
+                _note_rate_limit(answer.headers)
+                return answer
+
+        _SDK.update(module=digitalocean,
+                    Droplet=type("Droplet", (_Recorder, digitalocean.Droplet), {}),
+                    Manager=type("Manager", (_Recorder, digitalocean.Manager), {}),
+                    Action=type("Action", (_Recorder, digitalocean.Action), {}))
+    _SDK["last"] = None
+    return _SDK
 
 
-def _call(config, action):
-    """Run `action(sdk)`, turning every SDK and transport failure into CloudError."""
-    sdk = _sdk(config)
+def _note_rate_limit(headers):
+    for name in ("limit", "remaining", "reset"):
+        value = headers.get(f"ratelimit-{name}")
+        if value is not None and value.isdigit():
+            rate_limit[name] = int(value)
+
+
+def _once(config, budget, action):
+    """One attempt of `action(sdk)`; every failure becomes a CloudError."""
+    sdk = _sdk(config, budget)
+    module = sdk["module"]
     import requests
     from digitalocean.baseapi import JSONReadError
     try:
         return action(sdk)
-    except sdk.NotFoundError:
+    except module.NotFoundError:
         raise
-    except sdk.TokenError:
-        raise CloudError("the cloud API token is missing or was refused") from None
-    except sdk.DataReadError as exc:
-        # The SDK raises this for any non-2xx JSON answer with the cloud's message.
-        raise CloudError(f"the cloud refused: {exc}") from None
-    except JSONReadError:
-        raise CloudError("the cloud answered with something that is not JSON") from None
+    except (module.DataReadError, module.TokenError, JSONReadError, IndexError, KeyError) as exc:
+        raise _error_from_answer(sdk.get("last"), exc) from None
     except requests.Timeout:
         raise CloudError(f"the cloud did not answer within {config.do_timeout} s") from None
     except requests.RequestException as exc:
         raise CloudError(f"cannot reach the cloud API: {type(exc).__name__}") from None
-    except (IndexError, KeyError):
-        # An error body without both `id` and `message` makes the SDK index past its list.
-        raise CloudError("the cloud answered with an unexpected body") from None
 
 
-def create_droplet(config, *, name, region, size, image, tags, ssh_keys, user_data):
-    """Create one droplet and return its id as soon as the cloud assigns it."""
+def _error_from_answer(answer, exc):
+    if answer is None:
+        return CloudError(f"the cloud refused: {exc}")
+    status = answer.status_code
+    try:
+        body = answer.json()
+        message = body.get("message") if isinstance(body, dict) else None
+        message = message or "no error message (an unexpected body)"
+    except ValueError:
+        message = "the cloud answered with something that is not JSON"
+    if status == 429:
+        return CloudError(f"the cloud refused: {message}", 429, _rate_limit_wait(answer.headers))
+    return CloudError(f"the cloud refused ({status}): {message}", status)
+
+
+def _rate_limit_wait(headers):
+    """Seconds until the cloud takes requests again: `retry-after`, else `ratelimit-reset`."""
+    retry_after = headers.get("retry-after", "")
+    if retry_after.isdigit():
+        return max(1, int(retry_after))
+    reset = headers.get("ratelimit-reset", "")
+    if reset.isdigit():
+        return max(1, int(reset) - int(time.time()))
+    return 60
+
+
+def _backoff(attempt):
+    """Exponential, capped, with jitter so that many clients do not retry in step."""
+    ceiling = min(BACKOFF_CAP, BACKOFF_BASE * 2 ** attempt)
+    return random.uniform(ceiling / 2, ceiling)
+
+
+def _call(config, budget, action, before_retry=None):
+    """`action(sdk)` with retries inside the budget. `before_retry(error)` may settle the
+    call instead (a create checks whether its droplet exists) by answering non-None."""
+    attempt = 0
+    while True:
+        try:
+            return _once(config, budget, action)
+        except CloudError as error:
+            if not error.retryable:
+                raise
+            wait = error.retry_after if error.rate_limited else _backoff(attempt)
+            if wait > budget.left():
+                raise _given_up(error, wait) from None
+            time.sleep(wait)
+            attempt += 1
+            if before_retry is not None and not error.rate_limited:
+                settled = before_retry(error)
+                if settled is not None:
+                    return settled
+
+
+def _given_up(error, wait):
+    """Out of budget: tell the client when to come back."""
+    retry_after = error.retry_after if error.rate_limited else GIVE_UP_RETRY_AFTER
+    return CloudError(error.message, error.status, max(1, int(retry_after or wait)))
+
+
+def create_droplet(config, budget, *, name, region, size, image, tags, ssh_keys, user_data, row_tag):
+    """Create one droplet tagged `row_tag` and return its id; never two for one row."""
     def create(sdk):
-        droplet = sdk.Droplet(token=config.do_token, name=name, region=region,
-                              size_slug=size, image=image, tags=tags,
-                              ssh_keys=ssh_keys, user_data=user_data or None)
+        droplet = sdk["Droplet"](token=config.do_token, name=name, region=region, size_slug=size,
+                                 image=image, tags=tags, ssh_keys=ssh_keys, user_data=user_data or None)
         droplet.create()
         return droplet.id
+
+    def already_made(error):
+        # The last try may have created it before failing: look before creating again.
+        found = list_droplets(config, budget, row_tag)
+        return found[0].id if found else None
     try:
-        return _call(config, create)
-    except _not_found(config):
-        raise CloudError("the cloud API answered 404 to a create") from None
+        return _call(config, budget, create, before_retry=already_made)
+    except _sdk(config, budget)["module"].NotFoundError:
+        raise CloudError("the cloud API answered 404 to a create", 404) from None
 
 
-def destroy_droplet(config, droplet_id):
+def destroy_droplet(config, budget, droplet_id):
     """Destroy a droplet. Answer False when it was already gone."""
     def destroy(sdk):
-        sdk.Droplet(token=config.do_token, id=droplet_id).destroy()
+        sdk["Droplet"](token=config.do_token, id=droplet_id).destroy()
         return True
     try:
-        return _call(config, destroy)
-    except _not_found(config):
+        return _call(config, budget, destroy)
+    except _sdk(config, budget)["module"].NotFoundError:
         return False
 
 
-def list_droplets(config, tag):
-    """Every droplet carrying `tag`, 200 a page: one API call per page.
+def droplet_action(config, budget, droplet_id, kind):
+    """Start a power action (reboot, power_off, power_on); answer the cloud's action id.
+
+    Only a 429 is retried: after any other failure the action may have started, and a
+    reboot sent twice reboots twice.
+    """
+    def act(sdk):
+        droplet = sdk["Droplet"](token=config.do_token, id=droplet_id)
+        return droplet._perform_action({"type": kind})["action"]["id"]
+
+    def unknown_outcome(error):
+        raise CloudError(f"{error.message}; the action may or may not have started", error.status,
+                         GIVE_UP_RETRY_AFTER)
+    try:
+        return _call(config, budget, act, before_retry=unknown_outcome)
+    except _sdk(config, budget)["module"].NotFoundError:
+        raise CloudError("the droplet is gone from the cloud", 404) from None
+
+
+def action_status(config, budget, action_id):
+    """The cloud's status of an action: in-progress, completed or errored."""
+    def load(sdk):
+        return sdk["Action"].get_object(config.do_token, action_id).status
+    return _call(config, budget, load)
+
+
+def list_droplets(config, budget, tag):
+    """Every droplet carrying `tag`, 200 a page: one API call per page (plus retries).
 
     We page ourselves: the SDK's own pagination never checks the status of
     pages after the first, so a 429 on page 3 would silently shorten the list,
     and a short list would make the monitor think droplets had vanished.
     """
-    def list_all(sdk):
-        manager = sdk.Manager(token=config.do_token)
-        found, page = [], 1
-        while True:
-            data = manager.get_data("droplets/", params={"tag_name": tag, "per_page": PAGE_SIZE,
-                                                         "page": page})
-            found += [_droplet(item) for item in data["droplets"]]
-            if not data.get("links", {}).get("pages", {}).get("next"):
-                return found
-            page += 1
-    return _call(config, list_all)
+    found, page = [], 1
+    while True:
+        def one_page(sdk, page=page):
+            return sdk["Manager"](token=config.do_token).get_data(
+                "droplets/", params={"tag_name": tag, "per_page": PAGE_SIZE, "page": page})
+        data = _call(config, budget, one_page)
+        found += [_droplet(item) for item in data["droplets"]]
+        if not data.get("links", {}).get("pages", {}).get("next"):
+            return found
+        page += 1
 
 
 def _droplet(item):
@@ -116,7 +274,3 @@ def _droplet(item):
     return Droplet(item["id"], item["status"], list(item.get("tags") or []),
                    addresses.get("public", ""), addresses.get("private", ""),
                    item.get("created_at", ""))
-
-
-def _not_found(config):
-    return _sdk(config).NotFoundError

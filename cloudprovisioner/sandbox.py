@@ -263,15 +263,16 @@ class Store:
 
     # droplets
 
-    def create_droplets(self, spec, names, now):
+    def create_droplets(self, spec, names, now, tag_each=None):
         """Insert droplets with their tags and create actions in one transaction;
-        return [(droplet_id, action_id)]."""
+        `tag_each` gives each droplet one more tag of its own. Return [(droplet_id, action_id)]."""
+        own_tags = tag_each or [None] * len(names)
         with self._lock, self._db:
             self._db.executemany("INSERT OR IGNORE INTO tags (name) VALUES (?)",
-                                 [(tag,) for tag in spec.tags])
-            return [self._insert_droplet(spec, name, now) for name in names]
+                                 [(tag,) for tag in [*spec.tags, *filter(None, own_tags)]])
+            return [self._insert_droplet(spec, name, now, own) for name, own in zip(names, own_tags, strict=True)]
 
-    def _insert_droplet(self, spec, name, now):
+    def _insert_droplet(self, spec, name, now, own_tag=None):
         droplet_id = self._db.execute(
             "INSERT INTO droplets (name, region, size, image, created_at, backups, ipv6,"
             " monitoring, agent, vpc_uuid, user_data, ssh_keys)"
@@ -280,7 +281,7 @@ class Store:
              spec.monitoring, spec.agent, spec.vpc_uuid, spec.user_data,
              json.dumps(spec.ssh_keys))).lastrowid
         self._db.executemany("INSERT INTO droplet_tags (tag, droplet_id) VALUES (?, ?)",
-                             [(tag, droplet_id) for tag in spec.tags])
+                             [(tag, droplet_id) for tag in [*spec.tags, *filter(None, [own_tag])]])
         return droplet_id, self._insert_action(droplet_id, "create", spec.region, now)
 
     def get_droplet(self, droplet_id):
@@ -1275,15 +1276,20 @@ def reset(app, req):
 
 def bulk_droplets(app, req):
     """Create `count` droplets named <name_prefix>-1..N in one transaction;
-    the body may also carry any droplet create option (tags, region, ...)."""
+    the body may also carry any droplet create option (tags, region, ...), and
+    `tag_each`: one more tag per droplet (e.g. the row tag a service gives each)."""
     body = {**BULK_DEFAULTS, **req.json()}
+    tag_each = body.pop("tag_each", None)
     count = _int_field(body, "count", None, 1, MAX_BULK)
     prefix = body["name_prefix"]
     if not isinstance(prefix, str):
         raise bad_request("name_prefix must be a string.")
+    if tag_each is not None and (not isinstance(tag_each, list) or len(tag_each) != count
+                                 or not all(isinstance(t, str) and TAG_RE.fullmatch(t) for t in tag_each)):
+        raise bad_request("tag_each must be a list of count valid tags.")
     names = [f"{prefix}-{n}" for n in range(1, count + 1)]
     check_name(names[-1])  # the longest
-    created = app.store.create_droplets(parse_spec(app.store, body), names, time.time())
+    created = app.store.create_droplets(parse_spec(app.store, body), names, time.time(), tag_each)
     return Reply(201, {"ids": [droplet_id for droplet_id, _ in created]})
 
 

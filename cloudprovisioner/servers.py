@@ -8,7 +8,7 @@ process dies in between, the monitor still finds the droplet by its tag.
 import json
 
 from .errors import Problem, not_found
-from .ids import looks_like_id, new_id
+from .ids import cursor_for, id_cursor, new_id
 from .validation import Field, byte_text, integer, list_of, one_of, text, validate
 from .web import Response, page
 
@@ -68,20 +68,9 @@ def list_schema(config):
     return {
         "status": Field(one_of(STATUSES, "status")),
         "limit": Field(integer(1, 200), default=config.page_size),
-        "cursor": Field(_cursor),
+        "cursor": Field(id_cursor),
         "include_deleted": Field(one_of(("true", "false"), "value"), default="false"),
     }
-
-
-def _cursor(value):
-    """Cursors are opaque to clients: the hex of the last id on the page."""
-    try:
-        last_id = bytes.fromhex(value).decode("ascii")
-    except ValueError:
-        raise ValueError("not a cursor this service gave out") from None
-    if not looks_like_id(last_id):
-        raise ValueError("not a cursor this service gave out")
-    return last_id
 
 
 def represent(row):
@@ -128,7 +117,7 @@ def list_servers(request):
         params.append(args["cursor"])
     sql = f"SELECT {COLUMNS} FROM servers WHERE {' AND '.join(where)} ORDER BY id LIMIT %s"
     rows = request.db.query(sql, (*params, args["limit"] + 1))
-    rows, headers = page(request, "/servers", args, rows, lambda last: last["id"].encode("ascii").hex())
+    rows, headers = page(request, "/servers", args, rows, lambda last: cursor_for(last["id"]))
     return Response(200, [represent(row) for row in rows], headers)
 
 
@@ -143,34 +132,55 @@ def get_server_status(request):
 
 
 def create_server(request):
-    from . import provider
-    config, db = request.config, request.db
+    """POST /api/servers: the row and its operation first, then the cloud, then the droplet id at once."""
+    from . import operations, provider
+    config, db, principal = request.config, request.db, request.principal
     fields = validate(request.fields(), create_schema(config))
-    server_id = new_id()
-    request.audit_target = server_id
-    db.update(
-        "INSERT INTO servers (id, tenant_id, owner, description, name, region, size, image, tags, "
-        "status, created_at, updated_at) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, 'pending', "
-        "UTC_TIMESTAMP(6), UTC_TIMESTAMP(6))",
-        (server_id, request.principal.tenant_id, request.principal.user_id, fields["description"],
-         fields["name"], fields["region"], fields["size"], fields["image"], json.dumps(fields["tags"])))
+    server_id = request.audit_target = new_id()
+    with db.transaction():
+        db.update(
+            "INSERT INTO servers (id, tenant_id, owner, description, name, region, size, image, tags, "
+            "status, created_at, updated_at) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, 'pending', "
+            "UTC_TIMESTAMP(6), UTC_TIMESTAMP(6))",
+            (server_id, principal.tenant_id, principal.user_id, fields["description"],
+             fields["name"], fields["region"], fields["size"], fields["image"], json.dumps(fields["tags"])))
+        operation_id = operations.start(db, principal, "server.create", server_id)
+        if request.idempotency is not None:
+            request.idempotency.bind(server_id)
     try:
         droplet_id = provider.create_droplet(
-            config, name=fields["name"], region=fields["region"], size=fields["size"],
-            image=fields["image"], ssh_keys=fields["ssh_keys"], user_data=fields["user_data"],
+            config, provider.request_budget(config), name=fields["name"], region=fields["region"],
+            size=fields["size"], image=fields["image"], ssh_keys=fields["ssh_keys"],
+            user_data=fields["user_data"], row_tag=row_tag(config, server_id),
             tags=[config.platform_tag, row_tag(config, server_id), *fields["tags"]])
     except provider.CloudError as exc:
         # The monitor destroys any droplet that still turns up with this row's tag.
-        _set_status(db, server_id, "error", exc.message)
-        raise Problem(502, "cloud-error", exc.message) from None
-    db.update("UPDATE servers SET instance_id = %s, updated_at = UTC_TIMESTAMP(6) "
-              "WHERE id = %s AND instance_id IS NULL", (droplet_id, server_id))
-    location = request.url(f"/servers/{server_id}")
-    return Response(202, represent(load_row(request, server_id)), [("Location", location)])
+        with db.transaction():
+            set_status(db, server_id, "error", exc.message)
+            operations.mark(db, operation_id, "failed", exc.message)
+        raise cloud_problem(exc) from None
+    with db.transaction():
+        db.update("UPDATE servers SET instance_id = %s, updated_at = UTC_TIMESTAMP(6) "
+                  "WHERE id = %s AND instance_id IS NULL", (droplet_id, server_id))
+        db.update("UPDATE operations SET status = 'running', updated_at = UTC_TIMESTAMP(6) "
+                  "WHERE id = %s AND status = 'pending'", (operation_id,))
+    return created_answer(request, server_id)
+
+
+def created_answer(request, server_id):
+    """202 with the server and its create operation (also how an idempotent retry is answered)."""
+    from . import operations
+    server = represent(load_row(request, server_id))
+    operation = request.db.one(f"SELECT {operations.COLUMNS} FROM operations WHERE target_id = %s "
+                               "AND kind = 'server.create' ORDER BY id LIMIT 1", (server_id,))
+    server["operation"] = operations.represent(operation)
+    return Response(202, server, [("Location", request.url(f"/servers/{server_id}")),
+                                  ("Operation-Location", request.url(f"/operations/{operation['id']}"))])
 
 
 def delete_server(request):
-    from . import provider
+    """DELETE /api/servers/<id>: destroy the droplet, then mark the row deleting; the monitor confirms."""
+    from . import operations, provider
     config, db = request.config, request.db
     request.audit_target = request.params["server_id"]
     row = load_row(request, request.params["server_id"])
@@ -178,14 +188,62 @@ def delete_server(request):
         return Response(202, represent(row))
     if row["instance_id"]:
         try:
-            provider.destroy_droplet(config, row["instance_id"])
+            provider.destroy_droplet(config, provider.request_budget(config), row["instance_id"])
         except provider.CloudError as exc:
-            raise Problem(502, "cloud-error", exc.message) from None
+            raise cloud_problem(exc) from None
     # Without a droplet id, the monitor finds any droplet by the row's tag and destroys it.
-    _set_status(db, row["id"], "deleting", "deletion requested")
-    return Response(202, represent(load_row(request, row["id"])))
+    with db.transaction():
+        set_status(db, row["id"], "deleting", "deletion requested")
+        operations.finish_open(db, row["id"], "server.create", "cancelled", "the server was deleted")
+        operation_id = operations.start(db, request.principal, "server.delete", row["id"], status="running")
+    server = represent(load_row(request, row["id"]))
+    server["operation"] = operations.represent(operations.load(db, request.principal.tenant_id, operation_id))
+    return Response(202, server, [("Operation-Location", request.url(f"/operations/{operation_id}"))])
 
 
-def _set_status(db, server_id, status, reason):
+POWER_ACTIONS = ("reboot", "power_off", "power_on")
+
+
+def server_action(request):
+    """POST /api/servers/<id>/actions {"type": reboot|power_off|power_on}: 202 with the operation."""
+    from . import operations, provider
+    config, db = request.config, request.db
+    fields = validate(request.fields(), {"type": Field(one_of(POWER_ACTIONS, "action"), required=True)})
+    row = load_row(request, request.params["server_id"])
+    request.audit_target = row["id"]
+    if row["status"] != "ready":
+        raise Problem(409, "server-not-ready", f"the server is {row['status']}; power actions need a ready server")
+    try:
+        action_id = provider.droplet_action(config, provider.request_budget(config), row["instance_id"],
+                                            fields["type"])
+    except provider.CloudError as exc:
+        raise cloud_problem(exc) from None
+    operation_id = operations.start(db, request.principal, f"server.{fields['type']}", row["id"],
+                                    status="running", cloud_action_id=action_id)
+    operation = operations.represent(operations.load(db, request.principal.tenant_id, operation_id))
+    return Response(202, operation, [("Location", request.url(f"/operations/{operation_id}"))])
+
+
+def destroy_now(request, server_id):
+    """Best effort: destroy a server's droplet at once if its id is known; else the monitor will."""
+    from . import provider
+    row = request.db.one("SELECT instance_id FROM servers WHERE id = %s", (server_id,))
+    if row and row["instance_id"]:
+        try:
+            provider.destroy_droplet(request.config, provider.request_budget(request.config), row["instance_id"])
+        except provider.CloudError as exc:
+            from .web import log
+            log(request.environ, f"droplet {row['instance_id']} not destroyed yet ({exc.message}); the monitor will")
+
+
+def cloud_problem(error):
+    """The cloud's failure as our answer: 503 when it rate-limits us, else 502; Retry-After when known."""
+    headers = [("Retry-After", str(error.retry_after))] if error.retry_after else []
+    if error.rate_limited:
+        return Problem(503, "cloud-rate-limited", error.message, headers=headers)
+    return Problem(502, "cloud-error", error.message, headers=headers)
+
+
+def set_status(db, server_id, status, reason):
     db.update("UPDATE servers SET status = %s, status_reason = %s, updated_at = UTC_TIMESTAMP(6) "
               "WHERE id = %s", (status, reason[:1000], server_id))

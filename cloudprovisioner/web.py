@@ -35,10 +35,16 @@ ROUTES = [
     (r"/servers/{server_id}", {"GET": ("servers:get_server", "servers:read"),
                                         "DELETE": ("servers:delete_server", "servers:write")}),
     (r"/servers/{server_id}/status", {"GET": ("servers:get_server_status", "servers:read")}),
+    (r"/servers/{server_id}/actions", {"POST": ("servers:server_action", "servers:write")}),
+    (r"/operations", {"GET": ("operations:list_operations", "servers:read")}),
+    (r"/operations/{operation_id}", {"GET": ("operations:get_operation", "servers:read")}),
+    (r"/operations/{operation_id}/cancel", {"POST": ("operations:cancel_operation", "servers:write")}),
     (r"/audit", {"GET": ("audit:list_entries", "audit:read")}),
 ]
 _SEGMENTS = [(template.strip("/").split("/"), methods) for template, methods in ROUTES]
 MUTATING = frozenset(("POST", "PUT", "PATCH", "DELETE"))
+# Creates that honour an Idempotency-Key: action -> how to answer again from the resource it made.
+IDEMPOTENT = {"servers.create_server": "servers:created_answer"}
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{8,64}")
 
 DRAIN_LIMIT = 16 * 1024 * 1024
@@ -63,8 +69,9 @@ class Request:
         self.audit_actor = None  # (tenant_id, user_id) when known without a principal (logins)
         incoming = environ.get("HTTP_X_REQUEST_ID", "")
         self.request_id = incoming if _REQUEST_ID.fullmatch(incoming) else os.urandom(16).hex()
+        self.idempotency = None  # the Idempotency-Key claim this request holds, if any
         self._db = None
-        self._body_read = False
+        self._body = None
 
     @property
     def db(self):
@@ -87,7 +94,7 @@ class Request:
         larger than DRAIN_LIMIT before the script runs.
         """
         length = self.environ.get("CONTENT_LENGTH", "")
-        if self._body_read or not length.isdigit():
+        if self._body is not None or not length.isdigit():
             return
         left = min(int(length), DRAIN_LIMIT)
         stream = self.environ["wsgi.input"]
@@ -115,7 +122,7 @@ class Request:
         if media_type not in (JSON_TYPE, FORM_TYPE):
             raise Problem(415, "unsupported-media-type",
                           f"send {JSON_TYPE} or {FORM_TYPE}, not {media_type or 'nothing'}")
-        body = self._read_body()
+        body = self.raw_body()
         try:
             text = body.decode("utf-8")
         except UnicodeDecodeError:
@@ -132,8 +139,14 @@ class Request:
             raise Problem(400, "malformed-body", "the JSON body must be an object")
         return data
 
+    def raw_body(self):
+        """The body's bytes, read once. Decided from CONTENT_LENGTH before reading a byte
+        (a huge body is never read)."""
+        if self._body is None:
+            self._body = self._read_body()
+        return self._body
+
     def _read_body(self):
-        # Decide from CONTENT_LENGTH before reading a byte (a huge body is never read).
         raw_length = self.environ.get("CONTENT_LENGTH", "")
         if not raw_length:
             raise Problem(411, "length-required", "a request body with Content-Length is required")
@@ -144,7 +157,6 @@ class Request:
         if length > limit:
             raise Problem(413, "body-too-large", f"the body is {length} bytes; the limit is {limit}")
         body = self.environ["wsgi.input"].read(length)
-        self._body_read = True
         if len(body) != length:
             raise Problem(400, "malformed-body", "the body is shorter than Content-Length")
         return body
@@ -273,6 +285,11 @@ def _dispatch(request):
     if permission is not PUBLIC:
         request.principal = auth.authenticate(request)
         auth.authorize(request.principal, permission)
+    if request.action in IDEMPOTENT and "HTTP_IDEMPOTENCY_KEY" in request.environ:
+        from . import idempotency
+        module_name, function_name = IDEMPOTENT[request.action].split(":")
+        replay = getattr(sys.modules[f"{__package__}.{module_name}"], function_name)
+        return idempotency.run(request, handler, replay)
     return handler(request)
 
 

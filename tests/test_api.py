@@ -56,7 +56,9 @@ def test_list_get_and_status(admin):
     assert listed.status == 200 and listed.content_type == "application/json"
     assert [s["id"] for s in listed.json] == [created["id"]]
     got = admin.request("GET", f"/servers/{created['id']}").json
+    operation = created.pop("operation")
     assert got == created
+    assert operation["kind"] == "server.create" and operation["status"] == "running"
     status = admin.request("GET", f"/servers/{created['id']}/status").json
     assert status == {"id": created["id"], "status": "pending", "status_reason": "", "public_ip": "",
                       "private_ip": "", "ready_at": None}
@@ -91,31 +93,78 @@ def test_status_filter_and_deleted_left_out_unless_asked(admin, db):
     assert admin.request("GET", "/servers?status=ready").json == []
 
 
-def test_cloud_refusing_is_502_with_its_message_and_the_row_in_error(admin, db, sandbox):
-    knob(sandbox, "POST", "/_sandbox/faults", {"status": 500, "count": 1, "path_prefix": "/v2/droplets"})
-    problem = assert_problem(admin.request("POST", "/servers", VALID), 502)
-    assert "unable to give you a response" in problem["detail"]
-    row = db.one("SELECT status, status_reason FROM servers")
+def fault(sandbox, **rule):
+    knob(sandbox, "POST", "/_sandbox/faults", {"path_prefix": "/v2/droplets", **rule})
+
+
+def tagged(sandbox, server_id):
+    answer = http("GET", f"{sandbox}droplets?tag_name=cloudprovisioner:{server_id}",
+                  headers={"Authorization": f"Bearer {TEST_TOKEN}"})
+    return [droplet["id"] for droplet in answer.json["droplets"]]
+
+
+def impatient_client(admin, values, **settings):
+    return Client(make_app(make_config(dict(values, **settings))), admin.token)
+
+
+def test_a_passing_cloud_failure_is_retried_and_makes_one_droplet(admin, sandbox):
+    fault(sandbox, status=500, count=2, method="POST")
+    answer = admin.post("/servers", VALID)
+    assert answer.status == 202, answer.body
+    requests = knob(sandbox, "GET", "/_sandbox/stats").json["requests"]
+    assert requests["POST /v2/droplets"] == 3  # two failures, then the create
+    assert requests["GET /v2/droplets"] == 2  # before each retry: was it made after all?
+    assert tagged(sandbox, answer.json["id"]) == [int(answer.json["instance_id"])]
+
+
+def test_a_cloud_that_keeps_failing_is_502_with_retry_after_and_the_row_in_error(admin, values, db, sandbox):
+    fault(sandbox, status=500, count=1000)
+    problem = assert_problem(answer := impatient_client(admin, values, CP_CLOUD_BUDGET="2").post("/servers", VALID),
+                             502)
+    assert "unable to give you a response" in problem["detail"] and int(answer.headers["retry-after"]) > 0
+    row = db.one("SELECT id, status, status_reason FROM servers")
     assert row["status"] == "error" and "unable to give you a response" in row["status_reason"]
+    operation = admin.get(f"/operations?target={row['id']}").json[0]
+    assert operation["status"] == "failed" and "unable" in operation["error"]
 
 
-def test_cloud_rate_limit_is_502(admin, db, sandbox):
-    knob(sandbox, "POST", "/_sandbox/faults", {"status": 429, "count": 1, "path_prefix": "/v2/droplets"})
-    problem = assert_problem(admin.request("POST", "/servers", VALID), 502)
-    assert "Rate limit" in problem["detail"]
+def test_a_rate_limit_is_waited_out_within_the_budget(admin, sandbox):
+    fault(sandbox, status=429, count=1, retry_after=1)
+    started = time.monotonic()
+    assert admin.post("/servers", VALID).status == 202
+    assert time.monotonic() - started >= 1  # it honoured retry-after
 
 
-def test_a_failed_create_leaves_no_droplet_nobody_tracks(admin, values, sandbox, db):
-    """The cloud creates the droplet but the answer is lost (slow): the monitor destroys it."""
-    values.update(CP_DO_TIMEOUT="1")
-    impatient = Client(make_app(make_config(values)), admin.token)
-    knob(sandbox, "POST", "/_sandbox/faults", {"delay": 2, "count": 1, "path_prefix": "/v2/droplets",
-                                               "method": "POST"})
+def test_a_rate_limit_beyond_the_budget_is_503_with_the_clouds_retry_after(admin, sandbox, db):
+    fault(sandbox, status=429, count=1, retry_after=300)
+    answer = admin.post("/servers", VALID)
+    problem = assert_problem(answer, 503)
+    assert "Rate limit" in problem["detail"] and answer.headers["retry-after"] == "300"
+    assert count(db, "error") == 1
+
+
+def test_a_slow_create_is_never_left_doubled(admin, values, sandbox, db):
+    """The cloud makes the droplet, but too late to answer: the retry makes a second; the monitor keeps one."""
+    impatient = impatient_client(admin, values, CP_DO_TIMEOUT="1")
+    fault(sandbox, delay=2, count=1, method="POST")
+    answer = impatient.post("/servers", VALID)
+    assert answer.status == 202, answer.body
+    time.sleep(2)  # the sandbox finishes the slow create too
+    server_id = answer.json["id"]
+    assert len(tagged(sandbox, server_id)) == 2
+    assert monitor.run_once(make_config(values)) == 0
+    row = db.one("SELECT instance_id FROM servers WHERE id = %s", (server_id,))
+    assert tagged(sandbox, server_id) == [row["instance_id"]]
+
+
+def test_a_cloud_that_never_answers_leaves_no_droplet_nobody_tracks(admin, values, sandbox, db):
+    """Every try times out (the cloud makes each droplet later): the row is error, the monitor clears them all."""
+    impatient = impatient_client(admin, values, CP_DO_TIMEOUT="1", CP_CLOUD_BUDGET="3")
+    fault(sandbox, delay=1.5, count=10, method="POST")
     problem = assert_problem(impatient.post("/servers", VALID), 502)
     assert "did not answer" in problem["detail"]
     assert count(db, "error") == 1
-    time.sleep(1.5)  # the sandbox finishes the slow create
-    values.update(CP_DO_TIMEOUT="5")
+    time.sleep(2)  # the sandbox finishes the slow creates
     assert monitor.run_once(make_config(values)) == 0
     listed = http("GET", f"{sandbox}droplets?tag_name=cloudprovisioner",
                   headers={"Authorization": f"Bearer {TEST_TOKEN}"}).json
@@ -141,9 +190,10 @@ def test_delete_destroys_the_droplet_and_marks_deleting(admin, db, sandbox):
     assert again.status == 202 and again.json["status"] == "deleting"
 
 
-def test_delete_when_the_cloud_fails_is_502_and_changes_nothing(admin, db, sandbox):
+def test_delete_when_the_cloud_keeps_failing_is_502_and_changes_nothing(admin, values, db, sandbox):
     created = admin.request("POST", "/servers", VALID).json
-    knob(sandbox, "POST", "/_sandbox/faults", {"status": 503, "count": 1, "path_prefix": "/v2/droplets",
-                                               "method": "DELETE"})
-    assert_problem(admin.request("DELETE", f"/servers/{created['id']}"), 502)
+    fault(sandbox, status=503, count=1000, method="DELETE")
+    answer = impatient_client(admin, values, CP_CLOUD_BUDGET="2").delete(f"/servers/{created['id']}")
+    assert_problem(answer, 502)
+    assert answer.headers["retry-after"]
     assert count(db, "pending") == 1

@@ -101,10 +101,19 @@ def test_a_held_lock_makes_the_run_step_aside(admin, values, config):
     assert "1 ready" in run(values)[1]
 
 
-def test_a_cloud_failure_fails_the_run_and_changes_nothing(admin, values, sandbox, db):
+def test_a_cloud_failure_is_retried_within_the_run(admin, values, sandbox, db):
     admin.request("POST", "/servers", VALID)
     wait_active()
-    knob(sandbox, "POST", "/_sandbox/faults", {"status": 500, "count": 1, "path_prefix": "/v2/droplets"})
+    knob(sandbox, "POST", "/_sandbox/faults", {"status": 500, "count": 2, "path_prefix": "/v2/droplets"})
+    status, out, _ = run(values)
+    assert status == 0 and "1 ready" in out
+
+
+def test_a_cloud_failure_beyond_the_budget_fails_the_run_and_changes_nothing(admin, values, sandbox, db):
+    admin.request("POST", "/servers", VALID)
+    wait_active()
+    knob(sandbox, "POST", "/_sandbox/faults", {"status": 500, "count": 1000, "path_prefix": "/v2/droplets"})
+    values["CP_MONITOR_CLOUD_BUDGET"] = "2"
     status, out, err = run(values)
     assert status == 1 and out == "" and "monitor: failed" in err
     assert db.one("SELECT status FROM servers")["status"] == "pending"

@@ -19,7 +19,45 @@ API = "http://cloud.invalid/v2/"
 
 @pytest.fixture
 def config():
-    return make_config({"CP_DO_TOKEN": "tok", "CP_DO_API_URL": API.rstrip("/"), "CP_DO_TIMEOUT": "2"})
+    return make_config({"CP_DO_TOKEN": "tok", "CP_DO_API_URL": API.rstrip("/"), "CP_DO_TIMEOUT": "2",
+                        "CP_CLOUD_BUDGET": "3"})
+
+
+class FakeClock:
+    """Retries wait for real elsewhere; here a wait only moves this clock on (and is recorded)."""
+
+    def __init__(self):
+        self.now = 1000.0
+        self.waits = []
+
+    def monotonic(self):
+        return self.now
+
+    def sleep(self, seconds):
+        self.waits.append(seconds)
+        self.now += seconds
+
+
+@pytest.fixture(autouse=True)
+def clock(monkeypatch):
+    fake = FakeClock()
+    monkeypatch.setattr(provider.time, "monotonic", fake.monotonic)
+    monkeypatch.setattr(provider.time, "sleep", fake.sleep)
+    return fake
+
+
+def no_droplets_tagged():
+    """The look-up a create makes before retrying: nothing was made."""
+    responses.get(API + "droplets/", json={"droplets": [], "links": {}, "meta": {"total": 0}})
+
+
+def budget(seconds=3):
+    return provider.Budget(seconds)
+
+
+def create(config, row_tag="cloudprovisioner:abc"):
+    return provider.create_droplet(config, budget(), name="a", region="r", size="s", image="i", tags=[],
+                                   ssh_keys=[], user_data="", row_tag=row_tag)
 
 
 def droplet(droplet_id, tags, status="active", ip="192.0.2.10"):
@@ -35,8 +73,8 @@ def test_create_sends_one_post_with_tags_and_timeout(config):
     responses.post(API + "droplets/", status=202, json={
         "droplet": droplet(7, ["cloudprovisioner"], "new"), "links": {"actions": [{"id": 99}]}})
     droplet_id = provider.create_droplet(
-        config, name="web-1", region="nyc3", size="s-1vcpu-1gb", image="ubuntu-24-04-x64",
-        tags=["cloudprovisioner", "cloudprovisioner:abc"], ssh_keys=[12], user_data="")
+        config, budget(), name="web-1", region="nyc3", size="s-1vcpu-1gb", image="ubuntu-24-04-x64",
+        tags=["cloudprovisioner", "cloudprovisioner:abc"], ssh_keys=[12], user_data="", row_tag="cloudprovisioner:abc")
     assert droplet_id == 7
     assert len(responses.calls) == 1
     sent = responses.calls[0].request
@@ -45,7 +83,7 @@ def test_create_sends_one_post_with_tags_and_timeout(config):
     assert body["tags"] == ["cloudprovisioner", "cloudprovisioner:abc"]
     assert body["size"] == "s-1vcpu-1gb" and body["ssh_keys"] == [12]
     assert "user_data" not in body
-    assert sent.req_kwargs["timeout"] == 2.0
+    assert sent.req_kwargs["timeout"] == 2.0  # CP_DO_TIMEOUT, always set
 
 
 @responses.activate
@@ -58,7 +96,7 @@ def test_list_follows_pages_of_200(config):
     responses.get(API + "droplets/", match=[responses.matchers.query_param_matcher(
         {"tag_name": "cloudprovisioner", "per_page": "200", "page": "2"})], json={
         "droplets": [droplet(200, ["cloudprovisioner"], "new")], "links": {}, "meta": {"total": 201}})
-    found = provider.list_droplets(config, "cloudprovisioner")
+    found = provider.list_droplets(config, budget(), "cloudprovisioner")
     assert len(found) == 201 and len(responses.calls) == 2
     assert (found[0].public_ip, found[0].private_ip) == ("192.0.2.10", "10.0.0.5")
     assert found[200].status == "new" and found[200].public_ip == ""
@@ -72,46 +110,114 @@ def test_429_on_the_second_page_is_an_error_not_a_short_list(config):
     responses.get(API + "droplets/", status=429, headers={"retry-after": "3"},
                   json={"id": "too_many_requests", "message": "API Rate limit exceeded."})
     with pytest.raises(provider.CloudError, match="API Rate limit exceeded"):
-        provider.list_droplets(config, "t")
+        provider.list_droplets(config, budget(), "t")
 
 
 @responses.activate
-def test_500_is_a_cloud_error_with_the_cloud_message(config):
+def test_a_500_that_persists_is_retried_with_backoff_until_the_budget_ends(config, clock):
     responses.post(API + "droplets/", status=500,
                    json={"id": "server_error", "message": "Server was unable to give you a response."})
-    with pytest.raises(provider.CloudError, match="unable to give you a response"):
-        provider.create_droplet(config, name="a", region="r", size="s", image="i", tags=[],
-                                ssh_keys=[], user_data="")
+    no_droplets_tagged()
+    with pytest.raises(provider.CloudError, match="unable to give you a response") as failed:
+        create(config)
+    assert failed.value.status == 500 and failed.value.retry_after == provider.GIVE_UP_RETRY_AFTER
+    posts = [call for call in responses.calls if call.request.method == "POST"]
+    lookups = [call for call in responses.calls if call.request.method == "GET"]
+    assert len(posts) == len(clock.waits) + 1 and len(lookups) == len(clock.waits)
+    assert all("tag_name=cloudprovisioner%3Aabc" in call.request.url for call in lookups)
+    assert clock.waits[1] > clock.waits[0] / 2 and sum(clock.waits) <= 3  # growing, within the budget
+
+
+@responses.activate
+def test_a_create_that_was_made_after_all_is_adopted_not_repeated(config):
+    responses.post(API + "droplets/", status=504, json={"id": "timeout", "message": "Gateway timeout"})
+    responses.get(API + "droplets/", json={"droplets": [droplet(77, ["cloudprovisioner:abc"], "new")],
+                                          "links": {}, "meta": {"total": 1}})
+    assert create(config) == 77
+    assert [call.request.method for call in responses.calls] == ["POST", "GET"]
+
+
+@responses.activate
+def test_a_429_waits_for_retry_after_then_succeeds(config, clock):
+    responses.post(API + "droplets/", status=429, headers={"retry-after": "2"},
+                   json={"id": "too_many_requests", "message": "API Rate limit exceeded."})
+    responses.post(API + "droplets/", status=202, json={"droplet": droplet(8, [], "new"),
+                                                        "links": {"actions": [{"id": 1}]}})
+    assert create(config) == 8
+    assert clock.waits == [2]  # exactly the cloud's retry-after, and no look-up before retrying a 429
+
+
+@responses.activate
+def test_a_429_without_retry_after_waits_until_the_ratelimit_reset(config, clock, monkeypatch):
+    monkeypatch.setattr(provider.time, "time", lambda: 5000)
+    responses.get(API + "droplets/", status=429, headers={"ratelimit-reset": "5001"},
+                  json={"id": "too_many_requests", "message": "API Rate limit exceeded."})
+    responses.get(API + "droplets/", json={"droplets": [], "links": {}, "meta": {"total": 0}})
+    assert provider.list_droplets(config, budget(), "t") == []
+    assert clock.waits == [1]
+
+
+@responses.activate
+def test_a_429_longer_than_the_budget_gives_up_at_once_with_the_clouds_wait(config, clock):
+    responses.get(API + "droplets/", status=429, headers={"retry-after": "120"},
+                  json={"id": "too_many_requests", "message": "API Rate limit exceeded."})
+    with pytest.raises(provider.CloudError) as failed:
+        provider.list_droplets(config, budget(), "t")
+    assert failed.value.rate_limited and failed.value.retry_after == 120
+    assert clock.waits == [] and len(responses.calls) == 1
+
+
+@responses.activate
+def test_rate_limit_headers_are_remembered(config):
+    responses.get(API + "droplets/", json={"droplets": [], "links": {}, "meta": {"total": 0}},
+                  headers={"ratelimit-limit": "5000", "ratelimit-remaining": "4321", "ratelimit-reset": "99"})
+    provider.list_droplets(config, budget(), "t")
+    assert provider.rate_limit == {"limit": 5000, "remaining": 4321, "reset": 99}
+
+
+@responses.activate
+def test_a_power_action_is_not_repeated_when_its_outcome_is_unknown(config, clock):
+    responses.post(API + "droplets/9/actions/", status=500, json={"id": "server_error", "message": "oops"})
+    with pytest.raises(provider.CloudError, match="may or may not have started"):
+        provider.droplet_action(config, budget(), 9, "reboot")
+    assert len(responses.calls) == 1
+
+
+@responses.activate
+def test_a_4xx_is_not_retried(config, clock):
+    responses.post(API + "droplets/", status=422, json={"id": "unprocessable_entity", "message": "bad size"})
+    with pytest.raises(provider.CloudError, match="bad size") as failed:
+        create(config)
+    assert failed.value.status == 422 and failed.value.retry_after is None and clock.waits == []
 
 
 @responses.activate
 def test_error_body_without_id_and_message_is_a_cloud_error(config):
-    responses.post(API + "droplets/", status=502, json={"oops": True})
+    responses.post(API + "droplets/", status=400, json={"oops": True})
     with pytest.raises(provider.CloudError, match="unexpected body"):
-        provider.create_droplet(config, name="a", region="r", size="s", image="i", tags=[],
-                                ssh_keys=[], user_data="")
+        create(config)
 
 
 @responses.activate
 def test_non_json_answer_is_a_cloud_error(config):
     responses.get(API + "droplets/", status=502, body="<html>bad gateway</html>")
     with pytest.raises(provider.CloudError, match="not JSON"):
-        provider.list_droplets(config, "t")
+        provider.list_droplets(config, budget(), "t")
 
 
 @responses.activate
 def test_timeout_is_a_cloud_error(config):
     responses.get(API + "droplets/", body=requests.exceptions.ReadTimeout("slow"))
     with pytest.raises(provider.CloudError, match="did not answer within 2 s"):
-        provider.list_droplets(config, "t")
+        provider.list_droplets(config, budget(), "t")
 
 
 @responses.activate
 def test_destroy_of_a_missing_droplet_answers_false(config):
     responses.delete(API + "droplets/5", status=404, json={"id": "not_found", "message": "gone"})
     responses.delete(API + "droplets/6", status=204)
-    assert provider.destroy_droplet(config, 5) is False
-    assert provider.destroy_droplet(config, 6) is True
+    assert provider.destroy_droplet(config, budget(), 5) is False
+    assert provider.destroy_droplet(config, budget(), 6) is True
 
 
 @responses.activate
@@ -119,4 +225,4 @@ def test_refused_token_is_a_cloud_error(config):
     responses.get(API + "droplets/", status=401,
                   json={"id": "unauthorized", "message": "Unable to authenticate you"})
     with pytest.raises(provider.CloudError, match="Unable to authenticate you"):
-        provider.list_droplets(config, "t")
+        provider.list_droplets(config, budget(), "t")

@@ -34,6 +34,10 @@ EXPECTED_LEAST_ROLE = {
     ("GET", "/servers/{server_id}"): "viewer",
     ("DELETE", "/servers/{server_id}"): "operator",
     ("GET", "/servers/{server_id}/status"): "viewer",
+    ("POST", "/servers/{server_id}/actions"): "operator",
+    ("GET", "/operations"): "viewer",
+    ("GET", "/operations/{operation_id}"): "viewer",
+    ("POST", "/operations/{operation_id}/cancel"): "operator",
     ("GET", "/audit"): "admin",
 }
 # Anyone may call these (they authenticate the caller themselves, if at all).
@@ -85,6 +89,16 @@ class Scene:
         assert answer.status == 202, answer.body
         return answer.json["id"]
 
+    def operation(self):
+        answer = self.admin.post("/servers", SERVER)
+        assert answer.status == 202, answer.body
+        return answer.json["operation"]["id"]
+
+    def ready_server(self):
+        server_id = self.server()
+        self.db.update("UPDATE servers SET status = 'ready' WHERE id = %s", (server_id,))
+        return server_id
+
     def user(self):
         answer = self.admin.post("/users", {"name": "Target", "email": "target@acme.test", "role": "viewer",
                                             "password": PASSWORD})
@@ -122,6 +136,11 @@ REQUESTS = {
     ("GET", "/servers/{server_id}"): lambda s: (f"/servers/{s.server()}", None, 200),
     ("DELETE", "/servers/{server_id}"): lambda s: (f"/servers/{s.server()}", None, 202),
     ("GET", "/servers/{server_id}/status"): lambda s: (f"/servers/{s.server()}/status", None, 200),
+    ("POST", "/servers/{server_id}/actions"): lambda s: (f"/servers/{s.ready_server()}/actions",
+                                                         {"type": "reboot"}, 202),
+    ("GET", "/operations"): lambda s: ("/operations", None, 200),
+    ("GET", "/operations/{operation_id}"): lambda s: (f"/operations/{s.operation()}", None, 200),
+    ("POST", "/operations/{operation_id}/cancel"): lambda s: (f"/operations/{s.operation()}/cancel", None, 202),
     ("GET", "/audit"): lambda s: ("/audit", None, 200),
 }
 
@@ -232,6 +251,9 @@ ISOLATION_CASES = {
     ("PATCH", "/users/{user_id}"): {"name": "Pwned", "role": "admin", "disabled": True},
     ("DELETE", "/users/{user_id}"): None,
     ("DELETE", "/tokens/{token_id}"): None,
+    ("POST", "/servers/{server_id}/actions"): {"type": "reboot"},
+    ("GET", "/operations/{operation_id}"): None,
+    ("POST", "/operations/{operation_id}/cancel"): None,
 }
 
 
@@ -245,7 +267,9 @@ def test_another_tenants_ids_are_404_and_untouched(endpoint, admin, member, glob
     viewer = member("viewer")
     server = admin.post("/servers", SERVER).json
     token = admin.post("/tokens", {"name": "acme-ci"}).json
-    ids = {"server_id": server["id"], "user_id": viewer.get("/me").json["id"], "token_id": token["id"]}
+    ids = {"server_id": server["id"], "user_id": viewer.get("/me").json["id"], "token_id": token["id"],
+           "operation_id": server["operation"]["id"]}
+    db.update("UPDATE servers SET status = 'ready' WHERE id = %s", (server["id"],))  # so actions would apply
     method, route = endpoint
     acme_view = (admin.get(f"/servers/{server['id']}").json, admin.get("/users").json, admin.get("/tokens").json)
     before = snapshot(db, sandbox)
@@ -293,6 +317,10 @@ def test_lists_show_only_the_callers_tenant(admin, member, globex, db):
         assert "link" not in listed.headers  # no next page pointing into Acme's rows
     assert [user["id"] for user in globex.get("/users").json] == [globex_admin_id]
     assert [token["id"] for token in globex.get("/tokens").json] == [globex_token]
+    for query in ("", f"?target={acme_servers[1]}", "?kind=server.create", "?status=running"):
+        operations = globex.get("/operations" + query).json
+        assert {op["target"]["id"] for op in operations} <= {globex_server}, query
+    assert [op["target"]["id"] for op in globex.get("/operations").json] == [globex_server]
 
     acme, globex_tenant = tenant_of(db, "admin@acme.test"), tenant_of(db, "admin@globex.test")
     assert db.one("SELECT COUNT(*) AS n FROM audit_log WHERE tenant_id = %s", (acme,))["n"] > 0

@@ -1,0 +1,131 @@
+"""Idempotency-Key for creates (IETF httpapi draft "The Idempotency-Key HTTP Header Field").
+
+The first request with a key claims it (one row per tenant and key) and its
+answer is stored; a retry with the same key and the same request gets that
+answer again (`Idempotent-Replayed: true`); the same key with another
+request is a 422; a retry while the first is still running is a 409.
+
+A 5xx answer is not stored: it says "try again", so a retry runs afresh.
+A first request that died (kill -9) leaves its claim "running": once it is
+older than a request can live, a retry takes the claim over, answering from
+the resource the dead request had already written, if it got that far.
+"""
+
+import hashlib
+import json
+
+from MySQLdb import IntegrityError
+
+from .errors import Problem
+
+HEADER = "HTTP_IDEMPOTENCY_KEY"
+DUPLICATE_KEY = 1062
+UNSTORED_HEADERS = {"content-length", "x-request-id"}
+
+
+class Claim:
+    """This request holds the key: it can bind the resource it creates and store its answer."""
+
+    def __init__(self, db, tenant_id, key):
+        self.db, self.tenant_id, self.key = db, tenant_id, key
+
+    def bind(self, resource_id):
+        self.db.update("UPDATE idempotency_keys SET resource_id = %s WHERE tenant_id = %s AND idem_key = %s",
+                       (resource_id, self.tenant_id, self.key))
+
+    def store(self, status, headers, body):
+        if status >= 500:
+            self.db.update("DELETE FROM idempotency_keys WHERE tenant_id = %s AND idem_key = %s",
+                           (self.tenant_id, self.key))
+            return
+        kept = [[name, value] for name, value in headers if name.lower() not in UNSTORED_HEADERS]
+        self.db.update("UPDATE idempotency_keys SET state = 'done', status = %s, headers = %s, body = %s "
+                       "WHERE tenant_id = %s AND idem_key = %s",
+                       (status, json.dumps(kept), body.decode("utf-8"), self.tenant_id, self.key))
+
+
+def key_of(request):
+    """The key, or None; a malformed one is a 400. The draft sends it as a quoted string."""
+    raw = request.environ.get(HEADER)
+    if raw is None:
+        return None
+    key = raw.strip()
+    if len(key) >= 2 and key[0] == key[-1] == '"':
+        key = key[1:-1]
+    if not 1 <= len(key) <= 255 or not key.isascii() or not key.isprintable():
+        raise Problem(400, "bad-idempotency-key", "Idempotency-Key must be 1 to 255 printable ASCII characters")
+    return key
+
+
+def run(request, handler, replay_resource):
+    """Answer through the key: replay, refuse, or run `handler` and store its answer."""
+    from .web import Response
+    key = key_of(request)
+    body = request.raw_body()
+    fingerprint = hashlib.sha256(b"\n".join((request.method.encode(), request.path.encode(),
+                                             request.environ.get("CONTENT_TYPE", "").encode(), body))).hexdigest()
+    claim = Claim(request.db, request.principal.tenant_id, key)
+    earlier = _claim_or_find(request, claim, fingerprint)
+    if earlier is not None:
+        if earlier.get("resource_id"):
+            return _finish(claim, replay_resource(request, earlier["resource_id"]))
+        response = Response(earlier["status"], headers=[tuple(pair) for pair in json.loads(earlier["headers"])])
+        response.body = earlier["body"].encode("utf-8")
+        response.headers.append(("Idempotent-Replayed", "true"))
+        return response
+    request.idempotency = claim
+    try:
+        return _finish(claim, handler(request))
+    except Problem as problem:
+        claim.store(problem.status, [*problem.headers, ("Content-Type", "application/problem+json")],
+                    problem.body())
+        raise
+
+
+def _finish(claim, response):
+    claim.store(response.status, response.headers, response.body)
+    return response
+
+
+def _claim_or_find(request, claim, fingerprint):
+    """None when this request now holds the key; else the earlier request's row to answer from."""
+    db, config = request.db, request.config
+    for _ in range(3):
+        try:
+            db.update("INSERT INTO idempotency_keys (tenant_id, idem_key, fingerprint, state, created_at, "
+                      "expires_at) VALUES (%s, %s, %s, 'running', UTC_TIMESTAMP(6), "
+                      "UTC_TIMESTAMP(6) + INTERVAL %s SECOND)",
+                      (claim.tenant_id, claim.key, fingerprint, config.idempotency_ttl))
+            return None
+        except IntegrityError as exc:
+            if exc.args[0] != DUPLICATE_KEY:
+                raise
+        row = db.one("SELECT fingerprint, state, status, headers, body, resource_id, "
+                     "expires_at <= UTC_TIMESTAMP(6) AS expired, "
+                     "TIMESTAMPDIFF(SECOND, created_at, UTC_TIMESTAMP(6)) AS age "
+                     "FROM idempotency_keys WHERE tenant_id = %s AND idem_key = %s", (claim.tenant_id, claim.key))
+        if row is None or row["expired"]:
+            db.update("DELETE FROM idempotency_keys WHERE tenant_id = %s AND idem_key = %s AND "
+                      "expires_at <= UTC_TIMESTAMP(6)", (claim.tenant_id, claim.key))
+            continue
+        if row["fingerprint"] != fingerprint:
+            raise Problem(422, "idempotency-key-reused", "this Idempotency-Key was used with a different request")
+        if row["state"] == "done":
+            return {**row, "resource_id": None}
+        if row["age"] <= config.cloud_budget + STALE_MARGIN:
+            raise Problem(409, "request-in-progress", "a request with this Idempotency-Key is still running",
+                          headers=[("Retry-After", "5")])
+        # The first request died. Take its claim over (only one retry may), then answer from what it left.
+        taken = db.update("UPDATE idempotency_keys SET created_at = UTC_TIMESTAMP(6) WHERE tenant_id = %s AND "
+                          "idem_key = %s AND state = 'running' AND "
+                          "TIMESTAMPDIFF(SECOND, created_at, UTC_TIMESTAMP(6)) > %s",
+                          (claim.tenant_id, claim.key, config.cloud_budget + STALE_MARGIN))
+        if not taken:
+            raise Problem(409, "request-in-progress", "a request with this Idempotency-Key is still running",
+                          headers=[("Retry-After", "5")])
+        return row if row["resource_id"] else None
+    raise Problem(409, "request-in-progress", "this Idempotency-Key is contended; try again",
+                  headers=[("Retry-After", "1")])
+
+
+STALE_MARGIN = 30  # seconds past the cloud budget after which a running claim's request must have died

@@ -1,0 +1,104 @@
+"""Operations: every action that completes later, with its status and outcome.
+
+A create, a delete and a power action each write an operation row in the
+same transaction as the change that starts it. The monitor moves them on
+(running -> succeeded or failed) in the same transaction as the server row,
+so the two always agree. Status: pending (not yet accepted by the cloud),
+running, succeeded, failed, cancelled.
+"""
+
+import json
+
+from .errors import Problem, not_found
+from .ids import cursor_for, id_cursor, new_id
+from .validation import Field, integer, one_of, text, validate
+from .web import Response, page
+
+KINDS = ("server.create", "server.delete", "server.reboot", "server.power_off", "server.power_on")
+STATUSES = ("pending", "running", "succeeded", "failed", "cancelled")
+FINISHED = ("succeeded", "failed", "cancelled")
+COLUMNS = "id, kind, target_type, target_id, status, user_id, token_id, result, error, created_at, updated_at"
+
+
+def start(db, principal, kind, target_id, status="pending", cloud_action_id=None):
+    """A new operation by the caller on a server; answers its id."""
+    operation_id = new_id()
+    db.update("INSERT INTO operations (id, tenant_id, user_id, token_id, kind, target_type, target_id, status, "
+              "cloud_action_id, created_at, updated_at) VALUES (%s, %s, %s, %s, %s, 'server', %s, %s, %s, "
+              "UTC_TIMESTAMP(6), UTC_TIMESTAMP(6))",
+              (operation_id, principal.tenant_id, principal.user_id, principal.token_id, kind, target_id, status,
+               cloud_action_id))
+    return operation_id
+
+
+def finish_open(db, target_id, kind, status, error="", result=None):
+    """Move the target's open operations of one kind to `status`; answers how many moved."""
+    return db.update("UPDATE operations SET status = %s, error = %s, result = %s, updated_at = UTC_TIMESTAMP(6) "
+                     "WHERE target_id = %s AND kind = %s AND status IN ('pending', 'running')",
+                     (status, error[:1000], json.dumps(result) if result is not None else None, target_id, kind))
+
+
+def mark(db, operation_id, status, error=""):
+    db.update("UPDATE operations SET status = %s, error = %s, updated_at = UTC_TIMESTAMP(6) WHERE id = %s",
+              (status, error[:1000], operation_id))
+
+
+def represent(row):
+    return {"id": row["id"], "kind": row["kind"], "target": {"type": row["target_type"], "id": row["target_id"]},
+            "status": row["status"], "result": json.loads(row["result"]) if row["result"] else None,
+            "error": row["error"], "requested_by": {"user_id": row["user_id"], "token_id": row["token_id"]},
+            "created_at": row["created_at"], "updated_at": row["updated_at"]}
+
+
+def load(db, tenant_id, operation_id, lock=False):
+    row = db.one(f"SELECT {COLUMNS} FROM operations WHERE id = %s AND tenant_id = %s"
+                 + (" FOR UPDATE" if lock else ""), (operation_id, tenant_id))
+    if row is None:
+        raise not_found("operation")
+    return row
+
+
+def list_operations(request):
+    """GET /api/operations: the tenant's, newest first; filters status, kind, target."""
+    args = validate({name: request.arg(name) for name in request.query}, {
+        "status": Field(one_of(STATUSES, "status")),
+        "kind": Field(one_of(KINDS, "kind")),
+        "target": Field(text(26, r"[0-9a-z]{26}", "must be a server id")),
+        "limit": Field(integer(1, 200), default=request.config.page_size),
+        "cursor": Field(id_cursor),
+    })
+    where, params = ["tenant_id = %s"], [request.principal.tenant_id]
+    for name, condition in (("status", "status = %s"), ("kind", "kind = %s"), ("target", "target_id = %s"),
+                            ("cursor", "id < %s")):
+        if name in args:
+            where.append(condition)
+            params.append(args[name])
+    rows = request.db.query(f"SELECT {COLUMNS} FROM operations WHERE {' AND '.join(where)} "
+                            "ORDER BY id DESC LIMIT %s", (*params, args["limit"] + 1))
+    rows, headers = page(request, "/operations", args, rows, lambda last: cursor_for(last["id"]))
+    return Response(200, [represent(row) for row in rows], headers)
+
+
+def get_operation(request):
+    return Response(200, represent(load(request.db, request.principal.tenant_id, request.params["operation_id"])))
+
+
+def cancel_operation(request):
+    """POST /api/operations/<id>/cancel: only a create can be cancelled, and only before it finished.
+
+    The server is then deleted like any other: its droplet, if it appears at
+    all, is destroyed by this request or by the monitor once it shows up.
+    """
+    from . import servers
+    db, tenant_id = request.db, request.principal.tenant_id
+    operation_id = request.audit_target = request.params["operation_id"]
+    with db.transaction():
+        row = load(db, tenant_id, operation_id, lock=True)
+        if row["status"] in FINISHED:
+            raise Problem(409, "operation-finished", f"the operation already {row['status']}")
+        if row["kind"] != "server.create":
+            raise Problem(409, "not-cancellable", f"a {row['kind']} cannot be called back once sent to the cloud")
+        mark(db, operation_id, "cancelled", "cancelled by request")
+        servers.set_status(db, row["target_id"], "deleting", "create cancelled")
+    servers.destroy_now(request, row["target_id"])
+    return Response(202, represent(load(db, tenant_id, operation_id)))
