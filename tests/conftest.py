@@ -8,6 +8,7 @@ servers table and an empty cloud.
 import os
 import secrets
 import shutil
+import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -15,8 +16,9 @@ from pathlib import Path
 import pytest
 
 from cloudprovisioner import migrate
+from cloudprovisioner.config import parse_env_file
 from cloudprovisioner.db import Database
-from cloudprovisioner.devstack import MariaDB, Process
+from cloudprovisioner.devstack import Apache, MariaDB, Process
 from cloudprovisioner.web import make_app
 from tests.support import TEST_SECRET, TEST_TOKEN, Client, MailServer, knob, make_config
 
@@ -139,3 +141,40 @@ def member(admin):
         assert answer.status == 201, answer.body
         return Client(admin.app).login(email, "long enough password")
     return member
+
+
+# -- the installed service behind a real Apache (end-to-end and fault tests) --------------------------------
+
+@pytest.fixture(scope="session")
+def installed(stack_dir, mariadb, sandbox, smtp):
+    """`make install` into a scratch prefix, configured for the test services, database `cp_e2e` migrated."""
+    prefix = stack_dir / "install"
+    dirs = {"PREFIX": prefix, "CONFDIR": prefix / "etc", "APACHE_CONFDIR": prefix / "apache",
+            "CRONDIR": prefix / "cron.d"}
+    subprocess.run(["make", "-C", str(ROOT), "install", *(f"{k}={v}" for k, v in dirs.items())],
+                   check=True, capture_output=True, timeout=900)
+    password = secrets.token_urlsafe(18)
+    mariadb.create_app_database("cp_e2e", "cp_e2e", password)
+    env_file = prefix / "etc" / "cloudprovisioner.env"
+    # make install generated the signing secret, readable by the web server's group only.
+    assert len(parse_env_file(env_file.read_text())["CP_JWT_SECRET"]) >= 32
+    assert oct(env_file.stat().st_mode & 0o777) == "0o640"
+    settings = {"CP_DB_SOCKET": mariadb.socket, "CP_DB_NAME": "cp_e2e", "CP_DB_USER": "cp_e2e",
+                "CP_DB_PASSWORD": password, "CP_DO_TOKEN": "test-token", "CP_DO_API_URL": sandbox,
+                "CP_MAX_BODY_BYTES": "100000", "CP_SMTP_HOST": "127.0.0.1", "CP_SMTP_PORT": str(smtp.port)}
+    lines = [line for line in env_file.read_text().splitlines() if line.split("=")[0] not in settings]
+    env_file.write_text("\n".join(lines + [f"{k}={v}" for k, v in settings.items()]) + "\n")
+    migrate = [str(prefix / "bin" / "cloudprovisioner-admin"), "--config", str(env_file), "migrate"]
+    assert "applied 001_servers.sql" in subprocess.run(migrate, check=True, capture_output=True,
+                                                       text=True).stdout
+    assert "up to date" in subprocess.run(migrate, check=True, capture_output=True, text=True).stdout
+    return prefix
+
+
+@pytest.fixture(scope="session")
+def apache(stack_dir, installed):
+    """A real Apache running the installed site config (CGI as www-data when we are root)."""
+    server = Apache(stack_dir / "apache", 0, [installed / "apache" / "cloudprovisioner.conf"])
+    server.start()
+    yield server
+    server.stop()

@@ -2,6 +2,8 @@
 
 import io
 import json
+import os
+import subprocess
 import sys
 import urllib.error
 import urllib.request
@@ -152,3 +154,33 @@ class MailServer:
 
     def stop(self):
         self.controller.stop()
+
+
+def run_cron_job(prefix, script, timeout=120):
+    """Run a job's line from the installed cron file as cron would: its user, its command."""
+    line = next(line for line in (prefix / "cron.d" / "cloudprovisioner").read_text().splitlines()
+                if line.startswith("* * * * *") and script in line)
+    fields = line.split(None, 6)
+    user, command = fields[5], fields[6]
+    argv = ["sh", "-c", command]
+    if os.geteuid() == 0:
+        argv = ["/usr/sbin/runuser", "-u", user, "--", *argv]
+    return subprocess.run(argv, capture_output=True, text=True, env={"PATH": "/usr/bin:/bin"}, timeout=timeout)
+
+
+class installed_settings:  # noqa: N801 (used as a context manager, like a function)
+    """Temporarily change lines of an installed env file (the CGI scripts and cron jobs read it per run)."""
+
+    def __init__(self, prefix, **overrides):
+        self.path = prefix / "etc" / "cloudprovisioner.env"
+        self.overrides = overrides
+
+    def __enter__(self):
+        self.original = self.path.read_text()
+        lines = [line for line in self.original.splitlines() if line.split("=")[0] not in self.overrides]
+        self.path.write_text("\n".join(lines + [f"{k}={v}" for k, v in self.overrides.items()]) + "\n")
+        return self.path
+
+    def __exit__(self, *exc):
+        self.path.write_text(self.original)
+        return False

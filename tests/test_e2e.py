@@ -1,68 +1,18 @@
 """End to end: `make install` into a scratch prefix, a real Apache running the shipped
 config (CGI as www-data when we are root), the real MariaDB, the sandbox cloud
-API, and the monitor run exactly as its cron line says."""
+API, and the monitor run exactly as its cron line says (fixtures in conftest.py)."""
 
 import os
-import secrets
 import shlex
 import subprocess
 import time
-from pathlib import Path
 
 import pytest
 
-from cloudprovisioner.config import parse_env_file
-from cloudprovisioner.devstack import Apache
-from tests.support import assert_problem, http, knob
+from tests.support import assert_problem, http, knob, run_cron_job
 
-ROOT = Path(__file__).resolve().parents[1]
 VALID = {"name": "e2e-1", "region": "ams3", "size": "s-1vcpu-1gb", "image": "debian-12-x64",
          "description": "end to end"}
-
-
-@pytest.fixture(scope="module")
-def installed(stack_dir, mariadb, sandbox, smtp):
-    prefix = stack_dir / "install"
-    dirs = {"PREFIX": prefix, "CONFDIR": prefix / "etc", "APACHE_CONFDIR": prefix / "apache",
-            "CRONDIR": prefix / "cron.d"}
-    subprocess.run(["make", "-C", str(ROOT), "install", *(f"{k}={v}" for k, v in dirs.items())],
-                   check=True, capture_output=True, timeout=900)
-    password = secrets.token_urlsafe(18)
-    mariadb.create_app_database("cp_e2e", "cp_e2e", password)
-    env_file = prefix / "etc" / "cloudprovisioner.env"
-    # make install generated the signing secret, readable by the web server's group only.
-    assert len(parse_env_file(env_file.read_text())["CP_JWT_SECRET"]) >= 32
-    assert oct(env_file.stat().st_mode & 0o777) == "0o640"
-    settings = {"CP_DB_SOCKET": mariadb.socket, "CP_DB_NAME": "cp_e2e", "CP_DB_USER": "cp_e2e",
-                "CP_DB_PASSWORD": password, "CP_DO_TOKEN": "test-token", "CP_DO_API_URL": sandbox,
-                "CP_MAX_BODY_BYTES": "100000", "CP_SMTP_HOST": "127.0.0.1", "CP_SMTP_PORT": str(smtp.port)}
-    lines = [line for line in env_file.read_text().splitlines() if line.split("=")[0] not in settings]
-    env_file.write_text("\n".join(lines + [f"{k}={v}" for k, v in settings.items()]) + "\n")
-    migrate = [str(prefix / "bin" / "cloudprovisioner-admin"), "--config", str(env_file), "migrate"]
-    assert "applied 001_servers.sql" in subprocess.run(migrate, check=True, capture_output=True,
-                                                       text=True).stdout
-    assert "up to date" in subprocess.run(migrate, check=True, capture_output=True, text=True).stdout
-    return prefix
-
-
-@pytest.fixture(scope="module")
-def apache(stack_dir, installed):
-    server = Apache(stack_dir / "apache", 0, [installed / "apache" / "cloudprovisioner.conf"])
-    server.start()
-    yield server
-    server.stop()
-
-
-def run_cron_job(prefix, script):
-    """Run a job's line from the installed cron file as cron would: its user, its command."""
-    line = next(line for line in (prefix / "cron.d" / "cloudprovisioner").read_text().splitlines()
-                if line.startswith("* * * * *") and script in line)
-    fields = line.split(None, 6)
-    user, command = fields[5], fields[6]
-    argv = ["sh", "-c", command]
-    if os.geteuid() == 0:
-        argv = ["/usr/sbin/runuser", "-u", user, "--", *argv]
-    return subprocess.run(argv, capture_output=True, text=True, env={"PATH": "/usr/bin:/bin"}, timeout=120)
 
 
 @pytest.fixture(scope="module")
