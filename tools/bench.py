@@ -1,4 +1,4 @@
-"""`make bench`: requests/s through the real Apache, compared in one run.
+"""`make bench`: requests/s through the real Apache, compared in one run; then the monitor at scale.
 
 Installs the service into a scratch prefix, creates an admin, stores 100
 servers in its tenant, and drives Apache with wrk: authenticated
@@ -6,6 +6,10 @@ GET /api/servers (with an access token, then with an API token) against a
 trivial Python CGI script that only prints JSON (same interpreter, same
 flags). The ratio is what matters: absolute figures depend on the machine,
 the ratio on what our code costs.
+
+Then one monitor run (the installed cron command) over 100, 1,000 and
+10,000 pending servers whose droplets are active: its time and its cloud API
+calls, counted by the sandbox.
 """
 
 import argparse
@@ -16,6 +20,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -68,7 +73,8 @@ def post(url, body, token=None):
     if token:
         request.add_header("Authorization", f"Bearer {token}")
     with urllib.request.urlopen(request) as answer:
-        return json.load(answer)
+        text = answer.read()
+        return json.loads(text) if text else None
 
 
 def seed(mariadb, count):
@@ -108,6 +114,8 @@ def main():
     parser.add_argument("--seconds", type=int, default=10)
     parser.add_argument("--connections", type=int, default=4)
     parser.add_argument("--servers", type=int, default=100)
+    parser.add_argument("--scale", type=int, nargs="*", default=[100, 1000, 10000],
+                        help="pending servers for the monitor runs")
     args = parser.parse_args()
     base = Path(tempfile.mkdtemp(prefix="cp-bench-", dir="/tmp"))
     base.chmod(0o755)
@@ -129,6 +137,7 @@ def main():
         apache.start()
         services.append(apache)
         report(apache.url, args)
+        monitor_scale(dirs, cloud_url, args.scale)
     finally:
         for service in reversed(services):
             service.stop()
@@ -148,6 +157,44 @@ def report(url, args):
     for name, rate in rates.items():
         print(f"  {name:<60} {rate:8.1f} requests/s   ratio {rate / trivial:.2f}")
     print(json.dumps({name: round(rate, 1) for name, rate in rates.items()}))
+
+
+def monitor_scale(dirs, cloud_url, sizes):
+    from cloudprovisioner import config as configuration
+    from cloudprovisioner import seed
+    from cloudprovisioner.db import Database
+    env_file = dirs["CONFDIR"] / "cloudprovisioner.env"
+    db = Database(configuration.load(path=str(env_file)))
+    tenant = db.one("SELECT id FROM tenants LIMIT 1")["id"]
+    root = cloud_url.split("/v2/")[0]
+    print("monitor: one run of the installed cron command over N pending servers with active droplets:")
+    for size in sizes:
+        db.update("DELETE FROM operations")
+        db.update("DELETE FROM servers")
+        post(root + "/_sandbox/reset", {})
+        post(root + "/_sandbox/config", {"activate_after": 0})
+        seed.pending_servers(db, cloud_url, tenant, size)
+        knob_delete(root + "/_sandbox/stats")
+        started = time.monotonic()
+        done = subprocess.run([str(dirs["PREFIX"] / "monitor" / "monitor_new_node"), "--config", str(env_file)],
+                              capture_output=True, text=True)
+        seconds = time.monotonic() - started
+        calls = get(root + "/_sandbox/stats")["total"]
+        ready = db.one("SELECT COUNT(*) AS n FROM servers WHERE status = 'ready'")["n"]
+        print(f"  {size:>6} servers: {seconds:6.2f} s, {calls:>3} API calls, {ready} ready, exit {done.returncode}")
+    db.close()
+
+
+def get(url):
+    import urllib.request
+    with urllib.request.urlopen(url) as answer:
+        return json.load(answer)
+
+
+def knob_delete(url):
+    import urllib.request
+    with urllib.request.urlopen(urllib.request.Request(url, method="DELETE")) as answer:
+        answer.read()
 
 
 if __name__ == "__main__":
