@@ -554,6 +554,11 @@ class Apache:
         pid = _read_pid(self.pidfile) or (self._proc.pid if self._proc else None)
         if not _terminate(self._proc, pid, signal.SIGWINCH, timeout):
             _terminate(self._proc, pid, signal.SIGKILL, 5)
+        if pid is not None:
+            # Workers can outlive a parent that was killed (or that ignored SIGWINCH because
+            # it came before its handlers were set): end the whole process group.
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(pid, signal.SIGKILL)
         # Worker children exit with the parent; wait for the port as well so
         # the next start() on the same port cannot race them.
         _wait_port_closed(LOOPBACK, self.port, 10)

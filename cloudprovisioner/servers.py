@@ -154,10 +154,13 @@ def create_server(request):
             user_data=fields["user_data"], row_tag=row_tag(config, server_id),
             tags=[config.platform_tag, row_tag(config, server_id), *fields["tags"]])
     except provider.CloudError as exc:
-        # The monitor destroys any droplet that still turns up with this row's tag.
+        # The monitor destroys any droplet that still turns up with this row's tag. Guarded:
+        # a DELETE or a cancel that came in meanwhile wins, and the monitor finishes it.
         with db.transaction():
-            set_status(db, server_id, "error", exc.message)
-            operations.mark(db, operation_id, "failed", exc.message)
+            db.update("UPDATE servers SET status = 'error', status_reason = %s, updated_at = UTC_TIMESTAMP(6) "
+                      "WHERE id = %s AND status = 'pending'", (exc.message[:1000], server_id))
+            db.update("UPDATE operations SET status = 'failed', error = %s, updated_at = UTC_TIMESTAMP(6) "
+                      "WHERE id = %s AND status IN ('pending', 'running')", (exc.message[:1000], operation_id))
         raise cloud_problem(exc) from None
     with db.transaction():
         db.update("UPDATE servers SET instance_id = %s, updated_at = UTC_TIMESTAMP(6) "
