@@ -59,6 +59,8 @@ install:
 	$(PREFIX)/venv/bin/pip install --quiet --disable-pip-version-check --no-deps \
 		--force-reinstall .
 	rm -rf build cloudprovisioner.egg-info
+	rev=$$(git rev-parse --short HEAD 2>/dev/null || true); [ -z "$$rev" ] || $(PREFIX)/venv/bin/python3 -c \
+		'import pathlib, sys, cloudprovisioner; pathlib.Path(cloudprovisioner.__file__).with_name("REVISION").write_text(sys.argv[1])' "$$rev"
 	for shim in $(SHIMS); do \
 		sed -e '1s|^#!/usr/bin/python3|#!$(PREFIX)/venv/bin/python3|' $$shim > $(PREFIX)/$$shim.tmp && \
 		chmod 755 $(PREFIX)/$$shim.tmp && mv $(PREFIX)/$$shim.tmp $(PREFIX)/$$shim; \

@@ -35,6 +35,7 @@ PERMISSIONS = {
     "servers:write": "operator",
     "users:manage": "admin",
     "audit:read": "admin",
+    "metrics:read": "admin",
 }
 
 API_TOKEN_PREFIX = "cpt_"

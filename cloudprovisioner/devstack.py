@@ -541,7 +541,8 @@ class Apache:
                 start_new_session=True,
             )
         deadline = time.monotonic() + timeout
-        while not port_open(LOOPBACK, self.port):
+        # The port opens before the pid file is written: wait for both, or running() can be briefly False.
+        while not (port_open(LOOPBACK, self.port) and _read_pid(self.pidfile)):
             if self._proc.poll() is not None:
                 raise ServiceError(f"apache2 exited with {self._proc.returncode}:\n{self._failure_text()}")
             if time.monotonic() > deadline:

@@ -28,13 +28,15 @@ class Problem(Exception):
         self.errors = errors
         self.headers = list(headers)
 
-    def body(self):
+    def body(self, request_id=None):
         document = {
             "type": PROBLEM_TYPE_BASE + self.slug,
             "title": TITLES.get(self.status, "Error"),
             "status": self.status,
             "detail": self.detail,
         }
+        if request_id:
+            document["instance"] = f"urn:request:{request_id}"
         if self.errors:
             document["errors"] = self.errors
         return json.dumps(document).encode() + b"\n"

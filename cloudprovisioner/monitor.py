@@ -208,7 +208,7 @@ def run_once(config, out=sys.stdout, err=sys.stderr):
     """One monitor run. Answer the exit status: 0 done or skipped, 1 failed."""
     def log(message):
         out.write(message + "\n")
-    started = time.monotonic()
+    started, calls_before = time.monotonic(), provider.calls["count"]
     db = Database(config)
     try:
         if not db.get_lock(config.monitor_lock, 0):
@@ -217,13 +217,31 @@ def run_once(config, out=sys.stdout, err=sys.stderr):
         run.reconcile()
         if run.changed():
             log(run.summary(time.monotonic() - started))
+        _record(db, "ok", time.monotonic() - started, provider.calls["count"] - calls_before)
         return 0
     except (Problem, provider.CloudError, configuration.ConfigError) as exc:
         reason = getattr(exc, "reason", "")
         err.write(f"monitor: failed: {exc}{f' ({reason})' if reason else ''}\n")
+        _record(db, "failed", time.monotonic() - started, provider.calls["count"] - calls_before)
         return 1
     finally:
         db.close()
+
+
+def _record(db, result, seconds, calls):
+    """What /health and /api/metrics report: the run's result, time, cloud calls and rate-limit headroom."""
+    from . import observability
+    try:
+        observability.count(db, "monitor_runs_total", result)
+        observability.count(db, "cloud_api_calls_total", "monitor", calls)
+        state = {f"cloud.ratelimit_{key}": value for key, value in provider.rate_limit.items()
+                 if key in ("remaining", "limit")}
+        if result == "ok":
+            state.update({"monitor.last_success": "ok", "monitor.last_success_epoch": int(time.time()),
+                          "monitor.last_duration": f"{seconds:.3f}"})
+        observability.remember(db, **state)
+    except Problem:
+        pass  # the database is what failed: nothing to record it in
 
 
 def main(argv=None):

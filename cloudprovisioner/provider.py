@@ -27,6 +27,8 @@ GIVE_UP_RETRY_AFTER = 30  # seconds we suggest to clients when the cloud keeps f
 
 # The last rate-limit headers seen in this process: {"limit", "remaining", "reset"}.
 rate_limit = {}
+# HTTP requests this process has sent to the cloud (retries included).
+calls = {"count": 0}
 
 
 class CloudError(Exception):
@@ -98,6 +100,7 @@ def _sdk(config, budget):
 
             def _BaseAPI__perform_request(self, url, type="GET", params=None):  # noqa: A002 (SDK's name)
                 _SDK["last"] = None
+                calls["count"] += 1
                 answer = super()._BaseAPI__perform_request(url, type, params)
                 _SDK["last"] = answer
                 _note_rate_limit(answer.headers)

@@ -40,7 +40,14 @@ ROUTES = [
     (r"/operations/{operation_id}", {"GET": ("operations:get_operation", "servers:read")}),
     (r"/operations/{operation_id}/cancel", {"POST": ("operations:cancel_operation", "servers:write")}),
     (r"/audit", {"GET": ("audit:list_entries", "audit:read")}),
+    (r"/openapi.json", {"GET": ("observability:openapi_document", PUBLIC)}),
+    (r"/version", {"GET": ("observability:version", PUBLIC)}),
+    (r"/metrics", {"GET": ("observability:metrics", PUBLIC)}),  # admins, or the scrape token: it checks itself
 ]
+# Outside /api: Apache maps /health onto the same script with an empty SCRIPT_NAME.
+HEALTH = ("", "/health")
+CORS_HEADERS = "Authorization, Content-Type, Idempotency-Key, X-Request-Id"
+CORS_EXPOSED = "Location, Link, Retry-After, X-Request-Id, Operation-Location, Idempotent-Replayed, WWW-Authenticate"
 _SEGMENTS = [(template.strip("/").split("/"), methods) for template, methods in ROUTES]
 MUTATING = frozenset(("POST", "PUT", "PATCH", "DELETE"))
 # Creates that honour an Idempotency-Key: action -> how to answer again from the resource it made.
@@ -55,7 +62,7 @@ JSON_TYPE = "application/json"
 class Request:
     """What a handler sees: method, path, query, body, config, and a lazy DB."""
 
-    def __init__(self, environ, config):
+    def __init__(self, environ, config, request_id):
         self.environ = environ
         self.config = config
         self.method = environ.get("REQUEST_METHOD", "GET").upper()
@@ -65,10 +72,10 @@ class Request:
         self.params = {}
         self.principal = None
         self.action = None  # "module.function" once routed: the audit log's action
+        self.route = None  # the path template once routed: the request counter's label
         self.audit_target = ""
         self.audit_actor = None  # (tenant_id, user_id) when known without a principal (logins)
-        incoming = environ.get("HTTP_X_REQUEST_ID", "")
-        self.request_id = incoming if _REQUEST_ID.fullmatch(incoming) else os.urandom(16).hex()
+        self.request_id = request_id
         self.idempotency = None  # the Idempotency-Key claim this request holds, if any
         self._db = None
         self._body = None
@@ -255,14 +262,27 @@ def match_route(path):
     return None, None
 
 
+def request_id(environ):
+    """The caller's X-Request-Id when it is well-formed, else a new one."""
+    incoming = environ.get("HTTP_X_REQUEST_ID", "")
+    return incoming if _REQUEST_ID.fullmatch(incoming) else os.urandom(16).hex()
+
+
 def _route(request):
     """The handler and permission for this path and method, or a 404 or 405."""
+    if (request.script_name, request.path) == HEALTH:
+        request.route, request.action = "/health", "observability.health"
+        from . import observability
+        return observability.health, PUBLIC
     params, methods = match_route(request.path)
     if methods is None:
         raise not_found("path")
+    request.route = next(template for template, candidate in ROUTES if candidate is methods)
+    allow = ", ".join(sorted([*methods, "OPTIONS"]))
+    if request.method == "OPTIONS":
+        return _preflight(allow), PUBLIC
     target = methods.get(request.method)
     if target is None:
-        allow = ", ".join(sorted(methods))
         raise Problem(405, "method-not-allowed", f"{request.method} is not allowed here; use {allow}",
                       headers=[("Allow", allow)])
     request.params = params
@@ -272,6 +292,25 @@ def _route(request):
     __import__(module_path)  # importlib itself would be one more import to pay for
     request.action = f"{module_name}.{function_name}"
     return getattr(sys.modules[module_path], function_name), permission
+
+
+def _preflight(allow):
+    """A CORS preflight (or a plain OPTIONS): what this path allows; cors() adds the origin's grant."""
+    def answer(request):
+        headers = [("Allow", allow)]
+        if cors(request.environ, request.config):
+            headers += [("Access-Control-Allow-Methods", allow), ("Access-Control-Allow-Headers", CORS_HEADERS),
+                        ("Access-Control-Max-Age", "600")]
+        return Response(204, headers=headers)
+    return answer
+
+
+def cors(environ, config):
+    """Headers granting this request's Origin, if it is on the allow-list; else none."""
+    origin = environ.get("HTTP_ORIGIN")
+    if not origin or origin not in config.get_list("CP_CORS_ORIGINS"):
+        return []
+    return [("Access-Control-Allow-Origin", origin), ("Access-Control-Expose-Headers", CORS_EXPOSED)]
 
 
 def _dispatch(request):
@@ -293,20 +332,21 @@ def _dispatch(request):
     return handler(request)
 
 
-def _audit(request, status):
-    """One audit row for every state-changing request, whatever its outcome."""
-    if request.method not in MUTATING or request.action is None:
-        return
-    from . import audit
+def _record(request, status):
+    """The request's one counter write, and for a state change its audit row, whatever the outcome."""
+    from . import observability
     try:
-        audit.record(request, status)
+        observability.count_request(request, status)
+        if request.method in MUTATING and request.action is not None:
+            from . import audit
+            audit.record(request, status)
     except Problem as problem:
-        log(request.environ, f"audit row for {request.request_id} not written: {problem.detail}")
+        log(request.environ, f"[{request.request_id}] counter or audit row not written: {problem.detail}")
 
 
-def _problem_response(problem):
+def _problem_response(problem, request_id):
     response = Response(problem.status, headers=problem.headers)
-    response.body = problem.body()
+    response.body = problem.body(request_id)
     response.headers.append(("Content-Type", "application/problem+json"))
     return response
 
@@ -323,29 +363,33 @@ def make_app(config=None):
     state = {"config": config}
 
     def application(environ, start_response):
-        request = None
+        request, rid = None, request_id(environ)
         try:
             if state["config"] is None:
                 state["config"] = configuration.load()
-            request = Request(environ, state["config"])
+            request = Request(environ, state["config"], rid)
             response = _dispatch(request)
         except Problem as problem:
-            response = _problem_response(problem)
+            response = _problem_response(problem, rid)
         except configuration.ConfigError as exc:
-            log(environ, f"configuration error: {exc}")
+            log(environ, f"[{rid}] configuration error: {exc}")
             response = _problem_response(Problem(
-                503, "misconfigured", "the service is not configured correctly; see the server log"))
+                503, "misconfigured", "the service is not configured correctly; see the server log"), rid)
         except Exception:
             import traceback
-            log(environ, "unhandled error:\n" + traceback.format_exc())
-            response = _problem_response(Problem(500, "internal-error", "internal error; see the server log"))
+            log(environ, f"[{rid}] unhandled error:\n" + traceback.format_exc())
+            response = _problem_response(Problem(500, "internal-error", "internal error; see the server log"), rid)
+        if response.status >= 500:
+            log(environ, f"[{rid}] {response.status} {environ.get('REQUEST_METHOD')} "
+                         f"{environ.get('SCRIPT_NAME', '')}{environ.get('PATH_INFO', '')}")
         if request is not None:
             try:
-                _audit(request, response.status)
+                _record(request, response.status)
             finally:
                 request.close()
-            response.headers.append(("X-Request-Id", request.request_id))
-        response.headers.append(("Content-Length", str(len(response.body))))
+            response.headers += cors(environ, request.config)
+        response.headers += [("Vary", "Origin"), ("X-Request-Id", rid),
+                             ("Content-Length", str(len(response.body)))]
         start_response(_status_line(response.status), response.headers)
         return [response.body]
 

@@ -24,8 +24,8 @@ def test_unknown_path_is_404(admin):
 def test_wrong_method_is_405_with_allow(admin):
     answer = admin.request("PUT", "/servers")
     assert_problem(answer, 405)
-    assert answer.headers["allow"] == "GET, POST"
-    assert admin.request("PATCH", "/servers/abc").headers["allow"] == "DELETE, GET"
+    assert answer.headers["allow"] == "GET, OPTIONS, POST"
+    assert admin.request("PATCH", "/servers/abc").headers["allow"] == "DELETE, GET, OPTIONS"
 
 
 def test_malformed_json_is_400(admin):

@@ -1,0 +1,188 @@
+"""Health, version, metrics, and the counters behind them.
+
+CGI processes live for one request, so counters live in MySQL: one upsert per
+request (`requests_total`), a few per monitor run. Everything else a scrape
+reports is derived from the tables at scrape time. /health makes no cloud
+call: it reads what the monitor last recorded.
+"""
+
+import hmac
+from pathlib import Path
+
+from . import SCHEMA_VERSION, __version__
+from .errors import Problem
+
+OPENAPI_DOCUMENT = Path(__file__).with_name("openapi.json")
+REVISION_FILE = Path(__file__).with_name("REVISION")  # written by `make install` from git
+
+
+# --- counters and state, written by requests and the monitor ---
+
+def count(db, name, labels="", by=1):
+    db.update("INSERT INTO counters (name, labels, value) VALUES (%s, %s, %s) "
+              "ON DUPLICATE KEY UPDATE value = value + VALUES(value)", (name, labels, by))
+
+
+def remember(db, **values):
+    for name, value in values.items():
+        db.update("INSERT INTO service_state (name, value, updated_at) VALUES (%s, %s, UTC_TIMESTAMP(6)) "
+                  "ON DUPLICATE KEY UPDATE value = VALUES(value), updated_at = VALUES(updated_at)",
+                  (name, str(value)))
+
+
+def count_request(request, status):
+    """requests_total{route, status class}: the one write a request adds."""
+    route = request.route or "unmatched"
+    count(request.db, "http_requests_total", f"{request.method} {route}|{status // 100}xx")
+
+
+# --- GET /api/openapi.json and /api/version ---
+
+def openapi_document(request):
+    from .web import Response
+    response = Response(200)
+    response.body = OPENAPI_DOCUMENT.read_bytes()
+    response.headers.append(("Content-Type", "application/json"))
+    return response
+
+
+def version(request):
+    from .web import Response
+    revision = REVISION_FILE.read_text().strip() if REVISION_FILE.exists() else None
+    return Response(200, {"version": __version__, "revision": revision or None,
+                          "schema_version": _schema_version(request.db)})
+
+
+def _schema_version(db):
+    try:
+        row = db.one("SELECT MAX(version) AS version FROM schema_migrations")
+    except Problem:
+        return None
+    return row["version"] if row else None
+
+
+# --- GET /health ---
+
+def health(request):
+    """healthy, degraded (the monitor is stale or never ran) or unhealthy (no database, wrong schema)."""
+    from .web import Response
+    config, db = request.config, request.db
+    schema = _schema_version(db)
+    database = {"status": "ok" if schema is not None else "down", "schema_version": schema,
+                "expected_schema_version": SCHEMA_VERSION}
+    state = _state(db) if schema is not None else {}
+    monitor = _monitor_check(state, config.monitor_max_age)
+    cloud = {"rate_limit_remaining": _int(state, "cloud.ratelimit_remaining"),
+             "rate_limit_limit": _int(state, "cloud.ratelimit_limit"),
+             "observed_at": state.get("cloud.ratelimit_remaining", (None, None))[1]}
+    # No database or the wrong schema: nothing works. A stale monitor: requests work, nothing settles.
+    status = "unhealthy" if schema != SCHEMA_VERSION else "healthy" if monitor["status"] == "ok" else "degraded"
+    return Response(503 if status == "unhealthy" else 200,
+                    {"status": status, "version": __version__,
+                     "checks": {"database": database, "monitor": monitor, "cloud": cloud}},
+                    [("Cache-Control", "no-store")])
+
+
+def _state(db):
+    rows = db.query("SELECT name, value, updated_at, TIMESTAMPDIFF(SECOND, updated_at, UTC_TIMESTAMP(6)) AS age "
+                    "FROM service_state")
+    return {row["name"]: (row["value"], row["updated_at"], row["age"]) for row in rows}
+
+
+def _monitor_check(state, max_age):
+    last = state.get("monitor.last_success")
+    if last is None:
+        return {"status": "never", "last_success_at": None, "age_seconds": None, "max_age_seconds": max_age}
+    _value, at, age = last
+    return {"status": "ok" if age <= max_age else "stale", "last_success_at": at, "age_seconds": age,
+            "max_age_seconds": max_age}
+
+
+def _int(state, name):
+    value = state.get(name, (None,))[0]
+    return int(value) if value is not None and value.lstrip("-").isdigit() else None
+
+
+# --- GET /api/metrics ---
+
+def metrics(request):
+    """Prometheus text format, for a tenant admin or the configured scrape token."""
+    from . import auth
+    from .web import Response
+    token = auth.bearer_token(request) or ""
+    scrape_token = request.config.metrics_token
+    if not (scrape_token and hmac.compare_digest(token.encode(), scrape_token.encode())):
+        request.principal = auth.authenticate(request)
+        auth.authorize(request.principal, "metrics:read")
+    from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(_Collector(request.db))
+    response = Response(200)
+    response.body = generate_latest(registry)
+    response.headers.append(("Content-Type", CONTENT_TYPE_LATEST))
+    return response
+
+
+class _Collector:
+    """Every metric, read from the tables at scrape time."""
+
+    def __init__(self, db):
+        self.db = db
+
+    def collect(self):
+        from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+        db = self.db
+        servers = GaugeMetricFamily("cloudprovisioner_servers", "Servers by tenant and status.",
+                                    labels=["tenant", "status"])
+        for row in db.query("SELECT COALESCE(tenant_id, '') AS tenant, status, COUNT(*) AS n FROM servers "
+                            "GROUP BY tenant_id, status"):
+            servers.add_metric([row["tenant"], row["status"]], row["n"])
+        yield servers
+        operations = GaugeMetricFamily("cloudprovisioner_operations", "Operations by kind and status.",
+                                       labels=["kind", "status"])
+        for row in db.query("SELECT kind, status, COUNT(*) AS n FROM operations GROUP BY kind, status"):
+            operations.add_metric([row["kind"], row["status"]], row["n"])
+        yield operations
+        yield from self._counters()
+        yield from self._state(GaugeMetricFamily)
+        failures = CounterMetricFamily("cloudprovisioner_login_failures", "Failed or refused logins.")
+        failures.add_metric([], db.one("SELECT COUNT(*) AS n FROM audit_log WHERE action = 'sessions.login' "
+                                       "AND result <> 'ok'")["n"])
+        yield failures
+
+    def _counters(self):
+        from prometheus_client.core import CounterMetricFamily
+        rows = self.db.query("SELECT name, labels, value FROM counters ORDER BY name, labels")
+        requests = CounterMetricFamily("cloudprovisioner_http_requests", "HTTP requests by route and status class.",
+                                       labels=["method", "route", "status_class"])
+        runs = CounterMetricFamily("cloudprovisioner_monitor_runs", "Monitor runs by result.", labels=["result"])
+        calls = CounterMetricFamily("cloudprovisioner_cloud_api_calls", "Cloud API calls made by the monitor.")
+        total_calls = 0
+        for row in rows:
+            if row["name"] == "http_requests_total":
+                route, _, status_class = row["labels"].rpartition("|")
+                method, _, template = route.partition(" ")
+                requests.add_metric([method, template, status_class], row["value"])
+            elif row["name"] == "monitor_runs_total":
+                runs.add_metric([row["labels"]], row["value"])
+            elif row["name"] == "cloud_api_calls_total":
+                total_calls += row["value"]
+        calls.add_metric([], total_calls)
+        yield from (requests, runs, calls)
+
+    def _state(self, gauge):
+        state = {row["name"]: row["value"] for row in self.db.query("SELECT name, value FROM service_state")}
+        for name, key, help_text in (
+                ("cloudprovisioner_monitor_last_duration_seconds", "monitor.last_duration",
+                 "How long the monitor's last run took."),
+                ("cloudprovisioner_monitor_last_success_timestamp_seconds", "monitor.last_success_epoch",
+                 "When the monitor last finished a run (Unix time)."),
+                ("cloudprovisioner_cloud_ratelimit_remaining", "cloud.ratelimit_remaining",
+                 "The cloud API's last reported ratelimit-remaining."),
+                ("cloudprovisioner_cloud_ratelimit_limit", "cloud.ratelimit_limit",
+                 "The cloud API's last reported ratelimit-limit.")):
+            if key in state:
+                metric = gauge(name, help_text)
+                metric.add_metric([], float(state[key]))
+                yield metric
+
