@@ -59,7 +59,7 @@ install:
 	$(PREFIX)/venv/bin/pip install --quiet --disable-pip-version-check --no-deps \
 		--force-reinstall .
 	rm -rf build cloudprovisioner.egg-info
-	rev=$$(git rev-parse --short HEAD 2>/dev/null || true); [ -z "$$rev" ] || $(PREFIX)/venv/bin/python3 -c \
+	rev=$$(git rev-parse --short HEAD 2>/dev/null || true); [ -z "$$rev" ] || $(PREFIX)/venv/bin/python3 -I -c \
 		'import pathlib, sys, cloudprovisioner; pathlib.Path(cloudprovisioner.__file__).with_name("REVISION").write_text(sys.argv[1])' "$$rev"
 	for shim in $(SHIMS); do \
 		sed -e '1s|^#!/usr/bin/python3|#!$(PREFIX)/venv/bin/python3|' $$shim > $(PREFIX)/$$shim.tmp && \
