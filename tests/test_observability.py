@@ -202,3 +202,12 @@ def test_cors_through_apache(apache, installed):
         refused = http("OPTIONS", apache.url + "/api/servers", headers={"Origin": "https://evil.example"})
     assert allowed.status == 204 and allowed.headers["access-control-allow-origin"] == "https://console.example.com"
     assert "access-control-allow-origin" not in refused.headers
+
+
+def test_version_through_apache_names_the_installed_revision(apache):
+    import subprocess
+    revision = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True,
+                              text=True).stdout.strip()
+    answer = http("GET", apache.url + "/api/version")
+    assert answer.status == 200 and answer.json["schema_version"] == SCHEMA_VERSION
+    assert answer.json["revision"] == (revision or None)
