@@ -192,9 +192,10 @@ def delete_user(request):
 
 
 def _boolean(value):
-    if value in (True, "true", "1"):
+    # `is`, not `in`: 1 == True in Python, and a JSON number is not a boolean.
+    if value is True or value in ("true", "1"):
         return True
-    if value in (False, "false", "0"):
+    if value is False or value in ("false", "0"):
         return False
     raise ValueError("must be true or false")
 

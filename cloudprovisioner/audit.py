@@ -9,7 +9,7 @@ from .validation import Field, integer, text, validate
 from .web import Response, page
 
 RESULTS = {401: "denied", 403: "denied", 429: "denied"}
-TIME_PATTERN = r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}Z"
+TIME_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
 
 
 def record(request, status):
@@ -27,8 +27,19 @@ def record(request, status):
          request.environ.get("REMOTE_ADDR", "")[:45], request.request_id))
 
 
+def _utc_time(value):
+    """A real UTC time in ISO 8601 with Z (2026-11-23T10:00:00Z); answers it as MySQL reads it."""
+    from datetime import datetime
+    if not isinstance(value, str) or not value.isascii():
+        raise ValueError("must be a UTC time like 2026-11-23T10:00:00Z")
+    try:
+        return datetime.strptime(value, TIME_FORMAT).strftime("%Y-%m-%d %H:%M:%S")
+    except ValueError:
+        raise ValueError("must be a UTC time like 2026-11-23T10:00:00Z") from None
+
+
 def _list_schema():
-    when = text(20, TIME_PATTERN, "must be a UTC time like 2026-11-23T10:00:00Z")
+    when = _utc_time
     return {
         "since": Field(when), "until": Field(when),
         "user": Field(text(26, r"[0-9a-z]{26}", "must be a user id")),
@@ -46,8 +57,7 @@ def list_entries(request):
                             ("action", "action = %s"), ("cursor", "id < %s")):
         if name in args:
             where.append(condition)
-            value = args[name]
-            params.append(value.replace("T", " ").rstrip("Z") if name in ("since", "until") else value)
+            params.append(args[name])
     rows = request.db.query(
         "SELECT id, at, user_id, token_id, action, target, result, status, client_addr, request_id "
         f"FROM audit_log WHERE {' AND '.join(where)} ORDER BY id DESC LIMIT %s",

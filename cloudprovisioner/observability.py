@@ -121,12 +121,13 @@ def metrics(request):
     if not (scrape_token and hmac.compare_digest(token.encode(), scrape_token.encode())):
         request.principal = auth.authenticate(request)
         auth.authorize(request.principal, "metrics:read")
-    from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+    from prometheus_client import CollectorRegistry, generate_latest
     registry = CollectorRegistry(auto_describe=False)
     registry.register(_Collector(request.db))
     response = Response(200)
     response.body = generate_latest(registry)
-    response.headers.append(("Content-Type", CONTENT_TYPE_LATEST))
+    # The classic text format (0.0.4) that every Prometheus reads; generate_latest writes it.
+    response.headers.append(("Content-Type", "text/plain; version=0.0.4; charset=utf-8"))
     return response
 
 

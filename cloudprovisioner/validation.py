@@ -54,7 +54,7 @@ def text(max_length, pattern=None, pattern_hint=None, allow_empty=True):
             raise ValueError("must not be empty")
         if len(value) > max_length:
             raise ValueError(f"must be at most {max_length} characters")
-        if compiled and value and not compiled.fullmatch(value):
+        if compiled and not compiled.fullmatch(value):
             raise ValueError(pattern_hint or f"must match {pattern}")
         return value
     return check

@@ -92,6 +92,17 @@ class Request:
             self._db.close()
         self._drain_body()
 
+    def _chunked(self):
+        return "chunked" in self.environ.get("HTTP_TRANSFER_ENCODING", "").lower()
+
+    def _read_chunked(self):
+        """A chunked body: Apache passes it to CGI de-chunked, without a length, until end of input."""
+        limit = self.config.max_body_bytes
+        body = self.environ["wsgi.input"].read(limit + 1)
+        if len(body) > limit:
+            raise Problem(413, "body-too-large", f"the body is over the limit of {limit} bytes")
+        return body
+
     def _drain_body(self):
         """Read and drop a body nobody wanted, a chunk at a time.
 
@@ -101,9 +112,9 @@ class Request:
         larger than DRAIN_LIMIT before the script runs.
         """
         length = self.environ.get("CONTENT_LENGTH", "")
-        if self._body is not None or not length.isdigit():
+        if self._body is not None or not (length.isdigit() or self._chunked()):
             return
-        left = min(int(length), DRAIN_LIMIT)
+        left = min(int(length), DRAIN_LIMIT) if length.isdigit() else DRAIN_LIMIT
         stream = self.environ["wsgi.input"]
         while left > 0:
             chunk = stream.read(min(left, 65536))
@@ -155,6 +166,8 @@ class Request:
 
     def _read_body(self):
         raw_length = self.environ.get("CONTENT_LENGTH", "")
+        if not raw_length and self._chunked():
+            return self._read_chunked()
         if not raw_length:
             raise Problem(411, "length-required", "a request body with Content-Length is required")
         if not raw_length.isdigit():
@@ -229,7 +242,7 @@ def page(request, path, args, rows, cursor_of):
     if len(rows) <= args["limit"]:
         return rows, []
     rows = rows[:args["limit"]]
-    query = {key: args[key] for key in request.query if key != "cursor"}
+    query = {key: request.arg(key) for key in request.query if key != "cursor"}
     query["cursor"] = cursor_of(rows[-1])
     link = request.url(path) + "?" + "&".join(f"{key}={value}" for key, value in query.items())
     return rows, [("Link", f'<{link}>; rel="next"')]
@@ -272,6 +285,11 @@ def _route(request):
     """The handler and permission for this path and method, or a 404 or 405."""
     if (request.script_name, request.path) == HEALTH:
         request.route, request.action = "/health", "observability.health"
+        if request.method == "OPTIONS":
+            return _preflight("GET, OPTIONS"), PUBLIC
+        if request.method != "GET":
+            raise Problem(405, "method-not-allowed", f"{request.method} is not allowed here; use GET",
+                          headers=[("Allow", "GET, OPTIONS")])
         from . import observability
         return observability.health, PUBLIC
     params, methods = match_route(request.path)

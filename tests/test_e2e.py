@@ -2,6 +2,7 @@
 config (CGI as www-data when we are root), the real MariaDB, the sandbox cloud
 API, and the monitor run exactly as its cron line says (fixtures in conftest.py)."""
 
+import json
 import os
 import shlex
 import subprocess
@@ -135,3 +136,24 @@ def test_shims_have_the_venv_shebang(installed):
     for shim in ("cgi-bin/api", "monitor/monitor_new_node", "monitor/send_mail", "bin/cloudprovisioner-admin"):
         first = (installed / shim).read_text().splitlines()[0]
         assert shlex.split(first[2:])[0] == str(installed / "venv" / "bin" / "python3")
+
+
+def chunked(url, method, body, headers):
+    """A request whose body is sent chunked (no Content-Length), read to the end."""
+    import http.client
+    from urllib.parse import urlsplit
+    parts = urlsplit(url)
+    connection = http.client.HTTPConnection(parts.hostname, parts.port, timeout=30)
+    connection.request(method, parts.path, body=iter([body[:10], body[10:]]), headers=headers,
+                       encode_chunked=True)
+    answer = connection.getresponse()
+    return answer.status, answer.read()
+
+
+def test_a_chunked_body_is_read_and_answered_whole(apache, tenant, sandbox):
+    headers = {**bearer(tenant), "Content-Type": "application/json", "Transfer-Encoding": "chunked"}
+    body = json.dumps(VALID).encode()
+    status, payload = chunked(apache.url + "/api/servers", "POST", body, headers)
+    assert status == 202 and json.loads(payload)["name"] == VALID["name"]
+    status, payload = chunked(apache.url + "/api/servers", "PATCH", body, headers)
+    assert status == 405 and json.loads(payload)["status"] == 405
