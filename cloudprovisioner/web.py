@@ -236,16 +236,24 @@ class Response:
 def page(request, path, args, rows, cursor_of):
     """Cut a keyset page (rows were fetched with LIMIT limit + 1) and link the next one.
 
-    The next link repeats the query as the client sent it, with a new cursor;
-    every value was validated to URL-safe characters, so none needs escaping.
+    The next link repeats the query as the client sent it (escaped), with a new cursor.
     """
     if len(rows) <= args["limit"]:
         return rows, []
     rows = rows[:args["limit"]]
     query = {key: request.arg(key) for key in request.query if key != "cursor"}
     query["cursor"] = cursor_of(rows[-1])
-    link = request.url(path) + "?" + "&".join(f"{key}={value}" for key, value in query.items())
+    link = request.url(path) + "?" + "&".join(f"{_quote(key)}={_quote(str(value))}" for key, value in query.items())
     return rows, [("Link", f'<{link}>; rel="next"')]
+
+
+_UNRESERVED = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~:")
+
+
+def _quote(text):
+    """Percent-encode for a URL query (urllib.parse.quote, without importing urllib.parse)."""
+    return "".join(char if char in _UNRESERVED else "".join(f"%{byte:02X}" for byte in char.encode("utf-8"))
+                   for char in text)
 
 
 STATUS_LINES = {
