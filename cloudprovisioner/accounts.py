@@ -7,7 +7,7 @@ refuses more), so a longer password is a 422 that says so, never a 500.
 import uuid
 
 from . import auth
-from .errors import Problem, not_found
+from .errors import Problem
 from .ids import new_id
 from .validation import Field, one_of, text, validate
 from .web import Response
@@ -115,11 +115,9 @@ def register(request):
 
 
 def load_user(db, tenant_id, user_id):
-    row = db.one(f"SELECT {USER_COLUMNS} FROM users WHERE id = %s AND tenant_id = %s AND deleted_at IS NULL",
-                 (user_id, tenant_id))
-    if row is None:
-        raise not_found("user")
-    return represent(row)
+    return represent(db.one_or_404(
+        "user", f"SELECT {USER_COLUMNS} FROM users WHERE id = %s AND tenant_id = %s AND deleted_at IS NULL",
+        (user_id, tenant_id)))
 
 
 def me(request):
@@ -201,11 +199,8 @@ def _boolean(value):
 
 
 def _locked_user(db, tenant_id, user_id):
-    row = db.one("SELECT id, role, disabled FROM users WHERE id = %s AND tenant_id = %s AND deleted_at IS NULL "
-                 "FOR UPDATE", (user_id, tenant_id))
-    if row is None:
-        raise not_found("user")
-    return row
+    return db.one_or_404("user", "SELECT id, role, disabled FROM users WHERE id = %s AND tenant_id = %s "
+                                 "AND deleted_at IS NULL FOR UPDATE", (user_id, tenant_id))
 
 
 def _keep_an_admin(db, tenant_id, leaving_id):

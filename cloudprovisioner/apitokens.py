@@ -7,7 +7,7 @@ as `Authorization: Bearer cpt_...` like an access token.
 import secrets
 
 from . import auth
-from .errors import Problem, not_found
+from .errors import Problem
 from .ids import new_id
 from .validation import Field, integer, one_of, text, validate
 from .web import Response
@@ -64,8 +64,5 @@ def delete_token(request):
 
 def _load(request, token_id):
     """One of the caller's own tokens; anyone else's is unknown."""
-    row = request.db.one(f"SELECT {COLUMNS} FROM api_tokens WHERE id = %s AND user_id = %s",
-                         (token_id, request.principal.user_id))
-    if row is None:
-        raise not_found("token")
-    return row
+    return request.db.one_or_404("token", f"SELECT {COLUMNS} FROM api_tokens WHERE id = %s AND user_id = %s",
+                                 (token_id, request.principal.user_id))

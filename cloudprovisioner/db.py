@@ -15,7 +15,7 @@ MySQLdb's exceptions. Times are stored as UTC (the session time zone is
 from MySQLdb import Error, OperationalError, _mysql
 from MySQLdb.constants import FIELD_TYPE
 
-from .errors import Problem
+from .errors import Problem, not_found
 
 # Client errors that mean "the server is not there (any more)", not "bad SQL":
 # 1040 too many connections, 1053 shutdown in progress, 2002/2003 cannot connect,
@@ -120,6 +120,14 @@ class Database:
     def one(self, sql, args=None):
         rows = self.query(sql, args)
         return rows[0] if rows else None
+
+    def one_or_404(self, what, sql, args=None):
+        """The one row a tenant-scoped lookup finds, or a 404 naming `what`: someone else's
+        object and a made-up id answer alike."""
+        row = self.one(sql, args)
+        if row is None:
+            raise not_found(what)
+        return row
 
     def update(self, sql, args=None):
         return self.execute(sql, args)[1]

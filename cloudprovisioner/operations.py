@@ -9,7 +9,7 @@ running, succeeded, failed, cancelled.
 
 import json
 
-from .errors import Problem, not_found
+from .errors import Problem
 from .ids import cursor_for, id_cursor, new_id
 from .validation import Field, integer, one_of, text, validate
 from .web import Response, page
@@ -51,11 +51,8 @@ def represent(row):
 
 
 def load(db, tenant_id, operation_id, lock=False):
-    row = db.one(f"SELECT {COLUMNS} FROM operations WHERE id = %s AND tenant_id = %s"
-                 + (" FOR UPDATE" if lock else ""), (operation_id, tenant_id))
-    if row is None:
-        raise not_found("operation")
-    return row
+    return db.one_or_404("operation", f"SELECT {COLUMNS} FROM operations WHERE id = %s AND tenant_id = %s"
+                         + (" FOR UPDATE" if lock else ""), (operation_id, tenant_id))
 
 
 def list_operations(request):

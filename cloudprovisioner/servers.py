@@ -7,7 +7,7 @@ process dies in between, the monitor still finds the droplet by its tag.
 
 import json
 
-from .errors import Problem, not_found
+from .errors import Problem
 from .ids import cursor_for, id_cursor, new_id
 from .validation import Field, byte_text, integer, list_of, one_of, text, validate
 from .web import Response, page
@@ -96,11 +96,8 @@ def represent(row):
 
 def load_row(request, server_id):
     """One of the caller's tenant's servers; another tenant's is as unknown as a made-up id."""
-    row = request.db.one(f"SELECT {COLUMNS} FROM servers WHERE id = %s AND tenant_id = %s",
-                         (server_id, request.principal.tenant_id))
-    if row is None:
-        raise not_found("server")
-    return row
+    return request.db.one_or_404("server", f"SELECT {COLUMNS} FROM servers WHERE id = %s AND tenant_id = %s",
+                                 (server_id, request.principal.tenant_id))
 
 
 def list_servers(request):

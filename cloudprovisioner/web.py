@@ -11,7 +11,7 @@ import re
 import sys
 
 from . import config as configuration
-from .errors import Problem, not_found
+from .errors import TITLES, Problem, not_found
 
 PUBLIC = None  # a route anyone may call (it authenticates the caller itself, if at all)
 
@@ -262,7 +262,6 @@ STATUS_LINES = {
 
 
 def _status_line(status):
-    from .errors import TITLES
     return STATUS_LINES.get(status) or f"{status} {TITLES.get(status, 'Error')}"
 
 
