@@ -12,7 +12,7 @@ MySQLdb's exceptions. Times are stored as UTC (the session time zone is
 +00:00) and read back as ISO 8601 strings with a `Z`.
 """
 
-from MySQLdb import Error, OperationalError, _mysql
+from MySQLdb import Error, IntegrityError, OperationalError, _mysql
 from MySQLdb.constants import FIELD_TYPE
 
 from .errors import Problem, not_found
@@ -21,6 +21,7 @@ from .errors import Problem, not_found
 # 1040 too many connections, 1053 shutdown in progress, 2002/2003 cannot connect,
 # 2006 gone away, 2013 lost during query, 4031 disconnected by server (idle).
 UNAVAILABLE_CODES = {1040, 1053, 2002, 2003, 2006, 2013, 4031}
+DUPLICATE_KEY = 1062
 
 SESSION_SETUP = (
     "SET SESSION time_zone = '+00:00', "
@@ -131,6 +132,19 @@ class Database:
 
     def update(self, sql, args=None):
         return self.execute(sql, args)[1]
+
+    def insert_new(self, sql, args=None):
+        """An INSERT that answers False instead of failing when a UNIQUE key already holds the value
+        (how two requests racing to make the same named thing are told apart)."""
+        try:
+            return self.update(sql, args) > 0
+        except IntegrityError as exc:
+            if exc.args and exc.args[0] == DUPLICATE_KEY:
+                return False
+            raise
+
+    def release_lock(self, name):
+        self.execute("SELECT RELEASE_LOCK(%s)", (name,))
 
     def transaction(self):
         """`with db.transaction():` one unit: committed at the end, rolled back on any error."""

@@ -14,12 +14,9 @@ the resource the dead request had already written, if it got that far.
 import hashlib
 import json
 
-from MySQLdb import IntegrityError
-
 from .errors import Problem
 
 HEADER = "HTTP_IDEMPOTENCY_KEY"
-DUPLICATE_KEY = 1062
 UNSTORED_HEADERS = {"content-length", "x-request-id"}
 
 
@@ -91,15 +88,11 @@ def _claim_or_find(request, claim, fingerprint):
     """None when this request now holds the key; else the earlier request's row to answer from."""
     db, config = request.db, request.config
     for _ in range(3):
-        try:
-            db.update("INSERT INTO idempotency_keys (tenant_id, idem_key, fingerprint, state, created_at, "
-                      "expires_at) VALUES (%s, %s, %s, 'running', UTC_TIMESTAMP(6), "
-                      "UTC_TIMESTAMP(6) + INTERVAL %s SECOND)",
-                      (claim.tenant_id, claim.key, fingerprint, config.idempotency_ttl))
+        if db.insert_new("INSERT INTO idempotency_keys (tenant_id, idem_key, fingerprint, state, created_at, "
+                         "expires_at) VALUES (%s, %s, %s, 'running', UTC_TIMESTAMP(6), "
+                         "UTC_TIMESTAMP(6) + INTERVAL %s SECOND)",
+                         (claim.tenant_id, claim.key, fingerprint, config.idempotency_ttl)):
             return None
-        except IntegrityError as exc:
-            if exc.args[0] != DUPLICATE_KEY:
-                raise
         row = db.one("SELECT fingerprint, state, status, headers, body, resource_id, "
                      "expires_at <= UTC_TIMESTAMP(6) AS expired, "
                      "TIMESTAMPDIFF(SECOND, created_at, UTC_TIMESTAMP(6)) AS age "

@@ -20,6 +20,7 @@ from . import config as configuration
 from . import operations, provider
 from .db import Database
 from .errors import Problem
+from .ids import looks_like_id
 from .servers import row_tag
 
 # What each server transition does to the server's open operations.
@@ -66,6 +67,8 @@ class Run:
                         self._destroy(duplicate, f"a second droplet for server {row['id']}", "duplicates destroyed")
             self._sweep(by_row, untagged)
             self._follow_actions()
+            for table in ("vpcs", "firewalls"):
+                self._sync_network(table)
         except RateLimitLow:
             self.log(f"monitor: the cloud's rate limit is low ({provider.rate_limit.get('remaining')} calls left); "
                      "stopping here, the next run goes on")
@@ -76,7 +79,8 @@ class Run:
         prefix = row_tag(self.config, "")
         by_row = {}
         for droplet in self.droplets:
-            ids = [tag[len(prefix):] for tag in droplet.tags if tag.startswith(prefix)]
+            ids = [tag[len(prefix):] for tag in droplet.tags
+                   if tag.startswith(prefix) and looks_like_id(tag[len(prefix):])]
             by_row.setdefault(ids[0] if ids else None, []).append(droplet)
         return by_row
 
@@ -137,6 +141,61 @@ class Run:
                                (outcome, "" if outcome == "succeeded" else "the cloud's action errored",
                                 operation["id"]))
                 self.counts["actions done"] += 1
+
+    def _sync_network(self, table):
+        """Make the cloud's VPCs or firewalls match the rows: create, adopt, rewrite, delete.
+
+        A pending row is left alone while the request that wrote it may still be talking
+        to the cloud (its budget plus a margin), so the two never both create it.
+        """
+        from . import networks
+        module, what = networks.module(table), networks.TYPES[table]
+        rows = self.db.query(f"SELECT {module.COLUMNS}, tenant_id, "
+                             "TIMESTAMPDIFF(SECOND, updated_at, UTC_TIMESTAMP()) AS age "
+                             f"FROM {table} WHERE status IN ('pending', 'ready', 'deleting') ORDER BY id")
+        if not rows:
+            return
+        self._guard_rate_limit()
+        lister = provider.list_vpcs if table == "vpcs" else provider.list_firewalls
+        listed = {item["id"]: item for item in lister(self.config, self.budget)}
+        for row in rows:
+            if row["status"] == "pending" and row["age"] <= self.config.cloud_budget + 10:
+                continue
+            self._guard_rate_limit()
+            try:
+                done = networks.sync(self.db, self.config, self.budget, table, row, listed)
+            except provider.CloudError as exc:
+                if exc.retryable:
+                    raise
+                self.log(f"monitor: {what} {row['id']}: the cloud refused: {exc.message}")
+                continue
+            if done:
+                self.counts[f"{what}s {done}"] = self.counts.get(f"{what}s {done}", 0) + 1
+        self._sweep_network(table, listed)
+
+    def _sweep_network(self, table, listed):
+        """Delete our cloud VPCs or firewalls whose row is deleted or unknown (a delete that half failed)."""
+        from . import networks
+        what = networks.TYPES[table]
+        prefix = networks.cloud_prefix(self.config, what)
+        named = {item["name"][len(prefix):]: cloud_id for cloud_id, item in listed.items()
+                 if item.get("name", "").startswith(prefix)}
+        known = {row["id"]: row for row in self.db.query(
+            f"SELECT id, status, cloud_id FROM {table} WHERE id IN ({', '.join(['%s'] * len(named))})",
+            list(named))} if named else {}
+        for row_id, cloud_id in named.items():
+            row = known.get(row_id)
+            if row is None or row["status"] == "deleted" or (row["cloud_id"] and row["cloud_id"] != cloud_id):
+                self._guard_rate_limit()
+                self.log(f"monitor: deleting {what} {cloud_id}: no live row explains it")
+                try:
+                    deleter = provider.delete_vpc if table == "vpcs" else provider.delete_firewall
+                    deleter(self.config, self.budget, cloud_id)
+                    self.counts[f"{what}s orphaned"] = self.counts.get(f"{what}s orphaned", 0) + 1
+                except provider.CloudError as exc:
+                    if exc.retryable:
+                        raise
+                    self.log(f"monitor: {what} {cloud_id} not deleted: {exc.message}")
 
     def _statuses(self, row_ids):
         found = {}

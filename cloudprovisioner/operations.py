@@ -1,6 +1,7 @@
 """Operations: every action that completes later, with its status and outcome.
 
-A create, a delete and a power action each write an operation row in the
+A create, a delete and a power action (and a firewall's or VPC's create,
+update or delete, see networks.py) each write an operation row in the
 same transaction as the change that starts it. The monitor moves them on
 (running -> succeeded or failed) in the same transaction as the server row,
 so the two always agree. Status: pending (not yet accepted by the cloud),
@@ -14,20 +15,21 @@ from .ids import cursor_for, id_cursor, new_id
 from .validation import Field, integer, one_of, text, validate
 from .web import Response, page
 
-KINDS = ("server.create", "server.delete", "server.reboot", "server.power_off", "server.power_on")
+KINDS = ("server.create", "server.delete", "server.reboot", "server.power_off", "server.power_on",
+         "firewall.create", "firewall.update", "firewall.delete", "vpc.create", "vpc.delete")
 STATUSES = ("pending", "running", "succeeded", "failed", "cancelled")
 FINISHED = ("succeeded", "failed", "cancelled")
 COLUMNS = "id, kind, target_type, target_id, status, user_id, token_id, result, error, created_at, updated_at"
 
 
-def start(db, principal, kind, target_id, status="pending", cloud_action_id=None):
-    """A new operation by the caller on a server; answers its id."""
+def start(db, principal, kind, target_id, status="pending", cloud_action_id=None, target_type="server"):
+    """A new operation by the caller on a server (or firewall, VPC); answers its id."""
     operation_id = new_id()
     db.update("INSERT INTO operations (id, tenant_id, user_id, token_id, kind, target_type, target_id, status, "
-              "cloud_action_id, created_at, updated_at) VALUES (%s, %s, %s, %s, %s, 'server', %s, %s, %s, "
+              "cloud_action_id, created_at, updated_at) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, "
               "UTC_TIMESTAMP(6), UTC_TIMESTAMP(6))",
-              (operation_id, principal.tenant_id, principal.user_id, principal.token_id, kind, target_id, status,
-               cloud_action_id))
+              (operation_id, principal.tenant_id, principal.user_id, principal.token_id, kind, target_type,
+               target_id, status, cloud_action_id))
     return operation_id
 
 
@@ -60,7 +62,7 @@ def list_operations(request):
     args = validate({name: request.arg(name) for name in request.query}, {
         "status": Field(one_of(STATUSES, "status")),
         "kind": Field(one_of(KINDS, "kind")),
-        "target": Field(text(26, r"[0-9a-z]{26}", "must be a server id")),
+        "target": Field(text(26, r"[0-9a-z]{26}", "must be a server, firewall or VPC id")),
         "limit": Field(integer(1, 200), default=request.config.page_size),
         "cursor": Field(id_cursor),
     })

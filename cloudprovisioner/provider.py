@@ -198,11 +198,12 @@ def _given_up(error, wait):
     return CloudError(error.message, error.status, max(1, int(retry_after or wait)))
 
 
-def create_droplet(config, budget, *, name, region, size, image, tags, ssh_keys, user_data, row_tag):
+def create_droplet(config, budget, *, name, region, size, image, tags, ssh_keys, user_data, row_tag, vpc_uuid=None):
     """Create one droplet tagged `row_tag` and return its id; never two for one row."""
     def create(sdk):
         droplet = sdk["Droplet"](token=config.do_token, name=name, region=region, size_slug=size,
-                                 image=image, tags=tags, ssh_keys=ssh_keys, user_data=user_data or None)
+                                 image=image, tags=tags, ssh_keys=ssh_keys, user_data=user_data or None,
+                                 vpc_uuid=vpc_uuid)
         droplet.create()
         return droplet.id
 
@@ -254,22 +255,127 @@ def action_status(config, budget, action_id):
 
 
 def list_droplets(config, budget, tag):
-    """Every droplet carrying `tag`, 200 a page: one API call per page (plus retries).
+    """Every droplet carrying `tag`, 200 a page: one API call per page (plus retries)."""
+    return [_droplet(item) for item in list_all(config, budget, "droplets/", "droplets", {"tag_name": tag})]
+
+
+def list_all(config, budget, path, key, params=None):
+    """Every item of a listing, 200 a page.
 
     We page ourselves: the SDK's own pagination never checks the status of
     pages after the first, so a 429 on page 3 would silently shorten the list,
-    and a short list would make the monitor think droplets had vanished.
+    and a short list would make the monitor think things had vanished.
     """
     found, page = [], 1
     while True:
-        def one_page(sdk, page=page):
-            return sdk["Manager"](token=config.do_token).get_data(
-                "droplets/", params={"tag_name": tag, "per_page": PAGE_SIZE, "page": page})
-        data = _call(config, budget, one_page)
-        found += [_droplet(item) for item in data["droplets"]]
+        data = _api(config, budget, "GET", path, {**(params or {}), "per_page": PAGE_SIZE, "page": page})
+        found += data[key]
         if not data.get("links", {}).get("pages", {}).get("next"):
             return found
         page += 1
+
+
+def _api(config, budget, method, path, body=None, before_retry=None):
+    """One API call through the SDK's generic request (so timeouts, recording and errors are as for
+    droplets); answers the decoded JSON, or True for a 204. A 404 is a CloudError with status 404."""
+    def send(sdk):
+        return sdk["Manager"](token=config.do_token).get_data(path, type=method, params=body)
+    try:
+        return _call(config, budget, send, before_retry)
+    except _sdk(config, budget)["module"].NotFoundError:
+        raise CloudError(f"the cloud has no {path.rstrip('/')}", 404) from None
+
+
+def _gone_ok(config, budget, path):
+    """DELETE `path`; answer False when it was already gone."""
+    try:
+        return bool(_api(config, budget, "DELETE", path))
+    except CloudError as error:
+        if error.status == 404:
+            return False
+        raise
+
+
+def _find_named(config, budget, path, key, name):
+    """The cloud's id of the object called `name` (how a create whose outcome is unknown is adopted)."""
+    return next((item["id"] for item in list_all(config, budget, path, key) if item.get("name") == name), None)
+
+
+# VPCs, firewalls and account SSH keys. A VPC's or firewall's cloud name holds its row id,
+# so a create whose answer was lost is found and adopted instead of made twice.
+
+def list_vpcs(config, budget):
+    return list_all(config, budget, "vpcs", "vpcs")
+
+
+def create_vpc(config, budget, *, name, region, ip_range, description):
+    body = {"name": name, "region": region, "ip_range": ip_range, "description": description}
+    return _create(config, budget, "vpcs", "vpcs", "vpc", body)
+
+
+def delete_vpc(config, budget, cloud_id):
+    return _gone_ok(config, budget, f"vpcs/{cloud_id}")
+
+
+def list_firewalls(config, budget):
+    return list_all(config, budget, "firewalls/", "firewalls")
+
+
+def create_firewall(config, budget, spec):
+    _make_tags(config, budget, spec)
+    return _create(config, budget, "firewalls/", "firewalls", "firewall", spec)
+
+
+def update_firewall(config, budget, cloud_id, spec):
+    _make_tags(config, budget, spec)
+    return _api(config, budget, "PUT", f"firewalls/{cloud_id}", spec)["firewall"]
+
+
+def _make_tags(config, budget, spec):
+    """A firewall may only name tags that exist (the model's existing_tags_array), and a tag
+    exists from its first droplet on: make each first. Making an existing tag is harmless."""
+    tags = set(spec.get("tags", []))
+    for rule in spec["inbound_rules"] + spec["outbound_rules"]:
+        tags.update((rule.get("sources") or rule.get("destinations") or {}).get("tags", []))
+    for tag in sorted(tags):
+        _api(config, budget, "POST", "tags", {"name": tag})
+
+
+def delete_firewall(config, budget, cloud_id):
+    return _gone_ok(config, budget, f"firewalls/{cloud_id}")
+
+
+def _create(config, budget, path, listing, key, body):
+    """POST a named object and answer its cloud id; a retry first looks for it by name."""
+    def already_made(error):
+        found = _find_named(config, budget, path, listing, body["name"])
+        return {key: {"id": found}} if found else None
+    return _api(config, budget, "POST", path, body, already_made)[key]["id"]
+
+
+def register_key(config, budget, *, name, public_key, fingerprint):
+    """The account key id for a public key, adding it to the account if it is not there yet."""
+    try:
+        return _api(config, budget, "GET", f"account/keys/{fingerprint}")["ssh_key"]["id"]
+    except CloudError as error:
+        if error.status != 404:
+            raise
+    answer = _api(config, budget, "POST", "account/keys", {"name": name, "public_key": public_key},
+                  lambda error: _key_by_fingerprint(config, budget, fingerprint))
+    return answer if isinstance(answer, int) else answer["ssh_key"]["id"]
+
+
+def _key_by_fingerprint(config, budget, fingerprint):
+    try:
+        return _api(config, budget, "GET", f"account/keys/{fingerprint}")["ssh_key"]["id"]
+    except CloudError as error:
+        if error.status == 404:
+            return None
+        raise
+
+
+def delete_key(config, budget, cloud_key_id):
+    return _gone_ok(config, budget, f"account/keys/{cloud_key_id}")
 
 
 def _droplet(item):

@@ -3,10 +3,11 @@
 The demo and the end-to-end tests provision against this server on loopback
 instead of the real cloud. It serves the part of API v2 that CloudProvisioner
 and python-digitalocean use, shaped like DigitalOcean's own response models
-(../shared/do-openapi/), and keeps droplets, actions, SSH keys and tags in
-SQLite so they survive a restart. Knobs under /_sandbox/ inject faults, tune
-timings, count API calls and bulk-load droplets; they need no token because
-the server only ever listens on loopback.
+(../shared/do-openapi/), and keeps droplets, actions, SSH keys, tags, VPCs
+and firewalls in SQLite so they survive a restart. Knobs under /_sandbox/
+inject faults, tune timings, count API calls, bulk-load droplets and show what
+a droplet was created with; they need no token because the server only ever
+listens on loopback.
 
     python -m cloudprovisioner.sandbox --port 0 --state /tmp/sandbox.sqlite3
 
@@ -118,7 +119,6 @@ ACCOUNT = {
 PUBLIC_V4_NETS = tuple(ipaddress.ip_network(net) for net in
                        ("192.0.2.0/24", "198.51.100.0/24", "203.0.113.0/24"))
 HOSTS_PER_PUBLIC_NET = 253  # .2 to .254
-PRIVATE_V4_NET = ipaddress.ip_network("10.16.0.0/12")
 PUBLIC_V6_NET = ipaddress.ip_network("2001:db8:1::/64")  # RFC 3849
 
 
@@ -134,9 +134,12 @@ def public_v4(droplet_id):
     return _v4(net, 2 + index % HOSTS_PER_PUBLIC_NET, "public")
 
 
-def private_v4(droplet_id):
-    return _v4(PRIVATE_V4_NET, 2 + droplet_id % (PRIVATE_V4_NET.num_addresses - 3),
-               "private")
+def private_v4(droplet_id, ip_range):
+    """An address inside the droplet's VPC, skipping the network address, the
+    gateway (.1) and the broadcast address; consecutive ids get distinct
+    addresses until the range wraps around."""
+    net = ipaddress.ip_network(ip_range)
+    return _v4(net, 2 + droplet_id % (net.num_addresses - 3), "private")
 
 
 def public_v6(droplet_id):
@@ -145,9 +148,31 @@ def public_v6(droplet_id):
             "gateway": str(base + 1), "type": "public"}
 
 
+# VPC ranges the sandbox picks itself: each region's default VPC is a /20
+# inside 10.16.0.0/12, and a VPC created without an ip_range gets a free /20
+# from 10.100.0.0/14. Both stay clear of 172.16.0.0/12, where the product
+# allocates tenant VPCs, so its choices never collide with ours.
+DEFAULT_VPC_NET = ipaddress.ip_network("10.16.0.0/12")
+AUTO_VPC_NET = ipaddress.ip_network("10.100.0.0/14")
+AUTO_VPC_PREFIX = 20
+RFC1918_NETS = tuple(ipaddress.ip_network(net) for net in
+                     ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16"))
+VPC_PREFIXES = range(16, 29)  # /16 (largest) to /28 (smallest), as DigitalOcean allows
+
+
 def default_vpc_uuid(region):
     # Stable per region, like the account's default VPC on DigitalOcean.
     return str(uuid.uuid5(uuid.NAMESPACE_URL, f"cloudprovisioner-sandbox:vpc:{region}"))
+
+
+def default_vpc_range(region):
+    """The region's default VPC: the n-th /20 of DEFAULT_VPC_NET, n its catalog position."""
+    size = 2 ** (32 - AUTO_VPC_PREFIX)
+    start = DEFAULT_VPC_NET.network_address + list(REGION_NAMES).index(region) * size
+    return ipaddress.ip_network(f"{start}/{AUTO_VPC_PREFIX}")
+
+
+DEFAULT_VPC_IDS = {default_vpc_uuid(region): region for region in REGION_NAMES}
 
 
 # ---------------------------------------------------------------- errors
@@ -181,6 +206,10 @@ def bad_request(message):
     return ApiError(400, "bad_request", message)
 
 
+def forbidden(message):
+    return ApiError(403, "forbidden", message)
+
+
 # ---------------------------------------------------------------- storage
 
 SCHEMA = """
@@ -209,12 +238,47 @@ CREATE TABLE IF NOT EXISTS ssh_keys (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
     name TEXT NOT NULL, public_key TEXT NOT NULL, fingerprint TEXT NOT NULL UNIQUE
 );
+CREATE INDEX IF NOT EXISTS droplets_by_vpc ON droplets (vpc_uuid, id);
+CREATE TABLE IF NOT EXISTS vpcs (
+    id TEXT PRIMARY KEY, name TEXT NOT NULL, region TEXT NOT NULL,
+    description TEXT NOT NULL, ip_range TEXT NOT NULL, created_at REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS firewalls (
+    id TEXT PRIMARY KEY, name TEXT NOT NULL, created_at REAL NOT NULL,
+    changed_at REAL NOT NULL, inbound_rules TEXT NOT NULL, outbound_rules TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS firewall_droplets (
+    firewall_id TEXT NOT NULL, droplet_id INTEGER NOT NULL,
+    PRIMARY KEY (firewall_id, droplet_id)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS firewall_tags (
+    firewall_id TEXT NOT NULL, tag TEXT NOT NULL,
+    PRIMARY KEY (firewall_id, tag)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS firewall_tags_by_tag ON firewall_tags (tag);
 """
+# Links from a firewall to what it applies to; they go with the firewall.
+FIREWALL_LINKS = ("firewall_droplets", "firewall_tags")
+
+# A droplet row with its VPC's range, which its private address comes from.
+DROPLET_COLUMNS = ("d.*, v.ip_range AS vpc_ip_range FROM droplets d"
+                   " LEFT JOIN vpcs v ON v.id = d.vpc_uuid")
 
 # Each kind of id starts in its own range, as on DigitalOcean, so code that
 # mixes up a droplet id with an action id fails in tests instead of passing
 # by coincidence.
 ID_BASES = {"droplets": 300000000, "actions": 1900000000, "ssh_keys": 40000000}
+
+
+@dataclass(frozen=True)
+class FirewallSpec:
+    """A validated firewall create or replace request; rules in the shape the API shows."""
+
+    name: str
+    inbound_rules: tuple[dict, ...]
+    outbound_rules: tuple[dict, ...]
+    droplet_ids: tuple[int, ...]
+    tags: tuple[str, ...]
 
 
 @dataclass(frozen=True)
@@ -250,6 +314,7 @@ class Store:
                 self._db.execute(
                     "INSERT INTO sqlite_sequence (name, seq) SELECT ?, ? WHERE NOT EXISTS"
                     " (SELECT 1 FROM sqlite_sequence WHERE name = ?)", (table, base, table))
+            self._seed_default_vpcs(restore=False)
 
     def close(self):
         with self._lock:
@@ -257,9 +322,15 @@ class Store:
 
     def reset(self):
         # sqlite_sequence is kept: ids are never reused, even across a reset.
+        # The default VPCs stay, as on a fresh DigitalOcean account, with
+        # their names and descriptions restored.
         with self._lock, self._db:
-            for table in ("droplets", "droplet_tags", "tags", "actions", "ssh_keys"):
+            for table in ("droplets", "droplet_tags", "tags", "actions", "ssh_keys",
+                          "firewalls", *FIREWALL_LINKS):
                 self._db.execute(f"DELETE FROM {table}")
+            marks = ",".join("?" * len(DEFAULT_VPC_IDS))
+            self._db.execute(f"DELETE FROM vpcs WHERE id NOT IN ({marks})", list(DEFAULT_VPC_IDS))
+            self._seed_default_vpcs(restore=True)
 
     # droplets
 
@@ -287,23 +358,25 @@ class Store:
     def get_droplet(self, droplet_id):
         """(row, tags), or None."""
         with self._lock:
-            row = self._db.execute("SELECT * FROM droplets WHERE id = ?",
+            row = self._db.execute(f"SELECT {DROPLET_COLUMNS} WHERE d.id = ?",
                                    (droplet_id,)).fetchone()
             return None if row is None else (row, self._tags_of([droplet_id])[droplet_id])
 
     def list_droplets(self, tag, name, offset, limit):
         """One page of (row, tags) in id order, and the total."""
-        source, args = "droplets d", []
+        source, where, args = "droplets d", "", []
         if tag is not None:
             source = "droplet_tags t JOIN droplets d ON d.id = t.droplet_id AND t.tag = ?"
             args.append(tag)
         if name is not None:
-            source += " WHERE d.name = ?"
+            where = " WHERE d.name = ?"
             args.append(name)
         with self._lock:
-            total = self._db.execute(f"SELECT COUNT(*) FROM {source}", args).fetchone()[0]
-            rows = self._db.execute(f"SELECT d.* FROM {source} ORDER BY d.id LIMIT ? OFFSET ?",
-                                    [*args, limit, offset]).fetchall()
+            total = self._db.execute(f"SELECT COUNT(*) FROM {source}{where}", args).fetchone()[0]
+            rows = self._db.execute(
+                f"SELECT d.*, v.ip_range AS vpc_ip_range FROM {source}"
+                f" LEFT JOIN vpcs v ON v.id = d.vpc_uuid{where} ORDER BY d.id LIMIT ? OFFSET ?",
+                [*args, limit, offset]).fetchall()
             tags = self._tags_of([row["id"] for row in rows])
         return [(row, tags[row["id"]]) for row in rows], total
 
@@ -321,6 +394,7 @@ class Store:
             deleted = self._db.execute("DELETE FROM droplets WHERE id = ?",
                                        (droplet_id,)).rowcount
             self._db.execute("DELETE FROM droplet_tags WHERE droplet_id = ?", (droplet_id,))
+            self._db.execute("DELETE FROM firewall_droplets WHERE droplet_id = ?", (droplet_id,))
         return deleted > 0
 
     def delete_tagged_droplets(self, tag):
@@ -330,8 +404,9 @@ class Store:
                 return False
             self._db.execute("DELETE FROM droplets WHERE id IN"
                              " (SELECT droplet_id FROM droplet_tags WHERE tag = ?)", (tag,))
-            self._db.execute("DELETE FROM droplet_tags WHERE droplet_id NOT IN"
-                             " (SELECT id FROM droplets)")
+            for table in ("droplet_tags", "firewall_droplets"):
+                self._db.execute(f"DELETE FROM {table} WHERE droplet_id NOT IN"
+                                 " (SELECT id FROM droplets)")
         return True
 
     def existing_droplet_ids(self, droplet_ids):
@@ -438,6 +513,8 @@ class Store:
         with self._lock, self._db:
             deleted = self._db.execute("DELETE FROM tags WHERE name = ?", (name,)).rowcount
             self._db.execute("DELETE FROM droplet_tags WHERE tag = ?", (name,))
+            # A firewall stops applying to a deleted tag's droplets.
+            self._db.execute("DELETE FROM firewall_tags WHERE tag = ?", (name,))
         return deleted > 0
 
     def tag_droplets(self, name, droplet_ids):
@@ -449,6 +526,190 @@ class Store:
         with self._lock, self._db:
             self._db.executemany("DELETE FROM droplet_tags WHERE tag = ? AND droplet_id = ?",
                                  [(name, i) for i in droplet_ids])
+
+    def missing_tags(self, names):
+        """The names in `names` that are not tags of the account, in order."""
+        with self._lock:
+            return [name for name in dict.fromkeys(names) if not self._tag_exists(name)]
+
+    # vpcs
+
+    def _seed_default_vpcs(self, restore):
+        """Give every region its default VPC; `restore` also undoes renames."""
+        on_conflict = ("DO UPDATE SET name = excluded.name, description = ''" if restore
+                       else "DO NOTHING")
+        self._db.executemany(
+            "INSERT INTO vpcs (id, name, region, description, ip_range, created_at)"
+            f" VALUES (?, ?, ?, '', ?, ?) ON CONFLICT (id) {on_conflict}",
+            [(vpc_id, f"default-{region}", region, str(default_vpc_range(region)), time.time())
+             for vpc_id, region in DEFAULT_VPC_IDS.items()])
+
+    def _vpcs(self):
+        return self._db.execute("SELECT * FROM vpcs ORDER BY created_at, id").fetchall()
+
+    def get_vpc(self, vpc_id):
+        with self._lock:
+            return self._db.execute("SELECT * FROM vpcs WHERE id = ?", (vpc_id,)).fetchone()
+
+    def list_vpcs(self, offset, limit):
+        with self._lock:
+            total = self._db.execute("SELECT COUNT(*) FROM vpcs").fetchone()[0]
+            rows = self._db.execute("SELECT * FROM vpcs ORDER BY created_at, id LIMIT ? OFFSET ?",
+                                    (limit, offset)).fetchall()
+        return rows, total
+
+    def add_vpc(self, make):
+        """Insert the VPC `make(every VPC row)` returns as a dict of columns.
+        It runs under the lock, so two creates can never take the same range."""
+        with self._lock, self._db:
+            vpc = make(self._vpcs())
+            self._db.execute(
+                "INSERT INTO vpcs (id, name, region, description, ip_range, created_at)"
+                " VALUES (:id, :name, :region, :description, :ip_range, :created_at)", vpc)
+            return self._db.execute("SELECT * FROM vpcs WHERE id = ?", (vpc["id"],)).fetchone()
+
+    def change_vpc(self, vpc_id, change):
+        """Set the (name, description) `change(row, other rows)` returns, under
+        the lock so a rename cannot race another; None if there is no such VPC."""
+        with self._lock, self._db:
+            rows = self._vpcs()
+            row = next((r for r in rows if r["id"] == vpc_id), None)
+            if row is None:
+                return None
+            name, description = change(row, [r for r in rows if r["id"] != vpc_id])
+            self._db.execute("UPDATE vpcs SET name = ?, description = ? WHERE id = ?",
+                             (name, description, vpc_id))
+            return self._db.execute("SELECT * FROM vpcs WHERE id = ?", (vpc_id,)).fetchone()
+
+    def delete_vpc(self, vpc_id):
+        """True if deleted, False if droplets are still in it, None if there is no such VPC."""
+        with self._lock, self._db:
+            if self._db.execute("SELECT 1 FROM vpcs WHERE id = ?", (vpc_id,)).fetchone() is None:
+                return None
+            if self._db.execute("SELECT 1 FROM droplets WHERE vpc_uuid = ? LIMIT 1",
+                                (vpc_id,)).fetchone():
+                return False
+            self._db.execute("DELETE FROM vpcs WHERE id = ?", (vpc_id,))
+        return True
+
+    def vpc_droplets(self, vpc_id, offset, limit):
+        """One page of the droplets in a VPC, in id order, and the total."""
+        with self._lock:
+            total = self._db.execute("SELECT COUNT(*) FROM droplets WHERE vpc_uuid = ?",
+                                     (vpc_id,)).fetchone()[0]
+            rows = self._db.execute("SELECT id, name, created_at FROM droplets WHERE vpc_uuid = ?"
+                                    " ORDER BY id LIMIT ? OFFSET ?",
+                                    (vpc_id, limit, offset)).fetchall()
+        return rows, total
+
+    # firewalls
+
+    def add_firewall(self, spec, now):
+        firewall_id = str(uuid.uuid4())
+        with self._lock, self._db:
+            self._db.execute("INSERT INTO firewalls (id, name, created_at, changed_at, inbound_rules,"
+                             " outbound_rules) VALUES (?, ?, ?, ?, '[]', '[]')",
+                             (firewall_id, spec.name, now, now))
+            self._replace_firewall(firewall_id, spec, now)
+        return firewall_id
+
+    def replace_firewall(self, firewall_id, spec, now):
+        """PUT: everything but the id and creation time; False if there is no such firewall."""
+        with self._lock, self._db:
+            if not self._firewall_exists(firewall_id):
+                return False
+            self._replace_firewall(firewall_id, spec, now)
+        return True
+
+    def _replace_firewall(self, firewall_id, spec, now):
+        self._db.execute("UPDATE firewalls SET name = ?, inbound_rules = ?, outbound_rules = ?,"
+                         " changed_at = ? WHERE id = ?",
+                         (spec.name, json.dumps(spec.inbound_rules), json.dumps(spec.outbound_rules),
+                          now, firewall_id))
+        for table in FIREWALL_LINKS:
+            self._db.execute(f"DELETE FROM {table} WHERE firewall_id = ?", (firewall_id,))
+        self._link_firewall(firewall_id, "firewall_droplets", spec.droplet_ids, add=True)
+        self._link_firewall(firewall_id, "firewall_tags", spec.tags, add=True)
+
+    def _firewall_exists(self, firewall_id):
+        return self._db.execute("SELECT 1 FROM firewalls WHERE id = ?",
+                                (firewall_id,)).fetchone() is not None
+
+    def firewall_exists(self, firewall_id):
+        with self._lock:
+            return self._firewall_exists(firewall_id)
+
+    def _link_firewall(self, firewall_id, table, values, add):
+        column = "droplet_id" if table == "firewall_droplets" else "tag"
+        sql = (f"INSERT OR IGNORE INTO {table} (firewall_id, {column}) VALUES (?, ?)" if add
+               else f"DELETE FROM {table} WHERE firewall_id = ? AND {column} = ?")
+        self._db.executemany(sql, [(firewall_id, value) for value in values])
+
+    def link_firewall(self, firewall_id, table, values, add, now):
+        """Add or remove droplets or tags; False if there is no such firewall."""
+        with self._lock, self._db:
+            if not self._firewall_exists(firewall_id):
+                return False
+            self._link_firewall(firewall_id, table, values, add)
+            self._db.execute("UPDATE firewalls SET changed_at = ? WHERE id = ?", (now, firewall_id))
+        return True
+
+    def change_firewall_rules(self, firewall_id, combine, inbound, outbound, now):
+        """Set each rule list to `combine(current rules, given rules)`; False
+        if there is no such firewall."""
+        with self._lock, self._db:
+            row = self._db.execute("SELECT inbound_rules, outbound_rules FROM firewalls"
+                                   " WHERE id = ?", (firewall_id,)).fetchone()
+            if row is None:
+                return False
+            self._db.execute("UPDATE firewalls SET inbound_rules = ?, outbound_rules = ?,"
+                             " changed_at = ? WHERE id = ?",
+                             (json.dumps(combine(json.loads(row[0]), inbound)),
+                              json.dumps(combine(json.loads(row[1]), outbound)), now, firewall_id))
+        return True
+
+    def get_firewall(self, firewall_id):
+        """(row, tags, droplet ids it applies to), or None."""
+        with self._lock:
+            row = self._db.execute("SELECT * FROM firewalls WHERE id = ?",
+                                   (firewall_id,)).fetchone()
+            return None if row is None else self._firewall_view(row)
+
+    def list_firewalls(self, offset, limit):
+        with self._lock:
+            total = self._db.execute("SELECT COUNT(*) FROM firewalls").fetchone()[0]
+            rows = self._db.execute("SELECT * FROM firewalls ORDER BY created_at, id"
+                                    " LIMIT ? OFFSET ?", (limit, offset)).fetchall()
+            return [self._firewall_view(row) for row in rows], total
+
+    def _firewall_view(self, row):
+        # The droplets come from the links at read time, so a droplet created
+        # later with one of the firewall's tags is covered at once.
+        tags = [r[0] for r in self._db.execute(
+            "SELECT tag FROM firewall_tags WHERE firewall_id = ? ORDER BY tag", (row["id"],))]
+        droplet_ids = [r[0] for r in self._db.execute(
+            "SELECT fd.droplet_id FROM firewall_droplets fd JOIN droplets d ON d.id = fd.droplet_id"
+            " WHERE fd.firewall_id = ? UNION SELECT dt.droplet_id FROM firewall_tags ft"
+            " JOIN droplet_tags dt ON dt.tag = ft.tag WHERE ft.firewall_id = ? ORDER BY 1",
+            (row["id"], row["id"]))]
+        return row, tags, droplet_ids
+
+    def delete_firewall(self, firewall_id):
+        with self._lock, self._db:
+            deleted = self._db.execute("DELETE FROM firewalls WHERE id = ?",
+                                       (firewall_id,)).rowcount
+            for table in FIREWALL_LINKS:
+                self._db.execute(f"DELETE FROM {table} WHERE firewall_id = ?", (firewall_id,))
+        return deleted > 0
+
+    def firewalls_of(self, droplet_id):
+        """Ids of the firewalls that apply to a droplet, directly or by tag, oldest first."""
+        with self._lock:
+            return [r[0] for r in self._db.execute(
+                "SELECT id FROM firewalls WHERE id IN (SELECT firewall_id FROM firewall_droplets"
+                " WHERE droplet_id = ? UNION SELECT ft.firewall_id FROM firewall_tags ft"
+                " JOIN droplet_tags dt ON dt.tag = ft.tag AND dt.droplet_id = ?)"
+                " ORDER BY created_at, id", (droplet_id, droplet_id))]
 
 
 # ---------------------------------------------------------------- rendering
@@ -471,7 +732,10 @@ def _networks(row, provisioned):
     if not provisioned:
         return {"v4": [], "v6": []}
     v6 = [public_v6(row["id"])] if row["ipv6"] else []
-    return {"v4": [public_v4(row["id"]), private_v4(row["id"])], "v6": v6}
+    # A droplet whose VPC row is gone (state from before VPCs were records)
+    # falls back to its region's default range.
+    ip_range = row["vpc_ip_range"] or default_vpc_range(row["region"])
+    return {"v4": [public_v4(row["id"]), private_v4(row["id"], ip_range)], "v6": v6}
 
 
 def _next_backup_window(row, now):
@@ -516,6 +780,34 @@ def render_action(row, now, activate_after):
 def render_key(row):
     return {"id": row["id"], "fingerprint": row["fingerprint"],
             "public_key": row["public_key"], "name": row["name"]}
+
+
+def render_vpc(row):
+    return {"id": row["id"], "urn": f"do:vpc:{row['id']}", "name": row["name"],
+            "description": row["description"], "region": row["region"],
+            "ip_range": row["ip_range"], "default": row["id"] in DEFAULT_VPC_IDS,
+            "created_at": iso(row["created_at"])}
+
+
+def render_vpc_member(row):
+    return {"urn": f"do:droplet:{row['id']}", "name": row["name"],
+            "created_at": iso(row["created_at"])}
+
+
+def render_firewall(view, now, activate_after):
+    """The firewall as the API shows it: "waiting", with a pending change per
+    droplet, until the activation delay has passed since the last change."""
+    row, tags, droplet_ids = view
+    waiting = now < row["changed_at"] + activate_after
+    return {
+        "id": row["id"], "name": row["name"], "status": "waiting" if waiting else "succeeded",
+        "created_at": iso(row["created_at"]),
+        "pending_changes": [{"droplet_id": droplet_id, "removing": False, "status": "waiting"}
+                            for droplet_id in droplet_ids] if waiting else [],
+        "inbound_rules": json.loads(row["inbound_rules"]),
+        "outbound_rules": json.loads(row["outbound_rules"]),
+        "droplet_ids": droplet_ids, "tags": tags,
+    }
 
 
 def render_tag(summary, base_url):
@@ -612,13 +904,22 @@ def _parse_user_data(user_data):
     return user_data
 
 
-def _parse_vpc(vpc_uuid, region):
+def _parse_vpc(store, vpc_uuid, region):
+    """The droplet's VPC: the one named, which must be in the droplet's region,
+    or else the region's default VPC."""
     if vpc_uuid is None:
         return default_vpc_uuid(region)
     try:
-        return str(uuid.UUID(vpc_uuid))
+        vpc_uuid = str(uuid.UUID(vpc_uuid))
     except (TypeError, ValueError, AttributeError):
         raise unprocessable(f"vpc_uuid {vpc_uuid!r} is not a VPC UUID.") from None
+    vpc = store.get_vpc(vpc_uuid)
+    if vpc is None:
+        raise unprocessable(f"vpc_uuid {vpc_uuid} does not name a VPC in the account.")
+    if vpc["region"] != region:
+        raise unprocessable(f"VPC {vpc_uuid} is in {vpc['region']}, not in {region}: a Droplet"
+                            " must be created in its VPC's region.")
+    return vpc_uuid
 
 
 def _parse_ssh_keys(store, refs):
@@ -651,7 +952,7 @@ def parse_spec(store, body):
         monitoring=_flag(body, "monitoring"),
         # The agent is installed unless the caller says false.
         agent=_flag(body, "with_droplet_agent", default=True),
-        vpc_uuid=_parse_vpc(body.get("vpc_uuid"), region),
+        vpc_uuid=_parse_vpc(store, body.get("vpc_uuid"), region),
         user_data=_parse_user_data(body.get("user_data")),
         ssh_keys=_parse_ssh_keys(store, body.get("ssh_keys")),
         tags=_parse_tags(body.get("tags")))
@@ -677,6 +978,244 @@ def _key_blob(fields):
         if blob[4:type_end] == fields[0].encode() and len(blob) > type_end:
             return blob
     raise unprocessable("Key invalid, key should be of the format `type key [comment]`.")
+
+
+# ---------------------------------------------------------------- VPC and firewall validation
+
+VPC_NAME_RE = re.compile(r"^[a-zA-Z0-9\-\.]+$")
+MAX_DESCRIPTION = 255
+
+
+def check_vpc_name(name):
+    if name is None:
+        raise unprocessable("name is required.")
+    if not isinstance(name, str) or len(name) > MAX_NAME or not VPC_NAME_RE.fullmatch(name):
+        raise unprocessable(f"VPC name {name!r} is invalid: only letters, digits, dashes and"
+                            " periods are allowed, at most 255.")
+    return name
+
+
+def check_unique_vpc_name(name, vpcs):
+    if any(vpc["name"] == name for vpc in vpcs):
+        raise unprocessable(f"A VPC named {name!r} already exists: VPC names must be unique.")
+
+
+def vpc_region(region):
+    if region is None:
+        raise unprocessable("region is required.")
+    if not isinstance(region, str) or region not in REGIONS:
+        raise unprocessable("You specified an invalid region for VPC creation.")
+    return region
+
+
+def vpc_description(body, current):
+    value = body.get("description")
+    if value is None:  # python-digitalocean sends null when unset
+        return current
+    if not isinstance(value, str) or len(value) > MAX_DESCRIPTION:
+        raise unprocessable("description must be a string of at most 255 characters.")
+    return value
+
+
+def parse_ip_range(text):
+    """A requested VPC range, checked as DigitalOcean checks it, overlaps aside."""
+    bad = unprocessable(f"ip_range {text!r} is not an IPv4 range in CIDR notation,"
+                        " such as 10.10.10.0/24.")
+    if not isinstance(text, str) or "/" not in text:
+        raise bad
+    try:
+        net = ipaddress.IPv4Network(text, strict=False)
+        address = ipaddress.IPv4Address(text.partition("/")[0])
+    except ValueError:
+        raise bad from None
+    if net.prefixlen not in VPC_PREFIXES:
+        raise unprocessable(f"ip_range {text} is a /{net.prefixlen}: a VPC range must be"
+                            " from /16 (largest) to /28 (smallest).")
+    if address != net.network_address:
+        raise unprocessable(f"ip_range {text} is not a network address: did you mean {net}?")
+    if not any(net.subnet_of(private) for private in RFC1918_NETS):
+        raise unprocessable(f"ip_range {text} is not private: it must lie inside 10.0.0.0/8,"
+                            " 172.16.0.0/12 or 192.168.0.0/16 (RFC 1918).")
+    return net
+
+
+def check_no_overlap(net, vpcs):
+    # DigitalOcean refuses overlaps across the whole account, in any region.
+    for vpc in vpcs:
+        if net.overlaps(ipaddress.ip_network(vpc["ip_range"])):
+            raise unprocessable(f"ip_range {net} overlaps {vpc['ip_range']} of VPC {vpc['name']}"
+                                f" ({vpc['region']}): VPC ranges in an account must not overlap.")
+
+
+def free_vpc_range(vpcs):
+    """The first /20 of AUTO_VPC_NET that no VPC overlaps."""
+    taken = [ipaddress.ip_network(vpc["ip_range"]) for vpc in vpcs]
+    for net in AUTO_VPC_NET.subnets(new_prefix=AUTO_VPC_PREFIX):
+        if not any(net.overlaps(other) for other in taken):
+            return net
+    raise unprocessable(f"No free /{AUTO_VPC_PREFIX} is left in {AUTO_VPC_NET} for a VPC"
+                        " without an ip_range: give one.")
+
+
+def check_vpc_update(body, vpc):
+    """Refuse what a PUT or PATCH cannot change."""
+    for key in ("region", "ip_range"):
+        if body.get(key) not in (None, vpc[key]):
+            raise unprocessable(f"The {key} of a VPC cannot be changed.")
+    flag = body.get("default")
+    if flag is None:
+        return
+    if not isinstance(flag, bool):
+        raise unprocessable("default must be a boolean.")
+    is_default = vpc["id"] in DEFAULT_VPC_IDS
+    if is_default and not flag:
+        raise unprocessable("The default field cannot be unset from true.")
+    if flag and not is_default:
+        # The sandbox keeps one fixed default VPC per region.
+        raise unprocessable("Making another VPC the region's default is not supported by the sandbox.")
+
+
+FIREWALL_NAME_RE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9\.-]+$")
+PROTOCOLS = ("tcp", "udp", "icmp")
+MAX_PORT = 65535
+# Rule lists and the key of each rule's targets.
+RULE_LISTS = {"inbound_rules": "sources", "outbound_rules": "destinations"}
+
+
+def check_firewall_name(name):
+    if name is None:
+        raise unprocessable("name is required.")
+    if not isinstance(name, str) or len(name) > MAX_NAME or not FIREWALL_NAME_RE.fullmatch(name):
+        raise unprocessable(f"Firewall name {name!r} is invalid: a letter or digit, then at least"
+                            " one letter, digit, period or dash, at most 255.")
+    return name
+
+
+def _parse_ports(protocol, ports, where):
+    if protocol == "icmp":
+        # ICMP has no ports: DigitalOcean takes none and shows "0".
+        if ports not in (None, "", "0"):
+            raise unprocessable(f"{where}.ports must be left out for icmp rules.")
+        return "0"
+    bounds = ports.split("-") if isinstance(ports, str) else []
+    if ports == "0" or (len(bounds) in (1, 2) and all(map(is_number, bounds))
+                        and 1 <= int(bounds[0]) <= int(bounds[-1]) <= MAX_PORT):
+        return ports
+    raise unprocessable(f'{where}.ports {ports!r} is invalid: give a port ("22"), a range'
+                        ' ("8000-9000") or "0" for all ports.')
+
+
+def _check_address(value, where):
+    try:
+        # Host bits are allowed ("1.2.3.4/8"): only the shape is checked.
+        ipaddress.ip_network(value if isinstance(value, str) else "-", strict=False)
+    except ValueError:
+        raise unprocessable(f"{where}: {value!r} is not an IPv4 or IPv6 address or CIDR.") from None
+
+
+def _check_droplet_id(value, where):
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise unprocessable(f"{where}: {value!r} is not a droplet id.")
+
+
+def _no_such(kind):
+    """A check for ids of things the sandbox never has, so any id is unknown."""
+    def check(value, where):
+        if not isinstance(value, str):
+            raise unprocessable(f"{where}: {value!r} is not an id.")
+        raise unprocessable(f"{where}: {kind} {value!r} was not found (the sandbox has none).")
+    return check
+
+
+# What each list in a rule's sources or destinations holds, in the order the API shows them.
+TARGET_CHECKS = {
+    "addresses": _check_address, "droplet_ids": _check_droplet_id,
+    "load_balancer_uids": _no_such("load balancer"),
+    "kubernetes_ids": _no_such("Kubernetes cluster"),
+    "tags": lambda value, where: check_tag(value),
+}
+
+
+def _parse_targets(targets, where):
+    if not isinstance(targets, dict):
+        raise unprocessable(f"You specified an invalid type for {where}: it must be an object.")
+    parsed = {}
+    for kind, check in TARGET_CHECKS.items():
+        values = targets.get(kind)
+        if values is None:
+            continue
+        if not isinstance(values, list):
+            raise unprocessable(f"{where}.{kind} must be a list.")
+        for value in values:
+            check(value, f"{where}.{kind}")
+        if values:  # empty lists are left out, as DigitalOcean shows rules
+            parsed[kind] = list(dict.fromkeys(values))
+    if not parsed:
+        raise unprocessable(f"{where} is empty: give at least one address, droplet id or tag.")
+    return parsed
+
+
+def _parse_rule(rule, where, target_key):
+    if not isinstance(rule, dict):
+        raise unprocessable(f"{where} must be an object with protocol, ports and {target_key}.")
+    protocol = rule.get("protocol")
+    if not isinstance(protocol, str) or protocol not in PROTOCOLS:
+        raise unprocessable(f"{where}.protocol {protocol!r} is invalid: use tcp, udp or icmp.")
+    return {"protocol": protocol, "ports": _parse_ports(protocol, rule.get("ports"), where),
+            target_key: _parse_targets(rule.get(target_key), f"{where}.{target_key}")}
+
+
+def parse_rules(body):
+    """(inbound, outbound) rules of a request, in the shape the API shows them;
+    there must be at least one."""
+    parsed = []
+    for key, target_key in RULE_LISTS.items():
+        rules = body.get(key) or []
+        if not isinstance(rules, list):
+            raise unprocessable(f"{key} must be a list of rules.")
+        parsed.append([_parse_rule(rule, f"{key}[{n}]", target_key) for n, rule in enumerate(rules)])
+    if not any(parsed):
+        raise unprocessable("At least one inbound or outbound rule is required.")
+    return parsed
+
+
+def rule_tags(rules):
+    return [tag for rule in rules for key in RULE_LISTS.values() for tag in rule.get(key, {}).get("tags", [])]
+
+
+def parse_droplet_ids(body):
+    droplet_ids = body.get("droplet_ids")
+    if droplet_ids is None:
+        return ()
+    if not isinstance(droplet_ids, list) or not all(
+            isinstance(i, int) and not isinstance(i, bool) for i in droplet_ids):
+        raise unprocessable("droplet_ids must be a list of droplet ids.")
+    return tuple(dict.fromkeys(droplet_ids))
+
+
+def require_droplets(store, droplet_ids):
+    missing = set(droplet_ids) - store.existing_droplet_ids(droplet_ids) if droplet_ids else ()
+    if missing:
+        raise unprocessable(f"Droplet {min(missing)} does not exist.")
+
+
+def require_tags(store, tags):
+    # The model's existing_tags_array: a firewall only refers to tags that exist.
+    missing = store.missing_tags(tags) if tags else []
+    if missing:
+        raise unprocessable(f"Tag {missing[0]!r} does not exist: create it first"
+                            " (POST /v2/tags).")
+
+
+def parse_firewall(store, body):
+    """Validate a firewall create or PUT body; what it omits is reset to empty."""
+    name = check_firewall_name(body.get("name"))
+    inbound, outbound = parse_rules(body)
+    droplet_ids = parse_droplet_ids(body)
+    tags = _parse_tags(body.get("tags"))
+    require_droplets(store, droplet_ids)
+    require_tags(store, [*tags, *rule_tags(inbound + outbound)])
+    return FirewallSpec(name, tuple(inbound), tuple(outbound), droplet_ids, tags)
 
 
 def _int_field(body, key, default, low, high):
@@ -1044,6 +1583,200 @@ def untag_resources(app, req):
     return Reply(204)
 
 
+def list_vpcs(app, req):
+    page, per_page = paging(req)
+    rows, total = app.store.list_vpcs((page - 1) * per_page, per_page)
+    return listing(req, "vpcs", [render_vpc(row) for row in rows], total, page, per_page)
+
+
+def create_vpc(app, req):
+    body = req.json()
+    name = check_vpc_name(body.get("name"))
+    region = vpc_region(body.get("region"))
+    description = vpc_description(body, "")
+    requested = None if body.get("ip_range") is None else parse_ip_range(body["ip_range"])
+
+    def make(vpcs):
+        check_unique_vpc_name(name, vpcs)
+        if requested is not None:
+            check_no_overlap(requested, vpcs)
+        ip_range = requested if requested is not None else free_vpc_range(vpcs)
+        return {"id": str(uuid.uuid4()), "name": name, "region": region,
+                "description": description, "ip_range": str(ip_range), "created_at": time.time()}
+    return Reply(201, {"vpc": render_vpc(app.store.add_vpc(make))})
+
+
+def get_vpc(app, req):
+    row = app.store.get_vpc(req.params["vpc_id"])
+    if row is None:
+        raise not_found()
+    return Reply(200, {"vpc": render_vpc(row)})
+
+
+def _update_vpc(app, req, name_required):
+    body = req.json()
+
+    def change(vpc, others):
+        check_vpc_update(body, vpc)
+        name = body.get("name")
+        if name_required or name is not None:
+            check_vpc_name(name)
+            if name != vpc["name"]:
+                check_unique_vpc_name(name, others)
+        return name or vpc["name"], vpc_description(body, vpc["description"])
+    row = app.store.change_vpc(req.params["vpc_id"], change)
+    if row is None:
+        raise not_found()
+    return Reply(200, {"vpc": render_vpc(row)})
+
+
+def replace_vpc(app, req):
+    return _update_vpc(app, req, name_required=True)
+
+
+def patch_vpc(app, req):
+    return _update_vpc(app, req, name_required=False)
+
+
+def delete_vpc(app, req):
+    # vpcs_delete.yml: deleting a region's default VPC or a VPC that still
+    # has members is a 403 Forbidden.
+    vpc_id = req.params["vpc_id"]
+    if vpc_id in DEFAULT_VPC_IDS:
+        raise forbidden("Cannot delete the default VPC of a region.")
+    deleted = app.store.delete_vpc(vpc_id)
+    if deleted is None:
+        raise not_found()
+    if not deleted:
+        raise forbidden("Cannot delete VPC with members.")
+    return Reply(204)
+
+
+def list_vpc_members(app, req):
+    vpc_id = req.params["vpc_id"]
+    if app.store.get_vpc(vpc_id) is None:
+        raise not_found()
+    page, per_page = paging(req)
+    if req.query.get("resource_type") not in (None, "droplet"):
+        return listing(req, "members", [], 0, page, per_page)  # droplets are the only members here
+    rows, total = app.store.vpc_droplets(vpc_id, (page - 1) * per_page, per_page)
+    return listing(req, "members", [render_vpc_member(row) for row in rows], total, page, per_page)
+
+
+def _firewall_reply(app, status, firewall_id):
+    view = app.store.get_firewall(firewall_id)
+    if view is None:
+        raise not_found()
+    return Reply(status, {"firewall": render_firewall(view, time.time(), app.activate_after)})
+
+
+def _existing_firewall(app, req):
+    firewall_id = req.params["firewall_id"]
+    if not app.store.firewall_exists(firewall_id):
+        raise not_found()
+    return firewall_id
+
+
+def list_firewalls(app, req):
+    page, per_page = paging(req)
+    views, total = app.store.list_firewalls((page - 1) * per_page, per_page)
+    now = time.time()
+    firewalls = [render_firewall(view, now, app.activate_after) for view in views]
+    return listing(req, "firewalls", firewalls, total, page, per_page)
+
+
+def create_firewall(app, req):
+    spec = parse_firewall(app.store, req.json())
+    return _firewall_reply(app, 202, app.store.add_firewall(spec, time.time()))
+
+
+def get_firewall(app, req):
+    return _firewall_reply(app, 200, req.params["firewall_id"])
+
+
+def update_firewall(app, req):
+    firewall_id = _existing_firewall(app, req)
+    spec = parse_firewall(app.store, req.json())
+    if not app.store.replace_firewall(firewall_id, spec, time.time()):
+        raise not_found()
+    return _firewall_reply(app, 200, firewall_id)
+
+
+def delete_firewall(app, req):
+    if not app.store.delete_firewall(req.params["firewall_id"]):
+        raise not_found()
+    return Reply(204)
+
+
+def _required(body, key):
+    if body.get(key) is None:
+        raise unprocessable(f"{key} is required.")
+    return body
+
+
+def _link_firewall(app, req, table, add):
+    """Add or remove droplets or tags; only additions must name existing ones."""
+    firewall_id = _existing_firewall(app, req)
+    body = req.json()
+    if table == "firewall_tags":
+        values = _parse_tags(_required(body, "tags")["tags"])
+        if add:
+            require_tags(app.store, values)
+    else:
+        values = parse_droplet_ids(_required(body, "droplet_ids"))
+        if add:
+            require_droplets(app.store, values)
+    if not app.store.link_firewall(firewall_id, table, values, add, time.time()):
+        raise not_found()
+    return Reply(204)
+
+
+def add_firewall_tags(app, req):
+    return _link_firewall(app, req, "firewall_tags", add=True)
+
+
+def remove_firewall_tags(app, req):
+    return _link_firewall(app, req, "firewall_tags", add=False)
+
+
+def add_firewall_droplets(app, req):
+    return _link_firewall(app, req, "firewall_droplets", add=True)
+
+
+def remove_firewall_droplets(app, req):
+    return _link_firewall(app, req, "firewall_droplets", add=False)
+
+
+def with_rules(rules, added):
+    """`rules` and then each added rule not already there."""
+    merged = list(rules)
+    merged.extend(rule for n, rule in enumerate(added) if rule not in rules and rule not in added[:n])
+    return merged
+
+
+def without_rules(rules, removed):
+    # A rule goes when it equals one given; given rules that match none are ignored.
+    return [rule for rule in rules if rule not in removed]
+
+
+def _change_rules(app, req, combine):
+    firewall_id = _existing_firewall(app, req)
+    inbound, outbound = parse_rules(req.json())
+    if combine is with_rules:  # removing may name a tag deleted since
+        require_tags(app.store, rule_tags(inbound + outbound))
+    if not app.store.change_firewall_rules(firewall_id, combine, inbound, outbound, time.time()):
+        raise not_found()
+    return Reply(204)
+
+
+def add_firewall_rules(app, req):
+    return _change_rules(app, req, with_rules)
+
+
+def remove_firewall_rules(app, req):
+    return _change_rules(app, req, without_rules)
+
+
 API_ROUTES = [
     Route("GET", "/v2/account", get_account),
     Route("GET", "/v2/account/keys", list_keys),
@@ -1071,6 +1804,24 @@ API_ROUTES = [
     Route("DELETE", "/v2/tags/{name}", delete_tag),
     Route("POST", "/v2/tags/{name}/resources", tag_resources),
     Route("DELETE", "/v2/tags/{name}/resources", untag_resources),
+    Route("GET", "/v2/vpcs", list_vpcs),
+    Route("POST", "/v2/vpcs", create_vpc),
+    Route("GET", "/v2/vpcs/{vpc_id}", get_vpc),
+    Route("PUT", "/v2/vpcs/{vpc_id}", replace_vpc),
+    Route("PATCH", "/v2/vpcs/{vpc_id}", patch_vpc),
+    Route("DELETE", "/v2/vpcs/{vpc_id}", delete_vpc),
+    Route("GET", "/v2/vpcs/{vpc_id}/members", list_vpc_members),
+    Route("GET", "/v2/firewalls", list_firewalls),
+    Route("POST", "/v2/firewalls", create_firewall),
+    Route("GET", "/v2/firewalls/{firewall_id}", get_firewall),
+    Route("PUT", "/v2/firewalls/{firewall_id}", update_firewall),
+    Route("DELETE", "/v2/firewalls/{firewall_id}", delete_firewall),
+    Route("POST", "/v2/firewalls/{firewall_id}/tags", add_firewall_tags),
+    Route("DELETE", "/v2/firewalls/{firewall_id}/tags", remove_firewall_tags),
+    Route("POST", "/v2/firewalls/{firewall_id}/droplets", add_firewall_droplets),
+    Route("DELETE", "/v2/firewalls/{firewall_id}/droplets", remove_firewall_droplets),
+    Route("POST", "/v2/firewalls/{firewall_id}/rules", add_firewall_rules),
+    Route("DELETE", "/v2/firewalls/{firewall_id}/rules", remove_firewall_rules),
 ]
 
 # ---------------------------------------------------------------- rate limit, faults, stats
@@ -1265,8 +2016,9 @@ def clear_stats(app, req):
 
 
 def reset(app, req):
-    """Forget every droplet, action, key and tag, the fault rules, the call
-    counts and the quota used; the config stays."""
+    """Forget every droplet, action, key, tag, firewall and VPC but the
+    default ones, the fault rules, the call counts and the quota used; the
+    config stays."""
     app.store.reset()
     app.faults.clear()
     app.stats.clear()
@@ -1293,6 +2045,19 @@ def bulk_droplets(app, req):
     return Reply(201, {"ids": [droplet_id for droplet_id, _ in created]})
 
 
+def droplet_facts(app, req):
+    """What DigitalOcean was told about a droplet but never shows back (its
+    user_data and keys), and the firewalls that apply to it now, so product
+    tests can assert them."""
+    found = app.store.get_droplet(req.int_param("id"))
+    if found is None:
+        raise not_found()
+    row, tags = found
+    return Reply(200, {"id": row["id"], "name": row["name"], "user_data": row["user_data"],
+                       "ssh_keys": json.loads(row["ssh_keys"]), "vpc_uuid": row["vpc_uuid"],
+                       "tags": tags, "firewall_ids": app.store.firewalls_of(row["id"])})
+
+
 KNOB_ROUTES = [
     Route("GET", "/_sandbox/faults", list_faults),
     Route("POST", "/_sandbox/faults", add_fault),
@@ -1303,6 +2068,7 @@ KNOB_ROUTES = [
     Route("DELETE", "/_sandbox/stats", clear_stats),
     Route("POST", "/_sandbox/reset", reset),
     Route("POST", "/_sandbox/droplets/bulk", bulk_droplets),
+    Route("GET", "/_sandbox/droplets/{id}", droplet_facts),
 ]
 
 # ---------------------------------------------------------------- the application

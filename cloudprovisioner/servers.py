@@ -7,8 +7,8 @@ process dies in between, the monitor still finds the droplet by its tag.
 
 import json
 
-from .errors import Problem
-from .ids import cursor_for, id_cursor, new_id
+from .errors import Problem, invalid
+from .ids import cursor_for, id_cursor, looks_like_id, new_id
 from .validation import Field, byte_text, integer, list_of, one_of, text, validate
 from .web import Response, page
 
@@ -17,19 +17,20 @@ STATUSES = ("pending", "ready", "error", "deleting", "deleted")
 # DigitalOcean's own rules (DESIGN.md).
 NAME_PATTERN = r"[a-zA-Z0-9]?[a-z0-9A-Z.\-]*[a-z0-9A-Z]"
 TAG_PATTERN = r"[a-zA-Z0-9_\-:]+"
-FINGERPRINT_PATTERN = r"([0-9a-f]{2}:){15}[0-9a-f]{2}"
 USER_DATA_LIMIT = 64 * 1024
 
 COLUMNS = ("id, owner, description, name, region, size, image, tags, instance_id, status, "
-           "status_reason, public_ip, private_ip, created_at, ready_at, deleted_at")
+           "status_reason, public_ip, private_ip, created_at, ready_at, deleted_at, workspace_id, vpc_id, "
+           "firewall_ids, ssh_key_ids")
 
 def row_tag(config, server_id):
     """The tag that ties a droplet to its row: `<platform tag>:<row id>`."""
     return f"{config.platform_tag}:{server_id}"
 
 
-def _user_tag(config):
-    check_pattern = text(255, TAG_PATTERN, "tags may hold only letters, digits, '_', '-' and ':'",
+def user_tag(config):
+    """A tag a user may set: the cloud's tag rules, at most 64 characters, not the platform's own."""
+    check_pattern = text(64, TAG_PATTERN, "tags may hold only letters, digits, '_', '-' and ':'",
                          allow_empty=False)
     reserved = config.platform_tag.lower()
 
@@ -41,16 +42,22 @@ def _user_tag(config):
     return check
 
 
-def _ssh_key(value):
-    """A key's cloud id or its MD5 fingerprint (never a raw key: the SDK would upload it)."""
-    if isinstance(value, str) and value.isdigit():
-        value = int(value)
-    if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+def scoped_tag(config, tenant_id, tag):
+    """The cloud tag standing for a tenant's own tag in firewall rules: all tenants share one cloud
+    account, so a bare `web` would also match another tenant's `web` servers."""
+    return f"{config.platform_tag}:t:{tenant_id}:{tag}"
+
+
+def _object_id(what):
+    def check(value):
+        if not looks_like_id(value):
+            raise ValueError(f"must be {what} id (26 letters and digits)")
         return value
-    return text(47, FINGERPRINT_PATTERN, "must be a key id or an MD5 fingerprint like aa:bb:...")(value)
+    return check
 
 
 def create_schema(config):
+    from .workspaces import name_field
     return {
         "name": Field(text(255, NAME_PATTERN, "must be a host name: letters, digits, '.' and '-'",
                            allow_empty=False), required=True),
@@ -58,15 +65,20 @@ def create_schema(config):
         "size": Field(one_of(config.get_list("CP_ALLOWED_SIZES"), "size"), required=True),
         "image": Field(one_of(config.get_list("CP_ALLOWED_IMAGES"), "image"), required=True),
         "description": Field(text(1000), default=""),
-        "tags": Field(list_of(_user_tag(config), 20), default=[]),
-        "ssh_keys": Field(list_of(_ssh_key, 20), default=[]),
+        "tags": Field(list_of(user_tag(config), 20), default=[]),
+        "ssh_keys": Field(list_of(_object_id("an SSH key"), 20), default=[]),
         "user_data": Field(byte_text(USER_DATA_LIMIT), default=""),
+        "workspace": Field(name_field(), default="default"),
+        "vpc": Field(_object_id("a VPC")),
+        "firewalls": Field(list_of(_object_id("a firewall"), 10)),
     }
 
 
 def list_schema(config):
+    from .workspaces import name_field
     return {
         "status": Field(one_of(STATUSES, "status")),
+        "workspace": Field(name_field()),
         "limit": Field(integer(1, 200), default=config.page_size),
         "cursor": Field(id_cursor),
         "include_deleted": Field(one_of(("true", "false"), "value"), default="false"),
@@ -91,6 +103,10 @@ def represent(row):
         "created_at": row["created_at"],
         "ready_at": row["ready_at"],
         "deleted_at": row["deleted_at"],
+        "workspace_id": row["workspace_id"],
+        "vpc_id": row["vpc_id"],
+        "firewall_ids": json.loads(row["firewall_ids"] or "[]"),
+        "ssh_key_ids": json.loads(row["ssh_key_ids"] or "[]"),
     }
 
 
@@ -109,6 +125,14 @@ def list_servers(request):
         params.append(args["status"])
     elif args["include_deleted"] == "false":
         where.append("status <> 'deleted'")
+    if "workspace" in args:
+        from . import workspaces
+        workspace = workspaces.find(request, args["workspace"])
+        if workspace is None:
+            raise invalid({"workspace": f"no workspace {args['workspace']!r}"})
+        condition, values = workspaces.member_condition(workspace)
+        where.append(condition)
+        params += values
     if "cursor" in args:
         where.append("id > %s")
         params.append(args["cursor"])
@@ -129,27 +153,37 @@ def get_server_status(request):
 
 
 def create_server(request):
-    """POST /api/servers: the row and its operation first, then the cloud, then the droplet id at once."""
-    from . import operations, provider
+    """POST /api/servers: its network first (keys, VPC, firewalls), then the row and its operation,
+    then the cloud, then the droplet id at once."""
+    from . import firewalls, operations, provider, sshkeys
     config, db, principal = request.config, request.db, request.principal
     fields = validate(request.fields(), create_schema(config))
+    user_data = _user_data(fields["user_data"])
+    workspace = _workspace(request, fields["workspace"])
+    firewall_ids = (firewalls.named(request, fields["firewalls"]) if fields.get("firewalls")
+                    else [firewalls.ensure_default(request)])
+    vpc = _vpc(request, fields)
+    key_ids = sshkeys.cloud_ids(request, fields["ssh_keys"])
     server_id = request.audit_target = new_id()
     with db.transaction():
         db.update(
-            "INSERT INTO servers (id, tenant_id, owner, description, name, region, size, image, tags, "
-            "status, created_at, updated_at) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, 'pending', "
-            "UTC_TIMESTAMP(6), UTC_TIMESTAMP(6))",
-            (server_id, principal.tenant_id, principal.user_id, fields["description"],
-             fields["name"], fields["region"], fields["size"], fields["image"], json.dumps(fields["tags"])))
+            "INSERT INTO servers (id, tenant_id, workspace_id, vpc_id, owner, description, name, region, size, image, "
+            "tags, firewall_ids, ssh_key_ids, status, created_at, updated_at) VALUES (%s, %s, %s, %s, %s, %s, %s, "
+            "%s, %s, %s, %s, %s, %s, 'pending', UTC_TIMESTAMP(6), UTC_TIMESTAMP(6))",
+            (server_id, principal.tenant_id, workspace["id"], vpc["id"], principal.user_id, fields["description"],
+             fields["name"], fields["region"], fields["size"], fields["image"], json.dumps(fields["tags"]),
+             json.dumps(firewall_ids), json.dumps(fields["ssh_keys"])))
         operation_id = operations.start(db, principal, "server.create", server_id)
         if request.idempotency is not None:
             request.idempotency.bind(server_id)
+    tags = [config.platform_tag, row_tag(config, server_id), *fields["tags"],
+            *[scoped_tag(config, principal.tenant_id, tag) for tag in fields["tags"]],
+            *[firewalls.firewall_tag(config, firewall_id) for firewall_id in firewall_ids]]
     try:
         droplet_id = provider.create_droplet(
             config, provider.request_budget(config), name=fields["name"], region=fields["region"],
-            size=fields["size"], image=fields["image"], ssh_keys=fields["ssh_keys"],
-            user_data=fields["user_data"], row_tag=row_tag(config, server_id),
-            tags=[config.platform_tag, row_tag(config, server_id), *fields["tags"]])
+            size=fields["size"], image=fields["image"], ssh_keys=key_ids, user_data=user_data,
+            row_tag=row_tag(config, server_id), tags=tags, vpc_uuid=vpc["cloud_id"])
     except provider.CloudError as exc:
         # The monitor destroys any droplet that still turns up with this row's tag. Guarded:
         # a DELETE or a cancel that came in meanwhile wins, and the monitor finishes it.
@@ -165,6 +199,51 @@ def create_server(request):
         db.update("UPDATE operations SET status = 'running', updated_at = UTC_TIMESTAMP(6) "
                   "WHERE id = %s AND status = 'pending'", (operation_id,))
     return created_answer(request, server_id)
+
+
+def _user_data(user_data):
+    """The user's cloud-init with ours merged in (password login off), within the cloud's limit."""
+    from . import cloudinit
+    try:
+        merged = cloudinit.merge(user_data)
+    except ValueError as exc:
+        raise invalid({"user_data": str(exc)}) from None
+    size = len(merged.encode("utf-8"))
+    if size > USER_DATA_LIMIT:
+        raise invalid({"user_data": f"too large once the platform's cloud-config is added: {size} bytes, "
+                                    f"the cloud takes {USER_DATA_LIMIT}"})
+    return merged
+
+
+def _workspace(request, name):
+    from . import workspaces
+    row = workspaces.find(request, name)
+    if row is None:
+        raise invalid({"workspace": f"no workspace {name!r}; create it with POST /api/workspaces"})
+    return row
+
+
+def _vpc(request, fields):
+    """The VPC the server goes in (the region's default unless named), made in the cloud by now."""
+    from . import networks, vpcs
+    if "vpc" in fields:
+        row = request.db.one(f"SELECT {vpcs.COLUMNS} FROM vpcs WHERE id = %s AND tenant_id = %s "
+                             "AND status NOT IN ('deleting', 'deleted')", (fields["vpc"], request.principal.tenant_id))
+        if row is None:
+            raise invalid({"vpc": f"no VPC {fields['vpc']}"})
+        if row["region"] != fields["region"]:
+            raise invalid({"vpc": f"the VPC is in {row['region']}; a server in {fields['region']} needs one there"})
+        if row["cloud_id"] is None and row["status"] == "pending":
+            networks.apply_now(request, "vpcs", row["id"], "vpc.create")
+    else:
+        row = vpcs.ensure_default(request, fields["region"])
+    row = request.db.one(f"SELECT {vpcs.COLUMNS} FROM vpcs WHERE id = %s", (row["id"],))
+    if row["status"] == "error":
+        raise Problem(409, "vpc-failed", f"the VPC {row['name']} could not be made: {row['status_reason']}")
+    if row["cloud_id"] is None:
+        raise Problem(503, "vpc-not-ready", f"the VPC {row['name']} is not made in the cloud yet; try again shortly",
+                      headers=[("Retry-After", "30")])
+    return row
 
 
 def created_answer(request, server_id):

@@ -24,7 +24,8 @@ from tests.support import TEST_SECRET, TEST_TOKEN, Client, MailServer, knob, mak
 
 ROOT = Path(__file__).resolve().parents[1]
 # Children before parents, so foreign keys never object.
-EVERY_TABLE = ("counters", "service_state", "idempotency_keys", "operations", "servers", "audit_log",
+EVERY_TABLE = ("counters", "service_state", "idempotency_keys", "operations", "servers", "firewalls", "vpcs",
+               "workspaces", "ssh_keys", "audit_log",
                "login_throttle", "outbox", "api_tokens", "refresh_tokens", "sessions", "users", "tenants")
 
 

@@ -184,3 +184,13 @@ class installed_settings:  # noqa: N801 (used as a context manager, like a funct
     def __exit__(self, *exc):
         self.path.write_text(self.original)
         return False
+
+
+def new_public_key(kind="ed25519", comment="test@cp"):
+    """A fresh OpenSSH public key line, made by the real ssh-keygen (the private half is thrown away)."""
+    import tempfile
+    with tempfile.TemporaryDirectory() as folder:
+        path = os.path.join(folder, "key")
+        subprocess.run(["ssh-keygen", "-q", "-t", kind, "-N", "", "-C", comment, "-f", path], check=True)
+        with open(path + ".pub") as public:
+            return public.read().strip()

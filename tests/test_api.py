@@ -31,7 +31,9 @@ def test_create_writes_the_row_creates_a_tagged_droplet_and_answers_202(admin, d
     assert server["owner"] == admin.get("/me").json["id"]
     droplet = cloud_droplet(sandbox, server["instance_id"]).json["droplet"]
     assert droplet["name"] == "web-1" and droplet["size_slug"] == "s-1vcpu-1gb"
-    assert set(droplet["tags"]) == {"cloudprovisioner", f"cloudprovisioner:{server['id']}"}
+    [firewall] = server["firewall_ids"]  # the tenant's default firewall, attached by its tag
+    assert set(droplet["tags"]) == {"cloudprovisioner", f"cloudprovisioner:{server['id']}",
+                                    f"cloudprovisioner:fw:{firewall}"}
     row = db.one("SELECT status, instance_id FROM servers WHERE id = %s", (server["id"],))
     assert row == {"status": "pending", "instance_id": int(server["instance_id"])}
 
@@ -40,9 +42,8 @@ PUBLIC_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIMISpa6WtkDYTxGVStxE220Gq7Q6xS
 
 
 def test_create_from_an_html_form_with_tags_and_a_key(admin, sandbox):
-    key = http("POST", sandbox + "account/keys", {"name": "k", "public_key": PUBLIC_KEY},
-               headers={"Authorization": f"Bearer {TEST_TOKEN}"}).json["ssh_key"]
-    form = dict(VALID, tags="web,prod", ssh_keys=[str(key["id"]), key["fingerprint"]])
+    key = admin.request("POST", "/ssh-keys", {"name": "k", "public_key": PUBLIC_KEY}).json
+    form = dict(VALID, tags="web,prod", ssh_keys=[key["id"]])
     answer = admin.request("POST", "/servers", form, "application/x-www-form-urlencoded")
     assert answer.status == 202, answer.body
     assert answer.json["tags"] == ["web", "prod"]

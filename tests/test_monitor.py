@@ -35,7 +35,7 @@ def test_pending_becomes_ready_with_ips_then_runs_are_quiet(admin, values, db):
     ready = admin.request("GET", f"/servers/{server['id']}").json
     assert ready["status"] == "ready" and ready["ready_at"]
     assert ready["public_ip"].startswith(("192.0.2.", "198.51.100.", "203.0.113."))
-    assert ready["private_ip"].startswith("10.")
+    assert ready["private_ip"].startswith("172.16.")  # in the tenant's default VPC, from CP_VPC_POOL
     assert run(values) == (0, "", "")
 
 

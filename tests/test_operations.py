@@ -50,11 +50,13 @@ def test_operations_list_filters_and_pages(admin, values):
     ids = [admin.post("/servers", dict(VALID, name=f"web-{i}")).json["id"] for i in range(3)]
     admin.delete(f"/servers/{ids[0]}")
     everything = admin.get("/operations").json
-    assert [op["kind"] for op in everything] == ["server.delete"] + ["server.create"] * 3  # newest first
+    # Newest first; the first server also made the tenant's default firewall and VPC.
+    assert [op["kind"] for op in everything] == ["server.delete"] + ["server.create"] * 3 + ["vpc.create",
+                                                                                            "firewall.create"]
     assert [op["target"]["id"] for op in admin.get(f"/operations?target={ids[1]}").json] == [ids[1]]
     assert {op["kind"] for op in admin.get("/operations?kind=server.delete").json} == {"server.delete"}
     assert {op["status"] for op in admin.get("/operations?status=cancelled").json} == {"cancelled"}
-    first = admin.get("/operations?limit=2")
+    first = admin.get("/operations?limit=3")
     link = first.headers["link"]
     second = admin.get(link[link.index("</api") + len("</api"):link.index(">")])
     assert [op["id"] for op in first.json + second.json] == [op["id"] for op in everything]

@@ -5,16 +5,20 @@ is pinned below (EXPECTED_LEAST_ROLE), so a permission that changes silently, or
 route that is added without a case here, fails a test instead of going unnoticed.
 """
 
+import json
 import secrets
 
 import pytest
 
 from cloudprovisioner import auth, web
 from cloudprovisioner.ids import new_id
-from tests.support import TEST_TOKEN, Client, assert_problem, http
+from tests.support import TEST_TOKEN, Client, assert_problem, http, new_public_key
 
 ROLES = ("viewer", "developer", "operator", "admin")
 SERVER = {"name": "web-1", "region": "nyc3", "size": "s-1vcpu-1gb", "image": "ubuntu-24-04-x64"}
+FIREWALL = {"name": "web", "inbound_rules": [{"protocol": "tcp", "ports": "443",
+                                              "sources": {"addresses": ["0.0.0.0/0", "::/0"]}}]}
+_VPC_RANGES = iter(f"192.168.{n}.0/24" for n in range(256))
 PASSWORD = "long enough password"
 CHALLENGE = 'Bearer realm="cloudprovisioner"'
 
@@ -38,6 +42,22 @@ EXPECTED_LEAST_ROLE = {
     ("GET", "/operations"): "viewer",
     ("GET", "/operations/{operation_id}"): "viewer",
     ("POST", "/operations/{operation_id}/cancel"): "operator",
+    ("GET", "/ssh-keys"): "viewer",
+    ("POST", "/ssh-keys"): "developer",
+    ("GET", "/ssh-keys/{key_id}"): "viewer",
+    ("DELETE", "/ssh-keys/{key_id}"): "developer",
+    ("GET", "/firewalls"): "viewer",
+    ("POST", "/firewalls"): "operator",
+    ("GET", "/firewalls/{firewall_id}"): "viewer",
+    ("PATCH", "/firewalls/{firewall_id}"): "operator",
+    ("DELETE", "/firewalls/{firewall_id}"): "operator",
+    ("GET", "/vpcs"): "viewer",
+    ("POST", "/vpcs"): "operator",
+    ("GET", "/vpcs/{vpc_id}"): "viewer",
+    ("DELETE", "/vpcs/{vpc_id}"): "operator",
+    ("GET", "/workspaces"): "viewer",
+    ("POST", "/workspaces"): "operator",
+    ("GET", "/workspaces/{workspace_name}"): "viewer",
     ("GET", "/audit"): "admin",
 }
 # Anyone may call these (they authenticate the caller themselves, if at all).
@@ -106,6 +126,38 @@ class Scene:
         assert answer.status == 201, answer.body
         return answer.json["id"]
 
+    def ssh_key(self):
+        answer = self.admin.post("/ssh-keys", {"name": new_id(), "public_key": new_public_key()})
+        assert answer.status == 201, answer.body
+        return answer.json["id"]
+
+    def own_ssh_key(self):
+        """A key of the caller's own; made directly when the caller's role may not add keys."""
+        answer = self.owner.post("/ssh-keys", {"name": "mine", "public_key": new_public_key()})
+        if answer.status == 201:
+            return answer.json["id"]
+        key_id = new_id()
+        user = self.db.one("SELECT id, tenant_id FROM users WHERE email = %s", (self.owner_email,))
+        self.db.update("INSERT INTO ssh_keys (id, tenant_id, user_id, name, public_key, algorithm, bits, fingerprint, "
+                       "sha256, created_at) VALUES (%s, %s, %s, 'mine', 'ssh-ed25519 AAAA', 'ssh-ed25519', 256, %s, "
+                       "'SHA256:x', UTC_TIMESTAMP(6))", (key_id, user["tenant_id"], user["id"], key_id[:26]))
+        return key_id
+
+    def firewall(self):
+        answer = self.admin.post("/firewalls", dict(FIREWALL, name=f"fw-{new_id()}"))
+        assert answer.status == 202, answer.body
+        return answer.json["id"]
+
+    def vpc(self):
+        answer = self.admin.post("/vpcs", {"name": f"net-{new_id()}", "region": "nyc3", "ip_range": next(_VPC_RANGES)})
+        assert answer.status == 202, answer.body
+        return answer.json["id"]
+
+    def workspace(self):
+        answer = self.admin.post("/workspaces", {"name": "team-a"})
+        assert answer.status == 201, answer.body
+        return answer.json["name"]
+
     def own_token(self):
         """A token of the caller's own (DELETE /tokens/<id> only finds the caller's tokens)."""
         answer = self.owner.post("/tokens", {"name": "mine"})
@@ -143,6 +195,22 @@ REQUESTS = {
     ("GET", "/operations/{operation_id}"): lambda s: (f"/operations/{s.operation()}", None, 200),
     ("POST", "/operations/{operation_id}/cancel"): lambda s: (f"/operations/{s.operation()}/cancel", None, 202),
     ("GET", "/audit"): lambda s: ("/audit", None, 200),
+    ("GET", "/ssh-keys"): lambda s: ("/ssh-keys", None, 200),
+    ("POST", "/ssh-keys"): lambda s: ("/ssh-keys", {"name": "laptop", "public_key": new_public_key()}, 201),
+    ("GET", "/ssh-keys/{key_id}"): lambda s: (f"/ssh-keys/{s.ssh_key()}", None, 200),
+    ("DELETE", "/ssh-keys/{key_id}"): lambda s: (f"/ssh-keys/{s.own_ssh_key()}", None, 204),
+    ("GET", "/firewalls"): lambda s: ("/firewalls", None, 200),
+    ("POST", "/firewalls"): lambda s: ("/firewalls", FIREWALL, 202),
+    ("GET", "/firewalls/{firewall_id}"): lambda s: (f"/firewalls/{s.firewall()}", None, 200),
+    ("PATCH", "/firewalls/{firewall_id}"): lambda s: (f"/firewalls/{s.firewall()}", {"name": "renamed"}, 202),
+    ("DELETE", "/firewalls/{firewall_id}"): lambda s: (f"/firewalls/{s.firewall()}", None, 202),
+    ("GET", "/vpcs"): lambda s: ("/vpcs", None, 200),
+    ("POST", "/vpcs"): lambda s: ("/vpcs", {"name": "lab", "region": "nyc3", "ip_range": "10.250.0.0/24"}, 202),
+    ("GET", "/vpcs/{vpc_id}"): lambda s: (f"/vpcs/{s.vpc()}", None, 200),
+    ("DELETE", "/vpcs/{vpc_id}"): lambda s: (f"/vpcs/{s.vpc()}", None, 202),
+    ("GET", "/workspaces"): lambda s: ("/workspaces", None, 200),
+    ("POST", "/workspaces"): lambda s: ("/workspaces", {"name": "team-b"}, 201),
+    ("GET", "/workspaces/{workspace_name}"): lambda s: (f"/workspaces/{s.workspace()}", None, 200),
 }
 
 
@@ -152,9 +220,20 @@ def cloud_droplets(sandbox):
     return sorted(droplet["id"] for droplet in answer.json["droplets"])
 
 
+def cloud_listing(sandbox, kind):
+    answer = http("GET", f"{sandbox}{kind}?per_page=200", headers={"Authorization": f"Bearer {TEST_TOKEN}"})
+    assert answer.status == 200, answer.body
+    return sorted((item["id"], item["name"], json.dumps(item.get("inbound_rules"))) for item in answer.json[kind])
+
+
 def snapshot(db, sandbox):
     """Everything a refused request must leave alone: rows that matter, and the cloud's droplets."""
     return (db.query("SELECT id, tenant_id, status, instance_id FROM servers ORDER BY id"),
+            db.query("SELECT id, tenant_id, name, fingerprint FROM ssh_keys ORDER BY id"),
+            db.query("SELECT id, name, status, revision, cloud_id FROM firewalls ORDER BY id"),
+            db.query("SELECT id, name, status, cloud_id FROM vpcs ORDER BY id"),
+            db.query("SELECT id, name FROM workspaces ORDER BY id"),
+            cloud_listing(sandbox, "firewalls"), cloud_listing(sandbox, "vpcs"),
             db.query("SELECT id, tenant_id, email, name, role, disabled, deleted_at FROM users ORDER BY id"),
             db.query("SELECT id, user_id, role, revoked_at FROM api_tokens ORDER BY id"),
             db.query("SELECT id, revoked_at FROM sessions ORDER BY id"),
@@ -259,6 +338,16 @@ ISOLATION_CASES = {
     ("POST", "/servers/{server_id}/actions"): {"type": "reboot"},
     ("GET", "/operations/{operation_id}"): None,
     ("POST", "/operations/{operation_id}/cancel"): None,
+    ("GET", "/ssh-keys/{key_id}"): None,
+    ("DELETE", "/ssh-keys/{key_id}"): None,
+    ("GET", "/firewalls/{firewall_id}"): None,
+    ("PATCH", "/firewalls/{firewall_id}"): {"inbound_rules": [{"protocol": "tcp", "ports": "all",
+                                                                "sources": {"addresses": ["0.0.0.0/0"]}}],
+                                            "allow_all_ports_from_anywhere": True},
+    ("DELETE", "/firewalls/{firewall_id}"): None,
+    ("GET", "/vpcs/{vpc_id}"): None,
+    ("DELETE", "/vpcs/{vpc_id}"): None,
+    ("GET", "/workspaces/{workspace_name}"): None,
 }
 
 
@@ -272,8 +361,13 @@ def test_another_tenants_ids_are_404_and_untouched(endpoint, admin, member, glob
     viewer = member("viewer")
     server = admin.post("/servers", SERVER).json
     token = admin.post("/tokens", {"name": "acme-ci"}).json
+    key = admin.post("/ssh-keys", {"name": "laptop", "public_key": new_public_key()}).json
+    firewall = admin.post("/firewalls", FIREWALL).json
+    vpc = admin.post("/vpcs", {"name": "lab", "region": "nyc3", "ip_range": "10.250.0.0/24"}).json
+    workspace = admin.post("/workspaces", {"name": "acme-only"}).json
     ids = {"server_id": server["id"], "user_id": viewer.get("/me").json["id"], "token_id": token["id"],
-           "operation_id": server["operation"]["id"]}
+           "operation_id": server["operation"]["id"], "key_id": key["id"], "firewall_id": firewall["id"],
+           "vpc_id": vpc["id"], "workspace_name": workspace["name"]}
     db.update("UPDATE servers SET status = 'ready' WHERE id = %s", (server["id"],))  # so actions would apply
     method, route = endpoint
     acme_view = (admin.get(f"/servers/{server['id']}").json, admin.get("/users").json, admin.get("/tokens").json)
@@ -282,7 +376,8 @@ def test_another_tenants_ids_are_404_and_untouched(endpoint, admin, member, glob
     answer = globex.request(method, route.format(**ids), ISOLATION_CASES[endpoint])
 
     assert_problem(answer, 404)  # never 403: that would confirm the id exists somewhere
-    made_up = globex.request(method, route.format(**{name: new_id() for name in ids}), ISOLATION_CASES[endpoint])
+    made_up_ids = {name: new_id() for name in ids} | {"workspace_name": "made-up"}
+    made_up = globex.request(method, route.format(**made_up_ids), ISOLATION_CASES[endpoint])
     # Indistinguishable from a made-up id (but for the request id each answer names).
     assert (made_up.status, without_instance(made_up.json)) == (answer.status, without_instance(answer.json))
     assert snapshot(db, sandbox) == before
@@ -323,10 +418,12 @@ def test_lists_show_only_the_callers_tenant(admin, member, globex, db):
         assert "link" not in listed.headers  # no next page pointing into Acme's rows
     assert [user["id"] for user in globex.get("/users").json] == [globex_admin_id]
     assert [token["id"] for token in globex.get("/tokens").json] == [globex_token]
+    globex_network = {item["id"] for path in ("/firewalls", "/vpcs") for item in globex.get(path).json}
+    assert len(globex_network) == 2  # its default firewall and VPC, made by its first server
     for query in ("", f"?target={acme_servers[1]}", "?kind=server.create", "?status=running"):
         operations = globex.get("/operations" + query).json
-        assert {op["target"]["id"] for op in operations} <= {globex_server}, query
-    assert [op["target"]["id"] for op in globex.get("/operations").json] == [globex_server]
+        assert {op["target"]["id"] for op in operations} <= {globex_server} | globex_network, query
+    assert {op["target"]["id"] for op in globex.get("/operations").json} == {globex_server} | globex_network
 
     acme, globex_tenant = tenant_of(db, "admin@acme.test"), tenant_of(db, "admin@globex.test")
     assert db.one("SELECT COUNT(*) AS n FROM audit_log WHERE tenant_id = %s", (acme,))["n"] > 0

@@ -2,12 +2,13 @@
 
 Three things are checked: its replies match DigitalOcean's own response models
 (tests/doschema.py), python-digitalocean 1.17.0 works against it unchanged,
-and its knobs (faults, config, stats, bulk, reset) do what the other tests
-rely on.
+and its knobs (faults, config, stats, bulk, reset, droplet facts) do what the
+other tests rely on.
 """
 
 import base64
 import hashlib
+import ipaddress
 import os
 import select
 import signal
@@ -30,6 +31,9 @@ TOKEN = "sandbox-test-token"
 # shortens it with the config knob.
 SLOW_ACTIVATION = 30
 DOCUMENTATION_NETS = ("192.0.2.", "198.51.100.", "203.0.113.")
+REGIONS = ("nyc1", "nyc3", "sfo3", "ams3", "fra1", "lon1", "sgp1", "tor1")
+SSH_IN = {"protocol": "tcp", "ports": "22", "sources": {"addresses": ["0.0.0.0/0", "::/0"]}}
+ALL_OUT = {"protocol": "tcp", "ports": "0", "destinations": {"addresses": ["0.0.0.0/0", "::/0"]}}
 
 
 class RunningSandbox:
@@ -67,6 +71,21 @@ class RunningSandbox:
         answer = self.api("POST", "droplets", json=body)
         assert answer.status_code == 202, answer.text
         return answer.json()
+
+    def create_vpc(self, **body):
+        answer = self.api("POST", "vpcs", json={"name": "tenant-a", "region": "nyc3", **body})
+        assert answer.status_code == 201, answer.text
+        return answer.json()["vpc"]
+
+    def create_firewall(self, **body):
+        answer = self.api("POST", "firewalls", json={"name": "fw-1", "inbound_rules": [SSH_IN], **body})
+        assert answer.status_code == 202, answer.text
+        return answer.json()["firewall"]
+
+    def firewall(self, firewall_id):
+        answer = self.api("GET", f"firewalls/{firewall_id}")
+        assert answer.status_code == 200, answer.text
+        return answer.json()["firewall"]
 
     def stop(self):
         self.process.send_signal(signal.SIGTERM)
@@ -109,6 +128,21 @@ def public_key(seed):
 def md5_fingerprint(blob):
     digest = hashlib.md5(blob).hexdigest()
     return ":".join(digest[i:i + 2] for i in range(0, 32, 2))
+
+
+def assert_error(answer, status, error_id, *fragments):
+    """An error reply in DigitalOcean's shape whose message says each fragment."""
+    assert answer.status_code == status, answer.text
+    body = answer.json()
+    assert_model(body, "shared/models/error.yml")
+    assert body["id"] == error_id and body["request_id"]
+    for fragment in fragments:
+        assert fragment in body["message"], body["message"]
+    return body
+
+
+def private_address(droplet):
+    return next(net["ip_address"] for net in droplet["networks"]["v4"] if net["type"] == "private")
 
 
 # ---------------------------------------------------------------- DO models
@@ -328,6 +362,381 @@ def test_sdk_manages_account_keys(sandbox):
                              image="debian-12-x64", ssh_keys=[key.id]).create()
 
 
+# ---------------------------------------------------------------- VPCs
+
+
+def test_every_region_has_a_default_vpc_that_droplets_land_in(sandbox):
+    listed = sandbox.api("GET", "vpcs").json()
+    assert_model(listed, "resources/vpcs/responses/all_vpcs.yml")
+    assert listed["meta"]["total"] == len(REGIONS)
+    vpcs = {vpc["region"]: vpc for vpc in listed["vpcs"]}
+    assert sorted(vpcs) == sorted(REGIONS)
+    ranges = [ipaddress.ip_network(vpc["ip_range"]) for vpc in vpcs.values()]
+    for vpc, net in zip(vpcs.values(), ranges, strict=True):
+        assert (vpc["default"], vpc["name"], vpc["urn"]) == (True, f"default-{vpc['region']}",
+                                                             f"do:vpc:{vpc['id']}")
+        assert net.prefixlen == 20 and net.subnet_of(ipaddress.ip_network("10.16.0.0/12"))
+    assert len(set(ranges)) == len(ranges)
+    fetched = sandbox.api("GET", f"vpcs/{vpcs['ams3']['id']}/").json()
+    assert_model(fetched, "resources/vpcs/responses/existing_vpc.yml")
+    assert fetched["vpc"] == vpcs["ams3"]
+
+    sandbox.knob("POST", "config", {"activate_after": 0})
+    droplet = sandbox.create(region="ams3", vpc_uuid=None)["droplet"]
+    assert droplet["vpc_uuid"] == vpcs["ams3"]["id"]
+    assert ipaddress.ip_address(private_address(droplet)) in ipaddress.ip_network(vpcs["ams3"]["ip_range"])
+
+
+def test_vpc_create_get_update_and_delete(sandbox):
+    created = sandbox.api("POST", "vpcs", json={"name": "tenant-a.prod", "region": "fra1",
+                                                "description": "Tenant A", "ip_range": "172.16.0.0/24"})
+    assert created.status_code == 201
+    assert_model(created.json(), "resources/vpcs/responses/existing_vpc.yml")
+    vpc = created.json()["vpc"]
+    assert (vpc["name"], vpc["region"], vpc["ip_range"], vpc["default"], vpc["description"]) == (
+        "tenant-a.prod", "fra1", "172.16.0.0/24", False, "Tenant A")
+    automatic = sandbox.create_vpc(name="auto", region="fra1", description=None, ip_range=None)
+    assert ipaddress.ip_network(automatic["ip_range"]).subnet_of(ipaddress.ip_network("10.100.0.0/14"))
+    assert automatic["ip_range"].endswith("/20") and automatic["description"] == ""
+    second = sandbox.create_vpc(name="auto-2", region="nyc1")
+    assert second["ip_range"] != automatic["ip_range"]
+    assert sandbox.api("GET", "vpcs").json()["meta"]["total"] == len(REGIONS) + 3
+
+    put = sandbox.api("PUT", f"vpcs/{vpc['id']}", json={"name": "tenant-a", "description": "A"})
+    assert put.status_code == 200
+    assert_model(put.json(), "resources/vpcs/responses/existing_vpc.yml")
+    assert (put.json()["vpc"]["name"], put.json()["vpc"]["description"]) == ("tenant-a", "A")
+    patched = sandbox.api("PATCH", f"vpcs/{vpc['id']}/", json={"description": "only this"})
+    assert_model(patched.json(), "resources/vpcs/responses/existing_vpc.yml")
+    assert (patched.json()["vpc"]["name"], patched.json()["vpc"]["description"]) == ("tenant-a", "only this")
+    assert sandbox.api("GET", f"vpcs/{vpc['id']}").json() == patched.json()
+
+    assert_error(sandbox.api("PUT", f"vpcs/{vpc['id']}", json={"description": "x"}),
+                 422, "unprocessable_entity", "name is required")
+    assert_error(sandbox.api("PATCH", f"vpcs/{vpc['id']}", json={"name": "auto"}),
+                 422, "unprocessable_entity", "already exists")
+    assert_error(sandbox.api("PATCH", f"vpcs/{vpc['id']}", json={"ip_range": "172.16.1.0/24"}),
+                 422, "unprocessable_entity", "ip_range of a VPC cannot be changed")
+    assert_error(sandbox.api("PATCH", f"vpcs/{vpc['id']}", json={"name": "bad name"}),
+                 422, "unprocessable_entity", "invalid")
+    default_id = sandbox.api("GET", "vpcs").json()["vpcs"][0]["id"]
+    assert_error(sandbox.api("PATCH", f"vpcs/{default_id}", json={"default": False}),
+                 422, "unprocessable_entity", "cannot be unset")
+    assert sandbox.api("PATCH", f"vpcs/{default_id}", json={"default": True}).status_code == 200
+
+    assert sandbox.api("DELETE", f"vpcs/{vpc['id']}").status_code == 204
+    assert_error(sandbox.api("GET", f"vpcs/{vpc['id']}"), 404, "not_found")
+    assert_error(sandbox.api("DELETE", f"vpcs/{vpc['id']}"), 404, "not_found")
+    assert_error(sandbox.api("PUT", f"vpcs/{vpc['id']}", json={"name": "x"}), 404, "not_found")
+    assert_error(sandbox.api("GET", "vpcs/not-a-vpc/members"), 404, "not_found")
+    # The freed range can be taken again.
+    assert sandbox.create_vpc(name="again", ip_range="172.16.0.0/24")["ip_range"] == "172.16.0.0/24"
+
+
+@pytest.mark.parametrize(("ip_range", "says"), [
+    ("10.0.0.0/15", "/16 (largest) to /28 (smallest)"),
+    ("10.10.10.0/29", "/16 (largest) to /28 (smallest)"),
+    ("8.8.8.0/24", "RFC 1918"),
+    ("100.64.0.0/16", "RFC 1918"),
+    ("172.32.0.0/16", "RFC 1918"),
+    ("10.10.10.5/24", "not a network address: did you mean 10.10.10.0/24?"),
+    ("10.10.10.0", "CIDR"), ("garbage/24", "CIDR"), ("fd00::/64", "CIDR"), (167772160, "CIDR"),
+])
+def test_bad_vpc_ranges_are_422(sandbox, ip_range, says):
+    answer = sandbox.api("POST", "vpcs", json={"name": "bad", "region": "nyc3", "ip_range": ip_range})
+    assert_error(answer, 422, "unprocessable_entity", says)
+    assert sandbox.api("GET", "vpcs").json()["meta"]["total"] == len(REGIONS)
+
+
+@pytest.mark.parametrize("body", [
+    {"region": "nyc3"}, {"name": "has space", "region": "nyc3"}, {"name": "x" * 256, "region": "nyc3"},
+    {"name": "ok"}, {"name": "ok", "region": "mars1"}, {"name": "ok", "region": "nyc3", "description": "d" * 256},
+    {"name": "default-nyc3", "region": "nyc3"},
+])
+def test_bad_vpc_creates_are_422(sandbox, body):
+    assert_error(sandbox.api("POST", "vpcs", json=body), 422, "unprocessable_entity")
+
+
+def test_vpc_ranges_must_not_overlap_any_vpc_in_any_region(sandbox):
+    tenant = sandbox.create_vpc(name="tenant-a", region="nyc3", ip_range="172.16.0.0/20")
+    same_region = sandbox.api("POST", "vpcs", json={"name": "b", "region": "nyc3", "ip_range": "172.16.8.0/24"})
+    assert_error(same_region, 422, "unprocessable_entity", "overlaps 172.16.0.0/20 of VPC tenant-a (nyc3)")
+    other_region = sandbox.api("POST", "vpcs", json={"name": "c", "region": "sgp1", "ip_range": "172.16.0.0/16"})
+    assert_error(other_region, 422, "unprocessable_entity", "overlaps 172.16.0.0/20")
+    default = sandbox.api("POST", "vpcs", json={"name": "d", "region": "tor1", "ip_range": "10.16.0.0/16"})
+    assert_error(default, 422, "unprocessable_entity", "of VPC default-")
+    assert sandbox.create_vpc(name="e", region="sgp1", ip_range="172.16.16.0/20")["ip_range"] == "172.16.16.0/20"
+    # An automatic range skips what is taken.
+    taken = sandbox.create_vpc(name="f", region="lon1", ip_range="10.100.0.0/20")
+    assert sandbox.create_vpc(name="g", region="lon1")["ip_range"] == "10.100.16.0/20"
+    assert tenant["id"] != taken["id"]
+
+
+def test_vpc_members_and_vpcs_that_cannot_be_deleted(sandbox):
+    vpc = sandbox.create_vpc(name="tenant-a", region="sfo3", ip_range="192.168.4.0/24")
+    droplet = sandbox.create(name="member-1", region="sfo3", vpc_uuid=vpc["id"])["droplet"]
+    elsewhere = sandbox.create(name="elsewhere", region="sfo3")["droplet"]
+    members = sandbox.api("GET", f"vpcs/{vpc['id']}/members").json()
+    assert_model(members, "resources/vpcs/responses/vpc_members.yml")
+    assert members["members"] == [{"urn": f"do:droplet:{droplet['id']}", "name": "member-1",
+                                   "created_at": droplet["created_at"]}]
+    assert members["meta"]["total"] == 1
+    only_droplets = sandbox.api("GET", f"vpcs/{vpc['id']}/members", params={"resource_type": "droplet"})
+    assert only_droplets.json()["members"] == members["members"]
+    balancers = sandbox.api("GET", f"vpcs/{vpc['id']}/members", params={"resource_type": "load_balancer"})
+    assert balancers.json()["members"] == [] and balancers.json()["meta"]["total"] == 0
+
+    assert_error(sandbox.api("DELETE", f"vpcs/{vpc['id']}"), 403, "forbidden", "Cannot delete VPC with members.")
+    default = sandbox.api("GET", f"vpcs/{elsewhere['vpc_uuid']}").json()["vpc"]
+    assert (default["default"], default["region"]) == (True, "sfo3")
+    assert_error(sandbox.api("DELETE", f"vpcs/{default['id']}"), 403, "forbidden",
+                 "Cannot delete the default VPC of a region.")
+    assert sandbox.api("DELETE", f"droplets/{droplet['id']}").status_code == 204
+    assert sandbox.api("GET", f"vpcs/{vpc['id']}/members").json()["members"] == []
+    assert sandbox.api("DELETE", f"vpcs/{vpc['id']}").status_code == 204
+
+
+def test_droplets_in_a_named_vpc_get_addresses_in_its_range(sandbox):
+    small = sandbox.create_vpc(name="small", region="fra1", ip_range="172.20.5.16/28")
+    net = ipaddress.ip_network(small["ip_range"])
+    sandbox.knob("POST", "config", {"activate_after": 0})
+    multi = sandbox.api("POST", "droplets", json={
+        "names": [f"n-{i}" for i in range(10)], "region": "fra1", "size": "s-1vcpu-1gb",
+        "image": "debian-12-x64", "vpc_uuid": small["id"].upper()})
+    assert multi.status_code == 202, multi.text
+    assert_model(multi.json(), "resources/droplets/responses/droplet_create.yml")
+    bulk = sandbox.knob("POST", "droplets/bulk", {"count": 20, "region": "fra1", "vpc_uuid": small["id"]})
+    droplet_ids = [d["id"] for d in multi.json()["droplets"]] + bulk["ids"]
+    for droplet_id in droplet_ids:
+        droplet = sandbox.api("GET", f"droplets/{droplet_id}").json()
+        assert_model(droplet, "resources/droplets/responses/existing_droplet.yml")
+        assert droplet["droplet"]["vpc_uuid"] == small["id"]
+        private = next(n for n in droplet["droplet"]["networks"]["v4"] if n["type"] == "private")
+        address = ipaddress.ip_address(private["ip_address"])
+        assert address in net and address not in (net.network_address, net.network_address + 1,
+                                                   net.broadcast_address)
+        assert (private["netmask"], private["gateway"]) == ("255.255.255.240", "172.20.5.17")
+    listed = sandbox.api("GET", "droplets", params={"per_page": 13}).json()["droplets"]
+    assert len({private_address(d) for d in listed}) == 13  # distinct until a /28's 13 hosts run out
+
+    for vpc_uuid, says in ((small["id"], "is in fra1, not in nyc3"),
+                           ("0b9b3c5e-52a4-4b5e-9c59-2d2f2c1f0a11", "does not name a VPC")):
+        answer = sandbox.api("POST", "droplets", json={"name": "x", "region": "nyc3", "size": "s-1vcpu-1gb",
+                                                       "image": "debian-12-x64", "vpc_uuid": vpc_uuid})
+        assert_error(answer, 422, "unprocessable_entity", says)
+
+
+def test_sdk_creates_renames_and_destroys_a_vpc(sandbox):
+    vpc = digitalocean.VPC(token=TOKEN, name="sdk-vpc", region="tor1")
+    vpc.create()
+    assert vpc.id and vpc.ip_range.startswith("10.10") and vpc.default is False
+    assert vpc.id in {v.id for v in digitalocean.Manager(token=TOKEN).get_all_vpcs()}
+    vpc.rename("sdk-vpc-2")
+    assert digitalocean.Manager(token=TOKEN).get_vpc(vpc.id).name == "sdk-vpc-2"
+    assert vpc.destroy() is True
+    with pytest.raises(NotFoundError):
+        vpc.load()
+
+
+# ---------------------------------------------------------------- firewalls
+
+
+def test_firewall_replies_match_the_do_models(sandbox):
+    sandbox.api("POST", "tags", json={"name": "web"})
+    tagged = sandbox.create(name="tagged", tags=["web"])["droplet"]["id"]
+    direct = sandbox.create(name="direct")["droplet"]["id"]
+    body = {"name": "web.fw-1", "tags": ["web"], "droplet_ids": [direct],
+            "inbound_rules": [SSH_IN, {"protocol": "tcp", "ports": "8000-9000",
+                                       "sources": {"tags": ["web"], "droplet_ids": [direct]}},
+                              {"protocol": "icmp", "sources": {"addresses": ["192.0.2.7"]}}],
+            "outbound_rules": [ALL_OUT, {"protocol": "udp", "ports": "53",
+                                         "destinations": {"addresses": ["2001:db8::/32"]}}]}
+    created = sandbox.api("POST", "firewalls/", json=body)
+    assert created.status_code == 202, created.text
+    assert_model(created.json(), "resources/firewalls/responses/create_firewall_response.yml")
+    firewall = created.json()["firewall"]
+    assert uuid_like(firewall["id"]) and firewall["status"] == "waiting"
+    assert (firewall["name"], firewall["tags"], firewall["droplet_ids"]) == ("web.fw-1", ["web"], [tagged, direct])
+    assert firewall["pending_changes"] == [{"droplet_id": d, "removing": False, "status": "waiting"}
+                                           for d in (tagged, direct)]
+    assert firewall["inbound_rules"][2] == {"protocol": "icmp", "ports": "0",
+                                            "sources": {"addresses": ["192.0.2.7"]}}
+    assert firewall["outbound_rules"] == body["outbound_rules"]
+
+    fetched = sandbox.api("GET", f"firewalls/{firewall['id']}")
+    assert_model(fetched.json(), "resources/firewalls/responses/get_firewall_response.yml")
+    assert fetched.json()["firewall"] == firewall
+    sandbox.knob("POST", "config", {"activate_after": 0})
+    active = sandbox.firewall(firewall["id"])
+    assert (active["status"], active["pending_changes"]) == ("succeeded", [])
+    listed = sandbox.api("GET", "firewalls").json()
+    assert_model(listed, "resources/firewalls/responses/list_firewalls_response.yml")
+    assert listed["firewalls"] == [active] and listed["meta"]["total"] == 1
+
+    sandbox.knob("POST", "config", {"activate_after": SLOW_ACTIVATION})
+    put = sandbox.api("PUT", f"firewalls/{firewall['id']}", json={"name": "renamed", "outbound_rules": [ALL_OUT]})
+    assert put.status_code == 200, put.text
+    assert_model(put.json(), "resources/firewalls/responses/put_firewall_response.yml")
+    replaced = put.json()["firewall"]
+    # PUT resets what it leaves out.
+    assert (replaced["name"], replaced["status"], replaced["inbound_rules"], replaced["tags"],
+            replaced["droplet_ids"]) == ("renamed", "waiting", [], [], [])
+    assert replaced["created_at"] == firewall["created_at"]
+
+    assert sandbox.api("DELETE", f"firewalls/{firewall['id']}").status_code == 204
+    assert_error(sandbox.api("GET", f"firewalls/{firewall['id']}"), 404, "not_found")
+    assert_error(sandbox.api("DELETE", f"firewalls/{firewall['id']}"), 404, "not_found")
+    assert_error(sandbox.api("PUT", f"firewalls/{firewall['id']}", json=body), 404, "not_found")
+    assert_error(sandbox.api("POST", f"firewalls/{firewall['id']}/tags", json={"tags": ["web"]}), 404, "not_found")
+
+
+def uuid_like(text):
+    return len(text) == 36 and text.count("-") == 4
+
+
+def test_firewall_droplets_follow_tags_and_assignments(sandbox):
+    sandbox.api("POST", "tags", json={"name": "tenant:a"})
+    firewall = sandbox.create_firewall(tags=["tenant:a"])
+    assert firewall["droplet_ids"] == []
+    # A droplet created later with the tag is covered at once.
+    first = sandbox.create(name="a-1", tags=["tenant:a"])["droplet"]["id"]
+    second = sandbox.knob("POST", "droplets/bulk", {"count": 2, "tags": ["tenant:a"]})["ids"]
+    loose = sandbox.create(name="loose")["droplet"]["id"]
+    assert sandbox.firewall(firewall["id"])["droplet_ids"] == [first, *second]
+    assert sandbox.knob("GET", f"droplets/{first}")["firewall_ids"] == [firewall["id"]]
+    assert sandbox.knob("GET", f"droplets/{loose}")["firewall_ids"] == []
+
+    url = f"firewalls/{firewall['id']}"
+    assert sandbox.api("POST", f"{url}/droplets", json={"droplet_ids": [loose]}).status_code == 204
+    assert sandbox.firewall(firewall["id"])["droplet_ids"] == [first, *second, loose]
+    resources = {"resources": [{"resource_id": str(first), "resource_type": "droplet"}]}
+    assert sandbox.api("DELETE", "tags/tenant:a/resources", json=resources).status_code == 204
+    assert sandbox.api("DELETE", f"droplets/{second[0]}").status_code == 204
+    assert sandbox.firewall(firewall["id"])["droplet_ids"] == [second[1], loose]
+    assert sandbox.api("DELETE", f"{url}/droplets", json={"droplet_ids": [loose]}).status_code == 204
+    assert sandbox.api("DELETE", f"{url}/tags", json={"tags": ["tenant:a"]}).status_code == 204
+    untouched = sandbox.firewall(firewall["id"])
+    assert (untouched["droplet_ids"], untouched["tags"]) == ([], [])
+    assert sandbox.api("POST", f"{url}/tags/", json={"tags": ["tenant:a"]}).status_code == 204
+    assert sandbox.firewall(firewall["id"])["droplet_ids"] == [second[1]]
+    # Deleting the tag takes it off the firewall.
+    assert sandbox.api("DELETE", "tags/tenant:a").status_code == 204
+    assert sandbox.firewall(firewall["id"])["tags"] == []
+
+    http_in = {"protocol": "tcp", "ports": "80", "sources": {"addresses": ["0.0.0.0/0"]}}
+    rules = {"inbound_rules": [http_in, SSH_IN], "outbound_rules": [ALL_OUT]}
+    assert sandbox.api("POST", f"{url}/rules", json=rules).status_code == 204
+    changed = sandbox.firewall(firewall["id"])
+    assert (changed["inbound_rules"], changed["outbound_rules"]) == ([SSH_IN, http_in], [ALL_OUT])
+    assert sandbox.api("DELETE", f"{url}/rules", json={"inbound_rules": [SSH_IN]}).status_code == 204
+    assert sandbox.firewall(firewall["id"])["inbound_rules"] == [http_in]
+    for path, body, says in ((f"{url}/rules", {}, "At least one"), (f"{url}/droplets", {}, "droplet_ids is required"),
+                             (f"{url}/droplets", {"droplet_ids": [1]}, "Droplet 1 does not exist"),
+                             (f"{url}/tags", {"tags": ["nope"]}, "Tag 'nope' does not exist")):
+        assert_error(sandbox.api("POST", path, json=body), 422, "unprocessable_entity", says)
+
+
+@pytest.mark.parametrize(("change", "says"), [
+    ({"name": None}, "name is required"), ({"name": "-fw"}, "Firewall name"), ({"name": "a"}, "Firewall name"),
+    ({"name": "has space"}, "Firewall name"), ({"inbound_rules": []}, "At least one"),
+    ({"inbound_rules": [{**SSH_IN, "protocol": "http"}]}, "protocol 'http' is invalid"),
+    ({"inbound_rules": [{**SSH_IN, "ports": "all"}]}, "inbound_rules[0].ports 'all' is invalid"),
+    ({"inbound_rules": [{**SSH_IN, "ports": "0-10"}]}, "ports '0-10'"),
+    ({"inbound_rules": [{**SSH_IN, "ports": "70000"}]}, "ports '70000'"),
+    ({"inbound_rules": [{**SSH_IN, "ports": "22-21"}]}, "ports '22-21'"),
+    ({"inbound_rules": [{**SSH_IN, "ports": "22-"}]}, "ports '22-'"),
+    ({"inbound_rules": [{**SSH_IN, "ports": 22}]}, "ports 22"),
+    ({"inbound_rules": [{"protocol": "udp", "sources": SSH_IN["sources"]}]}, "ports None"),
+    ({"inbound_rules": [{**SSH_IN, "protocol": "icmp"}]}, "must be left out for icmp"),
+    ({"inbound_rules": [{**SSH_IN, "sources": [SSH_IN["sources"]]}]}, "invalid type for inbound_rules[0].sources"),
+    ({"inbound_rules": [{**SSH_IN, "sources": {"addresses": []}}]}, "sources is empty"),
+    ({"inbound_rules": [{"protocol": "tcp", "ports": "22"}]}, "invalid type"),
+    ({"outbound_rules": [{**SSH_IN}]}, "outbound_rules[0].destinations"),
+    ({"inbound_rules": [{**SSH_IN, "sources": {"addresses": ["10.0.0.300"]}}]}, "not an IPv4 or IPv6"),
+    ({"inbound_rules": [{**SSH_IN, "sources": {"addresses": [167772160]}}]}, "not an IPv4 or IPv6"),
+    ({"inbound_rules": [{**SSH_IN, "sources": {"droplet_ids": ["1"]}}]}, "is not a droplet id"),
+    ({"inbound_rules": [{**SSH_IN, "sources": {"tags": ["bad tag"]}}]}, "Tag 'bad tag' is invalid"),
+    ({"inbound_rules": [{**SSH_IN, "sources": {"tags": ["ghost"]}}]}, "Tag 'ghost' does not exist"),
+    ({"inbound_rules": [{**SSH_IN, "sources": {"load_balancer_uids": ["lb-1"]}}]}, "load balancer 'lb-1'"),
+    ({"inbound_rules": [{**SSH_IN, "sources": {"kubernetes_ids": ["k8s-1"]}}]}, "Kubernetes cluster"),
+    ({"tags": ["ghost"]}, "Tag 'ghost' does not exist"), ({"tags": "web"}, "tags must be a list"),
+    ({"droplet_ids": [12345]}, "Droplet 12345 does not exist"), ({"droplet_ids": [True]}, "droplet_ids must be"),
+])
+def test_invalid_firewall_requests_are_422(sandbox, change, says):
+    body = {"name": "fw-1", "inbound_rules": [SSH_IN], **change}
+    assert_error(sandbox.api("POST", "firewalls", json=body), 422, "unprocessable_entity", says)
+    assert sandbox.api("GET", "firewalls").json()["meta"]["total"] == 0
+    firewall = sandbox.create_firewall()
+    assert_error(sandbox.api("PUT", f"firewalls/{firewall['id']}", json=body), 422, "unprocessable_entity", says)
+    assert sandbox.firewall(firewall["id"])["inbound_rules"] == [SSH_IN]
+
+
+def test_sdk_manages_a_firewall(sandbox):
+    droplet_id = sandbox.create()["droplet"]["id"]
+    rules = {"inbound_rules": [digitalocean.InboundRule(protocol="tcp", ports="22", sources=digitalocean.Sources(
+                 addresses=["0.0.0.0/0", "::/0"])),
+                               digitalocean.InboundRule(protocol="icmp", sources=digitalocean.Sources(
+                 addresses=["0.0.0.0/0"]))],
+             "outbound_rules": [digitalocean.OutboundRule(protocol="udp", ports="53",
+                                                          destinations=digitalocean.Destinations(
+                                                              addresses=["0.0.0.0/0"]))]}
+    firewall = digitalocean.Firewall(token=TOKEN, name="sdk-fw", droplet_ids=[droplet_id], **rules)
+    firewall.create()
+    assert firewall.id and firewall.status == "waiting" and firewall.droplet_ids == [droplet_id]
+    assert [r.ports for r in firewall.inbound_rules] == ["22", "0"]
+    other = sandbox.create(name="other")["droplet"]["id"]
+    firewall.add_droplets([other])
+    [listed] = digitalocean.Manager(token=TOKEN).get_all_firewalls()
+    assert listed.droplet_ids == [droplet_id, other]
+    firewall.remove_droplets([droplet_id])
+    assert digitalocean.Manager(token=TOKEN).get_firewall(firewall.id).droplet_ids == [other]
+    assert firewall.destroy() is True
+    assert digitalocean.Manager(token=TOKEN).get_all_firewalls() == []
+
+
+# ---------------------------------------------------------------- keys and the droplet knob
+
+
+def test_keys_by_id_or_fingerprint_and_a_duplicate_is_refused(sandbox):
+    line, blob = public_key("dave")
+    key = sandbox.api("POST", "account/keys/", json={"name": "dave", "public_key": line}).json()["ssh_key"]
+    again = sandbox.api("POST", "account/keys", json={"name": "dave again", "public_key": f"{line} "})
+    assert_error(again, 422, "unprocessable_entity", "SSH Key is already in use on your account.")
+    renamed = sandbox.api("PUT", f"account/keys/{md5_fingerprint(blob)}", json={"name": "dave's laptop"})
+    assert renamed.status_code == 200
+    assert_model(renamed.json(), "resources/ssh_keys/responses/sshKeys_existing.yml")
+    assert renamed.json()["ssh_key"] == {**key, "name": "dave's laptop"}
+    assert sandbox.api("GET", f"account/keys/{key['id']}").json()["ssh_key"]["name"] == "dave's laptop"
+    assert_error(sandbox.api("PUT", f"account/keys/{key['id']}", json={"name": ""}), 422, "unprocessable_entity")
+    assert sandbox.api("DELETE", f"account/keys/{md5_fingerprint(blob)}").status_code == 204
+    assert_error(sandbox.api("GET", f"account/keys/{key['id']}"), 404, "not_found")
+    assert_error(sandbox.api("DELETE", f"account/keys/{key['id']}"), 404, "not_found")
+    assert sandbox.api("POST", "account/keys", json={"name": "back", "public_key": line}).status_code == 201
+
+
+def test_droplet_knob_shows_what_do_never_shows_back(sandbox):
+    line, blob = public_key("erin")
+    key_id = sandbox.api("POST", "account/keys", json={"name": "erin", "public_key": line}).json()["ssh_key"]["id"]
+    vpc = sandbox.create_vpc(name="tenant-e", region="lon1", ip_range="172.18.0.0/24")
+    sandbox.api("POST", "tags", json={"name": "tenant-e"})
+    by_tag = sandbox.create_firewall(name="by-tag", tags=["tenant-e"])
+    droplet = sandbox.create(name="web-e", region="lon1", vpc_uuid=vpc["id"], tags=["tenant-e", "row-7"],
+                             user_data="#cloud-config\nruncmd: [true]\n", ssh_keys=[md5_fingerprint(blob)])["droplet"]
+    direct = sandbox.create_firewall(name="direct", droplet_ids=[droplet["id"]])
+    sandbox.create_firewall(name="unrelated")
+
+    facts = sandbox.knob("GET", f"droplets/{droplet['id']}")
+    assert facts == {"id": droplet["id"], "name": "web-e", "user_data": "#cloud-config\nruncmd: [true]\n",
+                     "ssh_keys": [key_id], "vpc_uuid": vpc["id"], "tags": ["row-7", "tenant-e"],
+                     "firewall_ids": [by_tag["id"], direct["id"]]}
+    plain = sandbox.create(name="plain")["droplet"]
+    assert sandbox.knob("GET", f"droplets/{plain['id']}/") == {
+        "id": plain["id"], "name": "plain", "user_data": None, "ssh_keys": [], "vpc_uuid": plain["vpc_uuid"],
+        "tags": [], "firewall_ids": []}
+    missing = sandbox.http.get(f"{sandbox.root}/_sandbox/droplets/12345", timeout=10)
+    assert_error(missing, 404, "not_found")
+
+
 # ---------------------------------------------------------------- faults
 
 
@@ -356,6 +765,21 @@ def test_fault_rules_answer_429_and_5xx_and_the_sdk_raises(sandbox):
     assert sandbox.knob("GET", "faults")["faults"][0]["status"] == 503
     sandbox.knob("DELETE", "faults")
     assert sandbox.knob("GET", "faults") == {"faults": []}
+
+
+def test_faults_and_stats_cover_vpcs_and_firewalls(sandbox):
+    sandbox.knob("POST", "faults", {"status": 503, "path_prefix": "/v2/vpcs", "method": "POST"})
+    sandbox.knob("POST", "faults", {"status": 429, "path_prefix": "/v2/firewalls/"})
+    assert sandbox.api("POST", "vpcs", json={"name": "v", "region": "nyc3"}).status_code == 503
+    vpc = sandbox.create_vpc(name="v")
+    limited = sandbox.api("GET", "firewalls/00000000-0000-0000-0000-000000000000")
+    assert_error(limited, 429, "too_many_requests")
+    firewall = sandbox.create_firewall()
+    sandbox.firewall(firewall["id"])
+    sandbox.api("GET", f"vpcs/{vpc['id']}/members/")
+    assert sandbox.knob("GET", "stats")["requests"] == {
+        "GET /v2/firewalls/{firewall_id}": 2, "GET /v2/vpcs/{vpc_id}/members": 1,
+        "POST /v2/firewalls": 1, "POST /v2/vpcs": 2}
 
 
 def test_delay_fault_trips_the_sdk_timeout(sandbox, monkeypatch):
@@ -418,7 +842,8 @@ def test_auth_errors_routes_and_ratelimit_headers(sandbox):
     assert missing.json()["message"] == "The resource you were accessing could not be found."
     assert sandbox.api("GET", "no/such/thing").json()["id"] == "not_found"
     assert sandbox.api("PATCH", "droplets").status_code == 405
-    for path in ("droplets", "droplets/", "account/keys", "account/keys/", "tags", "tags/"):
+    for path in ("droplets", "droplets/", "account/keys", "account/keys/", "tags", "tags/",
+                 "vpcs", "vpcs/", "firewalls", "firewalls/"):
         assert sandbox.api("GET", path).status_code == 200, path
     with pytest.raises(NotFoundError):
         digitalocean.Manager(token=TOKEN).get_droplet(12345)
@@ -470,6 +895,8 @@ def test_state_survives_a_restart(tmp_path):
         droplet = first.create(tags=["keep"])["droplet"]
         line, _ = public_key("carol")
         key = first.api("POST", "account/keys", json={"name": "carol", "public_key": line}).json()
+        vpc = first.create_vpc(name="kept", ip_range="172.16.0.0/24")
+        firewall = first.create_firewall(tags=["keep"])
     finally:
         assert first.stop() == 0  # SIGTERM is a clean exit
 
@@ -479,6 +906,9 @@ def test_state_survives_a_restart(tmp_path):
         assert (again["name"], again["tags"], again["status"]) == ("web-1", ["keep"], "active")
         assert second.api("GET", f"account/keys/{key['ssh_key']['id']}").status_code == 200
         assert second.api("GET", "tags/keep").status_code == 200
+        assert second.api("GET", f"vpcs/{vpc['id']}").json()["vpc"]["name"] == "kept"
+        assert second.firewall(firewall["id"])["tags"] == ["keep"]
+        assert second.api("GET", "vpcs").json()["meta"]["total"] == len(REGIONS) + 1
         assert second.create(name="web-2")["droplet"]["id"] > droplet["id"]
     finally:
         second.stop()
@@ -492,6 +922,19 @@ def test_reset_forgets_everything_but_ids_are_never_reused(sandbox):
     assert sandbox.knob("GET", "faults") == {"faults": []}
     assert sandbox.knob("GET", "stats")["total"] == 1
     assert sandbox.create()["droplet"]["id"] > before
+
+
+def test_reset_keeps_only_the_default_vpcs(sandbox):
+    defaults = sandbox.api("GET", "vpcs").json()["vpcs"]
+    sandbox.api("PATCH", f"vpcs/{defaults[0]['id']}", json={"name": "renamed", "description": "mine"})
+    vpc = sandbox.create_vpc(ip_range="172.16.0.0/16")
+    sandbox.create(vpc_uuid=vpc["id"])
+    sandbox.api("POST", "tags", json={"name": "t"})
+    sandbox.create_firewall(tags=["t"])
+    sandbox.knob("POST", "reset")
+    assert sandbox.api("GET", "vpcs").json()["vpcs"] == defaults
+    assert sandbox.api("GET", "firewalls").json() == {"firewalls": [], "links": {}, "meta": {"total": 0}}
+    assert sandbox.create_vpc(ip_range="172.16.0.0/16")["id"] != vpc["id"]
 
 
 def test_only_loopback_addresses_are_accepted():

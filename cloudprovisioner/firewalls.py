@@ -1,0 +1,354 @@
+"""Firewalls: a tenant's named rule sets, applied to servers by tag.
+
+A firewall is allow-listed traffic: inbound rules open ports to sources,
+outbound rules to destinations. Sources are CIDRs, the tenant's own servers
+or the tenant's own tags. In the cloud every firewall is attached to its own
+tag, `<platform>:fw:<id>`, and a server is created carrying the tags of its
+firewalls, so it is covered from its first boot. A tenant's servers and tags
+become cloud tags no other tenant can carry (`servers.row_tag`,
+`servers.scoped_tag`), so a rule can never admit another tenant's machines.
+
+Every tenant has a default firewall, made on first use: inbound TCP on
+CP_DEFAULT_FIREWALL_PORTS from anywhere, outbound open. Its rules can be
+changed like any other's; it cannot be deleted.
+"""
+
+import json
+
+from . import networks, operations
+from .errors import Problem, invalid
+from .ids import cursor_for, id_cursor, looks_like_id
+from .validation import Field, integer, list_of, text, validate
+from .web import Response, page
+
+NAME_PATTERN = r"[a-z0-9][a-z0-9-]{0,62}"
+NAME_HINT = "must be 1-63 lower-case letters, digits and '-', starting with a letter or digit"
+PROTOCOLS = ("tcp", "udp", "icmp")
+WORLD = ("0.0.0.0/0", "::/0")
+MAX_RULES = 50
+MAX_TARGETS = 100
+COLUMNS = ("id, name, inbound_rules, outbound_rules, is_default, cloud_id, revision, applied_revision, status, "
+           "status_reason, created_at, updated_at, deleted_at")
+OPEN_OUTBOUND = [{"protocol": protocol, "ports": "all", "destinations": {"addresses": list(WORLD)}}
+                 for protocol in ("tcp", "udp")] + [{"protocol": "icmp", "destinations": {"addresses": list(WORLD)}}]
+
+
+def firewall_tag(config, firewall_id):
+    """The cloud tag a firewall is attached to; servers carry it to be covered."""
+    return f"{config.platform_tag}:fw:{firewall_id}"
+
+
+# ---------------------------------------------------------------- rules
+
+
+def _ports(value):
+    """"all", one port "22", or a range "8000-9000"; "1-65535" is "all"."""
+    if not isinstance(value, str):
+        raise ValueError("ports must be a string: \"22\", \"8000-9000\" or \"all\"")
+    if value == "all":
+        return value
+    low, _, high = value.partition("-")
+    high = high or low
+    if not (low.isascii() and low.isdigit() and high.isascii() and high.isdigit()):
+        raise ValueError(f"ports {value!r} is not \"22\", \"8000-9000\" or \"all\"")
+    low, high = int(low), int(high)
+    if not 1 <= low <= high <= 65535:
+        raise ValueError(f"ports {value!r}: ports are 1-65535 and a range goes low-high")
+    return "all" if (low, high) == (1, 65535) else (str(low) if low == high else f"{low}-{high}")
+
+
+def _address(value):
+    """An IPv4/IPv6 address or network, in canonical form; host bits must be clear."""
+    import ipaddress
+    if not isinstance(value, str):
+        raise ValueError("addresses must be strings")
+    try:
+        return str(ipaddress.ip_network(value, strict=True))
+    except ValueError:
+        try:
+            network = ipaddress.ip_network(value, strict=False)
+        except ValueError:
+            raise ValueError(f"{value!r} is not an IP address or network (CIDR)") from None
+        raise ValueError(f"{value!r} has host bits set; did you mean {network}?") from None
+
+
+def _server_ref(value):
+    if not looks_like_id(value):
+        raise ValueError("servers must be server ids")
+    return value
+
+
+def _targets(config, value):
+    from .servers import user_tag
+    if not isinstance(value, dict) or not value:
+        raise ValueError("must be an object with addresses, servers and/or tags")
+    checks = {"addresses": _address, "servers": _server_ref, "tags": user_tag(config)}
+    clean = {}
+    for key, item in value.items():
+        if key not in checks:
+            raise ValueError(f"unknown field {key!r}; use addresses, servers or tags")
+        try:
+            clean[key] = list_of(checks[key], MAX_TARGETS)(item)
+        except ValueError as exc:
+            raise ValueError(f"{key}: {exc}") from None
+    clean = {key: items for key, items in clean.items() if items}
+    if not clean:
+        raise ValueError("must name at least one address, server or tag")
+    return clean
+
+
+def _rule(config, targets_key):
+    def check(value):
+        if not isinstance(value, dict):
+            raise ValueError("must be an object with protocol, ports and " + targets_key)
+        unknown = set(value) - {"protocol", "ports", targets_key}
+        if unknown:
+            raise ValueError(f"unknown field {sorted(unknown)[0]!r}")
+        protocol = value.get("protocol")
+        if protocol not in PROTOCOLS:
+            raise ValueError("protocol must be tcp, udp or icmp")
+        rule = {"protocol": protocol}
+        if protocol == "icmp":
+            if value.get("ports") is not None:
+                raise ValueError("icmp has no ports")
+        elif value.get("ports") is None:
+            raise ValueError(f"{protocol} needs ports: \"22\", \"8000-9000\" or \"all\"")
+        else:
+            rule["ports"] = _ports(value["ports"])
+        if value.get(targets_key) is None:
+            raise ValueError(f"{targets_key} is required")
+        try:
+            rule[targets_key] = _targets(config, value[targets_key])
+        except ValueError as exc:
+            raise ValueError(f"{targets_key}: {exc}") from None
+        return rule
+    return check
+
+
+def _opens_world(rule):
+    """Every port of tcp or udp open to the whole internet."""
+    addresses = rule.get("sources", {}).get("addresses", [])
+    return rule["protocol"] != "icmp" and rule["ports"] == "all" and any(a in WORLD for a in addresses)
+
+
+def schema(config, partial=False):
+    """POST needs a name and inbound rules; PATCH any of them."""
+    return {
+        "name": Field(text(63, NAME_PATTERN, NAME_HINT, allow_empty=False), required=not partial),
+        "inbound_rules": Field(list_of(_rule(config, "sources"), MAX_RULES), required=not partial),
+        "outbound_rules": Field(list_of(_rule(config, "destinations"), MAX_RULES),
+                                **({} if partial else {"default": OPEN_OUTBOUND})),
+        "allow_all_ports_from_anywhere": Field(_flag, default=False),
+    }
+
+
+def _flag(value):
+    if not isinstance(value, bool):
+        raise ValueError("must be true or false")
+    return value
+
+
+def _check_rules(request, fields):
+    """What the structure cannot say: the world-open flag, and that named servers are the tenant's."""
+    if not fields["allow_all_ports_from_anywhere"]:
+        open_rules = [str(n) for n, rule in enumerate(fields.get("inbound_rules", [])) if _opens_world(rule)]
+        if open_rules:
+            raise invalid({"inbound_rules": f"rule {', '.join(open_rules)} opens every port to the whole "
+                                            "internet; send \"allow_all_ports_from_anywhere\": true if you mean it"})
+    errors = {}
+    for key, part in (("inbound_rules", "sources"), ("outbound_rules", "destinations")):
+        wanted = sorted({server for rule in fields.get(key, []) for server in rule[part].get("servers", [])})
+        if wanted:
+            marks = ", ".join(["%s"] * len(wanted))
+            found = {row["id"] for row in request.db.query(
+                f"SELECT id FROM servers WHERE tenant_id = %s AND status <> 'deleted' AND id IN ({marks})",
+                (request.principal.tenant_id, *wanted))}
+            missing = [server for server in wanted if server not in found]
+            if missing:
+                errors[key] = f"{part}: no server {missing[0]}"
+    if errors:
+        raise invalid(errors)
+
+
+def default_rules(config):
+    ports = [_ports(port) for port in config.get_list("CP_DEFAULT_FIREWALL_PORTS")]
+    return [{"protocol": "tcp", "ports": port, "sources": {"addresses": list(WORLD)}} for port in ports]
+
+
+# ---------------------------------------------------------------- the cloud's form
+
+
+def cloud_spec(config, tenant_id, row):
+    """The firewall as the cloud API takes it (POST and PUT alike)."""
+    return {"name": networks.cloud_name(config, "firewall", row["id"]),
+            "inbound_rules": [_cloud_rule(config, tenant_id, rule, "sources")
+                              for rule in json.loads(row["inbound_rules"])],
+            "outbound_rules": [_cloud_rule(config, tenant_id, rule, "destinations")
+                               for rule in json.loads(row["outbound_rules"])],
+            "tags": [firewall_tag(config, row["id"])], "droplet_ids": []}
+
+
+def _cloud_rule(config, tenant_id, rule, key):
+    from .servers import row_tag, scoped_tag
+    ours = rule[key]
+    target = {}
+    if ours.get("addresses"):
+        target["addresses"] = ours["addresses"]
+    tags = [row_tag(config, server) for server in ours.get("servers", [])]
+    tags += [scoped_tag(config, tenant_id, tag) for tag in ours.get("tags", [])]
+    if tags:
+        target["tags"] = tags
+    cloud = {"protocol": rule["protocol"], key: target}
+    cloud["ports"] = "0" if rule.get("ports", "all") == "all" else rule["ports"]
+    return cloud
+
+
+def create_in_cloud(config, budget, row):
+    from . import provider
+    return provider.create_firewall(config, budget, cloud_spec(config, row["tenant_id"], row))
+
+
+def update_in_cloud(config, budget, row):
+    from . import provider
+    provider.update_firewall(config, budget, row["cloud_id"], cloud_spec(config, row["tenant_id"], row))
+
+
+def delete_in_cloud(config, budget, cloud_id):
+    from . import provider
+    return provider.delete_firewall(config, budget, cloud_id)
+
+
+def needs_update(config, row, cloud):
+    """A change not yet pushed, or (when the monitor has the cloud's copy) rules edited behind our back."""
+    if row["applied_revision"] < row["revision"]:
+        return True
+    return cloud is not None and not same_rules(cloud_spec(config, row["tenant_id"], row), cloud)
+
+
+def same_rules(wanted, cloud):
+    """Whether the cloud's firewall already has the rules we want (order and empty lists aside)."""
+    def norm(rules, key):
+        out = []
+        for rule in rules or []:
+            target = rule.get(key) or {}
+            ports = "0" if rule.get("protocol") == "icmp" or rule.get("ports") in (None, "", "all") else rule["ports"]
+            out.append((rule.get("protocol"), ports,
+                        tuple(sorted(target.get("addresses") or [])), tuple(sorted(target.get("tags") or []))))
+        return sorted(out)
+    return (norm(wanted["inbound_rules"], "sources") == norm(cloud.get("inbound_rules"), "sources")
+            and norm(wanted["outbound_rules"], "destinations") == norm(cloud.get("outbound_rules"), "destinations")
+            and sorted(wanted["tags"]) == sorted(cloud.get("tags") or []))
+
+
+# ---------------------------------------------------------------- API
+
+
+def represent(row):
+    return {"id": row["id"], "name": row["name"], "default": bool(row["is_default"]),
+            "inbound_rules": json.loads(row["inbound_rules"]), "outbound_rules": json.loads(row["outbound_rules"]),
+            "status": row["status"], "status_reason": row["status_reason"],
+            "created_at": row["created_at"], "updated_at": row["updated_at"], "deleted_at": row["deleted_at"]}
+
+
+def load_row(request, firewall_id, lock=False):
+    return request.db.one_or_404("firewall", f"SELECT {COLUMNS} FROM firewalls WHERE id = %s AND tenant_id = %s "
+                                 "AND status <> 'deleted'" + (" FOR UPDATE" if lock else ""),
+                                 (firewall_id, request.principal.tenant_id))
+
+
+def list_firewalls(request):
+    args = validate({name: request.arg(name) for name in request.query}, {
+        "limit": Field(integer(1, 200), default=request.config.page_size), "cursor": Field(id_cursor)})
+    where, params = ["tenant_id = %s", "status <> 'deleted'"], [request.principal.tenant_id]
+    if "cursor" in args:
+        where.append("id > %s")
+        params.append(args["cursor"])
+    rows = request.db.query(f"SELECT {COLUMNS} FROM firewalls WHERE {' AND '.join(where)} ORDER BY id LIMIT %s",
+                            (*params, args["limit"] + 1))
+    rows, headers = page(request, "/firewalls", args, rows, lambda last: cursor_for(last["id"]))
+    return Response(200, [represent(row) for row in rows], headers)
+
+
+def get_firewall(request):
+    return Response(200, represent(load_row(request, request.params["firewall_id"])))
+
+
+def create_firewall(request):
+    """POST /api/firewalls: the row and its operation, then the cloud at once (the monitor finishes it)."""
+    fields = validate(request.fields(), schema(request.config))
+    _check_rules(request, fields)
+    firewall_id = request.audit_target = networks.insert(
+        request.db, request.principal, "firewalls", "firewall.create", _values(fields, is_default=False),
+        name=fields["name"])
+    return networks.accepted(request, "firewalls", firewall_id, "firewall.create")
+
+
+def _values(fields, is_default):
+    return {"name": fields["name"], "inbound_rules": json.dumps(fields["inbound_rules"]),
+            "outbound_rules": json.dumps(fields["outbound_rules"]), "is_default": int(is_default)}
+
+
+def update_firewall(request):
+    """PATCH /api/firewalls/<id>: new rules (or name) now; the cloud follows, retried by the monitor."""
+    fields = validate(request.fields(), schema(request.config, partial=True))
+    _check_rules(request, fields)
+    db = request.db
+    firewall_id = request.audit_target = request.params["firewall_id"]
+    with db.transaction():
+        row = load_row(request, firewall_id, lock=True)
+        if row["status"] == "deleting":
+            raise Problem(409, "firewall-deleting", "the firewall is being deleted")
+        changes = {key: json.dumps(fields[key]) for key in ("inbound_rules", "outbound_rules") if key in fields}
+        if "name" in fields:
+            changes["name"] = fields["name"]
+        networks.check_name_free(db, "firewalls", request.principal.tenant_id, changes.get("name"), firewall_id)
+        sets = ", ".join(f"{column} = %s" for column in changes)
+        db.update(f"UPDATE firewalls SET {sets}{', ' if sets else ''}revision = revision + 1, status = 'pending', "
+                  "status_reason = '', updated_at = UTC_TIMESTAMP(6) WHERE id = %s", (*changes.values(), firewall_id))
+        operations.finish_open(db, firewall_id, "firewall.update", "cancelled", "replaced by a later change")
+        operations.start(db, request.principal, "firewall.update", firewall_id, target_type="firewall")
+    return networks.accepted(request, "firewalls", firewall_id, "firewall.update")
+
+
+def delete_firewall(request):
+    """DELETE /api/firewalls/<id>: 409 for the default one, or one that servers still rely on."""
+    db = request.db
+    firewall_id = request.audit_target = request.params["firewall_id"]
+    row = load_row(request, firewall_id)
+    if row["is_default"]:
+        raise Problem(409, "default-firewall", "the default firewall cannot be deleted; change its rules instead")
+    users = db.one("SELECT COUNT(*) AS n FROM servers WHERE tenant_id = %s AND status <> 'deleted' "
+                   "AND firewall_ids LIKE %s", (request.principal.tenant_id, f'%"{firewall_id}"%'))["n"]
+    if users:
+        raise Problem(409, "firewall-in-use", f"{users} server(s) are behind this firewall; deleting it would "
+                                              "leave them open. Delete those servers first")
+    return networks.delete(request, "firewalls", "firewall", row)
+
+
+# ---------------------------------------------------------------- defaults
+
+
+def ensure_default(request):
+    """The tenant's default firewall's id, made (with its operation) on first use."""
+    db, config, tenant_id = request.db, request.config, request.principal.tenant_id
+    found = db.one("SELECT id FROM firewalls WHERE tenant_id = %s AND is_default = 1 AND status <> 'deleted'",
+                   (tenant_id,))
+    if found:
+        return found["id"]
+    fields = {"name": "default", "inbound_rules": default_rules(config), "outbound_rules": OPEN_OUTBOUND}
+    firewall_id = networks.insert(db, request.principal, "firewalls", "firewall.create",
+                                  _values(fields, is_default=True), name="default", racing_ok=True)
+    networks.apply_now(request, "firewalls", firewall_id, "firewall.create")
+    return firewall_id
+
+
+def named(request, firewall_ids):
+    """Check that every id is one of the tenant's live firewalls (a 422 naming the first that is not)."""
+    marks = ", ".join(["%s"] * len(firewall_ids))
+    found = {row["id"] for row in request.db.query(
+        f"SELECT id FROM firewalls WHERE tenant_id = %s AND status NOT IN ('deleting', 'deleted') AND id IN ({marks})",
+        (request.principal.tenant_id, *firewall_ids))}
+    missing = [firewall_id for firewall_id in firewall_ids if firewall_id not in found]
+    if missing:
+        raise invalid({"firewalls": f"no firewall {missing[0]}"})
+    return firewall_ids

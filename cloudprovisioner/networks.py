@@ -1,0 +1,174 @@
+"""The lifecycle firewalls and VPCs share: desired state in a row, made true in the cloud.
+
+A write stores what the tenant wants (status `pending`) with an operation in
+one transaction, then tries the cloud at once. If the cloud cannot be reached
+or rate-limits us, the answer is still 202 and the monitor, which runs `sync`
+over every row that is not settled, finishes the job; a row that died half-way
+(its request killed after the cloud made the object) is found again by its
+cloud name, which holds the row's id. The cloud refusing outright (a 4xx) is
+final: the row becomes `error` and the client gets a 422 with the cloud's words.
+"""
+
+import re
+
+from . import operations
+from .errors import Problem
+from .ids import new_id
+from .web import Response
+
+TYPES = {"firewalls": "firewall", "vpcs": "vpc"}
+
+
+def cloud_name(config, kind, row_id):
+    """`<platform>-<kind>-<row id>`: a name the cloud accepts and we can find a lost create by."""
+    return f"{cloud_prefix(config, kind)}{row_id}"
+
+
+def cloud_prefix(config, kind):
+    return f"{re.sub(r'[^a-zA-Z0-9.-]', '-', config.platform_tag)}-{kind}-"
+
+
+def check_name_free(db, table, tenant_id, name, own_id=None):
+    if name is None:
+        return
+    row = db.one(f"SELECT id FROM {table} WHERE tenant_id = %s AND name = %s AND live = 1", (tenant_id, name))
+    if row and row["id"] != own_id:
+        raise _name_taken(table, name)
+
+
+def _name_taken(table, name):
+    return Problem(409, f"{TYPES[table]}-name-taken", f"you already have a {TYPES[table]} called {name!r}")
+
+
+def insert(db, principal, table, kind, values, name, racing_ok=False):
+    """The row (pending) and its create operation in one transaction; answers the id.
+
+    A name already taken is a 409, or None with `racing_ok` (two requests making the same default).
+    """
+    row_id = new_id()
+    columns = ", ".join(values)
+    marks = ", ".join(["%s"] * len(values))
+    with db.transaction():
+        made = db.insert_new(f"INSERT INTO {table} (id, tenant_id, {columns}, status, created_at, updated_at) "
+                             f"VALUES (%s, %s, {marks}, 'pending', UTC_TIMESTAMP(6), UTC_TIMESTAMP(6))",
+                             (row_id, principal.tenant_id, *values.values()))
+        if not made:
+            if racing_ok:
+                return None
+            raise _name_taken(table, name)
+        operations.start(db, principal, kind, row_id, target_type=TYPES[table])
+    return row_id
+
+
+def accepted(request, table, row_id, kind):
+    """Try the cloud now, then answer 202 with the row and the operation that tracks it."""
+    apply_now(request, table, row_id, kind)
+    return answer(request, table, row_id, kind)
+
+
+def answer(request, table, row_id, kind):
+    body = module(table).represent(_any_row(request, table, row_id))
+    operation = request.db.one(f"SELECT {operations.COLUMNS} FROM operations WHERE target_id = %s AND kind = %s "
+                               "ORDER BY id DESC LIMIT 1", (row_id, kind))
+    body["operation"] = operations.represent(operation)
+    return Response(202, body, [("Location", request.url(f"/{table.replace('_', '-')}/{row_id}")),
+                                ("Operation-Location", request.url(f"/operations/{operation['id']}"))])
+
+
+def _any_row(request, table, row_id):
+    return request.db.one(f"SELECT {module(table).COLUMNS} FROM {table} WHERE id = %s AND tenant_id = %s",
+                          (row_id, request.principal.tenant_id))
+
+
+def apply_now(request, table, row_id, kind):
+    """One attempt at making the cloud match the row, inside the request's budget."""
+    from . import provider
+    from .web import log
+    row = request.db.one(f"SELECT {module(table).COLUMNS}, tenant_id FROM {table} WHERE id = %s", (row_id,))
+    try:
+        sync(request.db, request.config, provider.request_budget(request.config), table, row)
+    except provider.CloudError as exc:
+        if exc.retryable:
+            log(request.environ, f"{TYPES[table]} {row_id}: {exc.message}; the monitor will retry")
+            return
+        raise Problem(422, "cloud-refused", exc.message) from None
+
+
+def delete(request, table, what, row):
+    """DELETE: mark the row deleting with its operation, then try the cloud at once."""
+    db = request.db
+    with db.transaction():
+        changed = db.update(f"UPDATE {table} SET status = 'deleting', status_reason = 'deletion requested', "
+                            "updated_at = UTC_TIMESTAMP(6) WHERE id = %s AND status NOT IN ('deleting', 'deleted')",
+                            (row["id"],))
+        if changed:
+            for kind in (f"{what}.create", f"{what}.update"):
+                operations.finish_open(db, row["id"], kind, "cancelled", f"the {what} was deleted")
+            operations.start(db, request.principal, f"{what}.delete", row["id"], target_type=what)
+    return accepted(request, table, row["id"], f"{what}.delete")
+
+
+def sync(db, config, budget, table, row, listed=None):
+    """Make the cloud match one row: delete, create (or adopt) or update it. Answers what it did.
+
+    `listed` is the cloud's objects by id when the caller (the monitor) has listed them: then a
+    ready row whose object is gone is made again, and a firewall whose rules drifted is rewritten.
+    """
+    from . import provider
+    kind_module = module(table)
+    what = TYPES[table]
+    try:
+        if row["status"] == "deleting":
+            if row["cloud_id"]:
+                kind_module.delete_in_cloud(config, budget, row["cloud_id"])
+            _settle(db, table, row, "deleted", f"{what}.delete", "succeeded")
+            return "deleted"
+        if row["cloud_id"] and listed is not None and row["cloud_id"] not in listed:
+            db.update(f"UPDATE {table} SET cloud_id = NULL WHERE id = %s AND cloud_id = %s",
+                      (row["id"], row["cloud_id"]))
+            row = {**row, "cloud_id": None}
+        if not row["cloud_id"]:
+            name = cloud_name(config, what, row["id"])
+            adopted = next((item_id for item_id, item in (listed or {}).items() if item.get("name") == name), None)
+            cloud_id = adopted or kind_module.create_in_cloud(config, budget, row)
+            db.update(f"UPDATE {table} SET cloud_id = %s WHERE id = %s", (cloud_id, row["id"]))
+            row = {**row, "cloud_id": cloud_id}
+            done = "created"
+        elif kind_module.needs_update(config, row, listed.get(row["cloud_id"]) if listed else None):
+            kind_module.update_in_cloud(config, budget, row)
+            done = "updated"
+        elif row["status"] == "ready":
+            return None
+        else:
+            done = "settled"
+        _settle(db, table, row, "ready", None, "succeeded")
+        return done
+    except provider.CloudError as exc:
+        if not exc.retryable and row["status"] != "deleting":
+            _settle(db, table, row, "error", None, "failed", exc.message)
+        raise
+
+
+def _settle(db, table, row, status, kind, outcome, reason=""):
+    """The row's new status and its open operations' outcome, in one guarded transaction:
+    a change that came in meanwhile (a newer revision, a delete) is left for the next sync."""
+    guard = ["id = %s", "status = %s"]
+    args = [row["id"], row["status"]]
+    if "revision" in row:
+        guard.append("revision = %s")
+        args.append(row["revision"])
+    sets = "status = %s, status_reason = %s, updated_at = UTC_TIMESTAMP(6)"
+    if status == "deleted":
+        sets += ", live = NULL, deleted_at = UTC_TIMESTAMP(6)"
+    if "revision" in row and status == "ready":
+        sets += ", applied_revision = revision"
+    with db.transaction():
+        if db.update(f"UPDATE {table} SET {sets} WHERE {' AND '.join(guard)}", (status, reason[:1000], *args)):
+            what = TYPES[table]
+            for open_kind in ([kind] if kind else [f"{what}.create", f"{what}.update"]):
+                operations.finish_open(db, row["id"], open_kind, outcome, reason)
+
+
+def module(table):
+    from . import firewalls, vpcs
+    return {"firewalls": firewalls, "vpcs": vpcs}[table]

@@ -1,0 +1,192 @@
+"""VPCs: a tenant's private networks, one or more per region.
+
+Servers are created inside a VPC of their region, so tenants' servers never
+share a private network. The cloud refuses two VPCs with overlapping ranges
+in one account, and all tenants share the platform's account: a range is
+checked against every live VPC on the platform (under a named lock, so two
+requests cannot both take it). An overlap with the tenant's own VPC names
+it; one with another tenant's only says the range is taken.
+
+A tenant's first server in a region gets a default VPC (`default-<region>`)
+carved from CP_VPC_POOL.
+"""
+
+from . import networks
+from .errors import Problem
+from .ids import cursor_for, id_cursor
+from .validation import Field, integer, one_of, text, validate
+from .web import Response, page
+
+COLUMNS = ("id, name, description, region, ip_range, is_default, cloud_id, status, status_reason, "
+           "created_at, updated_at, deleted_at")
+NAME_PATTERN = r"[a-z0-9][a-z0-9-]{0,62}"
+NAME_HINT = "must be 1-63 lower-case letters, digits and '-', starting with a letter or digit"
+PRIVATE = ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16")
+RANGE_LOCK = "cloudprovisioner.vpc-ranges"
+
+
+def ip_range(value):
+    """An RFC 1918 network from /16 to /28, written as its network address."""
+    import ipaddress
+    if not isinstance(value, str):
+        raise ValueError("must be a string like 10.20.0.0/20")
+    try:
+        network = ipaddress.IPv4Network(value, strict=False)
+    except ValueError:
+        raise ValueError(f"{value!r} is not an IPv4 network like 10.20.0.0/20") from None
+    if str(network) != value:
+        raise ValueError(f"{value!r} has host bits set; did you mean {network}?")
+    if not 16 <= network.prefixlen <= 28:
+        raise ValueError("must be from /16 (65,536 addresses) to /28 (16)")
+    if not any(network.subnet_of(ipaddress.IPv4Network(block)) for block in PRIVATE):
+        raise ValueError("must be private (RFC 1918): inside 10.0.0.0/8, 172.16.0.0/12 or 192.168.0.0/16")
+    return value
+
+
+def _name(value):
+    value = text(63, NAME_PATTERN, NAME_HINT, allow_empty=False)(value)
+    if value.startswith("default-"):
+        raise ValueError("names starting with 'default-' are kept for the default VPC of each region")
+    return value
+
+
+def create_schema(config):
+    return {
+        "name": Field(_name, required=True),
+        "region": Field(one_of(config.get_list("CP_ALLOWED_REGIONS"), "region"), required=True),
+        "ip_range": Field(ip_range, required=True),
+        "description": Field(text(255), default=""),
+    }
+
+
+def represent(row):
+    return {key: row[key] for key in ("id", "name", "description", "region", "ip_range", "status",
+                                      "status_reason", "created_at", "updated_at", "deleted_at")} | {
+        "default": bool(row["is_default"])}
+
+
+def load_row(request, vpc_id):
+    return request.db.one_or_404("vpc", f"SELECT {COLUMNS} FROM vpcs WHERE id = %s AND tenant_id = %s "
+                                 "AND status <> 'deleted'", (vpc_id, request.principal.tenant_id))
+
+
+def list_vpcs(request):
+    args = validate({name: request.arg(name) for name in request.query}, {
+        "region": Field(one_of(request.config.get_list("CP_ALLOWED_REGIONS"), "region")),
+        "limit": Field(integer(1, 200), default=request.config.page_size), "cursor": Field(id_cursor)})
+    where, params = ["tenant_id = %s", "status <> 'deleted'"], [request.principal.tenant_id]
+    for name, condition in (("region", "region = %s"), ("cursor", "id > %s")):
+        if name in args:
+            where.append(condition)
+            params.append(args[name])
+    rows = request.db.query(f"SELECT {COLUMNS} FROM vpcs WHERE {' AND '.join(where)} ORDER BY id LIMIT %s",
+                            (*params, args["limit"] + 1))
+    rows, headers = page(request, "/vpcs", args, rows, lambda last: cursor_for(last["id"]))
+    return Response(200, [represent(row) for row in rows], headers)
+
+
+def get_vpc(request):
+    return Response(200, represent(load_row(request, request.params["vpc_id"])))
+
+
+def create_vpc(request):
+    """POST /api/vpcs: check the range against the platform, then row, operation and cloud."""
+    fields = validate(request.fields(), create_schema(request.config))
+    networks.check_name_free(request.db, "vpcs", request.principal.tenant_id, fields["name"])
+    vpc_id = request.audit_target = _insert(request, fields, is_default=False)
+    return networks.accepted(request, "vpcs", vpc_id, "vpc.create")
+
+
+def delete_vpc(request):
+    """DELETE /api/vpcs/<id>: 409 while any server (not yet deleted) is in it."""
+    vpc_id = request.audit_target = request.params["vpc_id"]
+    row = load_row(request, vpc_id)
+    members = request.db.one("SELECT COUNT(*) AS n FROM servers WHERE vpc_id = %s AND status <> 'deleted'",
+                             (vpc_id,))["n"]
+    if members:
+        raise Problem(409, "vpc-not-empty", f"{members} server(s) are still in this VPC; delete them first")
+    return networks.delete(request, "vpcs", "vpc", row)
+
+
+def _insert(request, fields, is_default, racing_ok=False):
+    """Under the range lock: refuse an overlap (or, without a range, take a free one from the pool),
+    then write the row and its operation."""
+    import ipaddress
+    db = request.db
+    if not db.get_lock(RANGE_LOCK, 10):
+        raise Problem(503, "busy", "another VPC is being made; try again", headers=[("Retry-After", "2")])
+    try:
+        fields = {**fields, "ip_range": fields["ip_range"] or _free_range(request)}
+        network = ipaddress.IPv4Network(fields["ip_range"])
+        first, last = int(network.network_address), int(network.broadcast_address)
+        _refuse_overlap(request, first, last)
+        values = {key: fields[key] for key in ("name", "description", "region", "ip_range")}
+        values.update(range_first=first, range_last=last, is_default=int(is_default))
+        return networks.insert(db, request.principal, "vpcs", "vpc.create", values, fields["name"], racing_ok)
+    finally:
+        db.release_lock(RANGE_LOCK)
+
+
+def _refuse_overlap(request, first, last):
+    clash = request.db.one("SELECT tenant_id, name, region, ip_range FROM vpcs WHERE live = 1 AND range_first <= %s "
+                           "AND range_last >= %s ORDER BY tenant_id = %s DESC LIMIT 1",
+                           (last, first, request.principal.tenant_id))
+    if clash is None:
+        return
+    if clash["tenant_id"] == request.principal.tenant_id:
+        detail = (f"overlaps your VPC {clash['name']} ({clash['ip_range']}, {clash['region']}); "
+                  "a tenant's VPCs may not overlap")
+        raise Problem(409, "vpc-range-overlap", detail, errors={"ip_range": detail})
+    detail = "overlaps a range already in use on this platform; choose another"
+    raise Problem(409, "vpc-range-taken", detail, errors={"ip_range": detail})
+
+
+def ensure_default(request, region):
+    """The tenant's default VPC in `region` (made on first use): its row, ready or not."""
+    db, tenant_id = request.db, request.principal.tenant_id
+    for _ in range(3):
+        row = db.one(f"SELECT {COLUMNS} FROM vpcs WHERE tenant_id = %s AND name = %s AND live = 1",
+                     (tenant_id, f"default-{region}"))
+        if row:
+            return row
+        fields = {"name": f"default-{region}", "description": f"default network in {region}", "region": region,
+                  "ip_range": None}
+        vpc_id = _insert(request, fields, is_default=True, racing_ok=True)
+        if vpc_id:
+            networks.apply_now(request, "vpcs", vpc_id, "vpc.create")
+    raise Problem(503, "busy", "the default VPC is being made; try again", headers=[("Retry-After", "2")])
+
+
+def _free_range(request):
+    """The first block of the pool no live VPC on the platform overlaps (re-checked under the lock)."""
+    import ipaddress
+    config = request.config
+    pool = ipaddress.IPv4Network(config.vpc_pool)
+    taken = [(row["range_first"], row["range_last"]) for row in request.db.query(
+        "SELECT range_first, range_last FROM vpcs WHERE live = 1 AND range_last >= %s AND range_first <= %s",
+        (int(pool.network_address), int(pool.broadcast_address)))]
+    for block in pool.subnets(new_prefix=config.vpc_default_prefix):
+        first, last = int(block.network_address), int(block.broadcast_address)
+        if not any(a <= last and first <= b for a, b in taken):
+            return str(block)
+    raise Problem(503, "vpc-pool-exhausted", "no free range is left in the platform's VPC pool (CP_VPC_POOL); "
+                                             "ask the operator to widen it, or create a VPC with your own ip_range")
+
+
+def create_in_cloud(config, budget, row):
+    from . import provider
+    return provider.create_vpc(config, budget, name=networks.cloud_name(config, "vpc", row["id"]),
+                               region=row["region"], ip_range=row["ip_range"], description=row["name"])
+
+
+def delete_in_cloud(config, budget, cloud_id):
+    from . import provider
+    return provider.delete_vpc(config, budget, cloud_id)
+
+
+def needs_update(config, row, cloud):
+    return False  # nothing of a VPC changes after it is made
+
+
+def update_in_cloud(config, budget, row):
+    raise AssertionError("VPCs are never updated")

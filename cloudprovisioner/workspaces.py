@@ -1,0 +1,89 @@
+"""Workspaces: named groups of a tenant's servers (a project, a team, an environment).
+
+Every server belongs to exactly one; a server created without one goes to the
+tenant's `default` workspace, made on first use. Servers from before
+workspaces existed (workspace_id NULL) count as the default workspace's.
+Workspaces live only here: the cloud never hears of them.
+"""
+
+from .errors import Problem
+from .ids import cursor_for, id_cursor, new_id
+from .validation import Field, integer, text, validate
+from .web import Response, page
+
+NAME_PATTERN = r"[a-z0-9][a-z0-9-]{0,62}"
+NAME_HINT = "must be 1-63 lower-case letters, digits and '-', starting with a letter or digit"
+DEFAULT = "default"
+COLUMNS = "id, name, description, created_at"
+
+
+def name_field():
+    return text(63, NAME_PATTERN, NAME_HINT, allow_empty=False)
+
+
+def represent(row):
+    return {"id": row["id"], "name": row["name"], "description": row["description"],
+            "default": row["name"] == DEFAULT, "created_at": row["created_at"]}
+
+
+def list_workspaces(request):
+    args = validate({name: request.arg(name) for name in request.query}, {
+        "limit": Field(integer(1, 200), default=request.config.page_size), "cursor": Field(id_cursor)})
+    where, params = ["tenant_id = %s"], [request.principal.tenant_id]
+    if "cursor" in args:
+        where.append("id > %s")
+        params.append(args["cursor"])
+    rows = request.db.query(f"SELECT {COLUMNS} FROM workspaces WHERE {' AND '.join(where)} ORDER BY id LIMIT %s",
+                            (*params, args["limit"] + 1))
+    rows, headers = page(request, "/workspaces", args, rows, lambda last: cursor_for(last["id"]))
+    return Response(200, [represent(row) for row in rows], headers)
+
+
+def create_workspace(request):
+    fields = validate(request.fields(), {"name": Field(name_field(), required=True),
+                                         "description": Field(text(1000), default="")})
+    workspace_id = request.audit_target = new_id()
+    if not request.db.insert_new("INSERT INTO workspaces (id, tenant_id, name, description, created_at) "
+                                 "VALUES (%s, %s, %s, %s, UTC_TIMESTAMP(6))",
+                                 (workspace_id, request.principal.tenant_id, fields["name"], fields["description"])):
+        raise Problem(409, "workspace-name-taken", f"you already have a workspace called {fields['name']!r}")
+    row = request.db.one(f"SELECT {COLUMNS} FROM workspaces WHERE id = %s", (workspace_id,))
+    return Response(201, represent(row), [("Location", request.url(f"/workspaces/{fields['name']}"))])
+
+
+def get_workspace(request):
+    """GET /api/workspaces/<name>: the workspace, its servers' counts by status, and its live servers."""
+    from . import servers
+    db, tenant_id = request.db, request.principal.tenant_id
+    name = request.params["workspace_name"]
+    row = find(request, name)
+    if row is None:
+        raise Problem(404, "not-found", "no such workspace")
+    where, params = member_condition(row)
+    counts = {status: 0 for status in servers.STATUSES}
+    for count in db.query(f"SELECT status, COUNT(*) AS n FROM servers WHERE tenant_id = %s AND {where} "
+                          "GROUP BY status", (tenant_id, *params)):
+        counts[count["status"]] = count["n"]
+    members = db.query(f"SELECT {servers.COLUMNS} FROM servers WHERE tenant_id = %s AND {where} "
+                       "AND status <> 'deleted' ORDER BY id LIMIT 1000", (tenant_id, *params))
+    body = represent(row) | {"counts": counts, "servers": [servers.represent(member) for member in members]}
+    return Response(200, body)
+
+
+def find(request, name):
+    """The tenant's workspace called `name`, or None; the default one is made on first use."""
+    db, tenant_id = request.db, request.principal.tenant_id
+    row = db.one(f"SELECT {COLUMNS} FROM workspaces WHERE tenant_id = %s AND name = %s", (tenant_id, name))
+    if row is None and name == DEFAULT:
+        db.insert_new("INSERT INTO workspaces (id, tenant_id, name, description, created_at) "
+                      "VALUES (%s, %s, %s, 'servers created without a workspace', UTC_TIMESTAMP(6))",
+                      (new_id(), tenant_id, DEFAULT))
+        row = db.one(f"SELECT {COLUMNS} FROM workspaces WHERE tenant_id = %s AND name = %s", (tenant_id, name))
+    return row
+
+
+def member_condition(row):
+    """SQL (and its parameters) selecting a workspace's servers, the default's older ones included."""
+    if row["name"] == DEFAULT:
+        return "(workspace_id = %s OR workspace_id IS NULL)", (row["id"],)
+    return "workspace_id = %s", (row["id"],)
