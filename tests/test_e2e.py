@@ -157,3 +157,73 @@ def test_a_chunked_body_is_read_and_answered_whole(apache, tenant, sandbox):
     assert status == 202 and json.loads(payload)["name"] == VALID["name"]
     status, payload = chunked(apache.url + "/api/servers", "PATCH", body, headers)
     assert status == 405 and json.loads(payload)["status"] == 405
+
+
+def test_a_server_with_a_key_in_a_vpc_behind_the_default_firewall_in_a_workspace(apache, installed, sandbox, tenant):
+    """Issue 6 end to end: every network object made over HTTP, checked in the cloud, settled by cron."""
+    from email import message_from_string
+
+    from tests.support import TEST_TOKEN, new_public_key
+    knob(sandbox, "POST", "/_sandbox/reset")
+    # The reset wiped the cloud's copy of any VPC or firewall an earlier test made for this tenant:
+    # drift, which the monitor repairs by making them again.
+    assert run_cron_job(installed, "monitor_new_node").returncode == 0
+    api, auth = apache.url + "/api", bearer(tenant)
+    cloud = {"Authorization": f"Bearer {TEST_TOKEN}"}
+    key = http("POST", api + "/ssh-keys", {"name": "laptop", "public_key": new_public_key()}, headers=auth)
+    assert key.status == 201, (key.body, apache.error_log())
+    assert_problem(http("POST", api + "/ssh-keys", {"name": "oops", "public_key": "-----BEGIN OPENSSH PRIVATE KEY-----"
+                                                    "\nb3BlbnNzaC1rZXktdjEAAAAA\n-----END OPENSSH PRIVATE KEY-----"},
+                        headers=auth), 422)
+    assert http("POST", api + "/workspaces", {"name": "e2e-team"}, headers=auth).status == 201
+    script = "#!/bin/sh\necho hello > /tmp/hello\n"
+    created = http("POST", api + "/servers", dict(VALID, name="e2e-net", region="fra1", ssh_keys=[key.json["id"]],
+                                                 workspace="e2e-team", user_data=script), headers=auth)
+    assert created.status == 202, (created.body, apache.error_log())
+    server = created.json
+
+    [vpc] = http("GET", api + "/vpcs?region=fra1", headers=auth).json  # the other tests' servers are in ams3
+    [firewall] = http("GET", api + "/firewalls", headers=auth).json
+    assert (vpc["name"], vpc["region"], vpc["status"]) == ("default-fra1", "fra1", "ready")
+    assert (firewall["name"], firewall["default"], firewall["status"]) == ("default", True, "ready")
+    assert (server["vpc_id"], server["firewall_ids"], server["ssh_key_ids"]) == (vpc["id"], [firewall["id"]],
+                                                                                 [key.json["id"]])
+    told = knob(sandbox, "GET", f"/_sandbox/droplets/{server['instance_id']}").json
+    cloud_vpcs = http("GET", sandbox + "vpcs", headers=cloud).json["vpcs"]
+    cloud_vpc = next(v for v in cloud_vpcs if v["id"] == told["vpc_uuid"])
+    assert cloud_vpc["ip_range"] == vpc["ip_range"] and vpc["id"] in cloud_vpc["name"]
+    cloud_key = http("GET", f"{sandbox}account/keys/{key.json['fingerprint']}", headers=cloud).json["ssh_key"]
+    assert told["ssh_keys"] == [cloud_key["id"]]
+    [cloud_firewall_id] = told["firewall_ids"]
+    cloud_firewall = http("GET", f"{sandbox}firewalls/{cloud_firewall_id}", headers=cloud).json["firewall"]
+    assert sorted(rule["ports"] for rule in cloud_firewall["inbound_rules"]) == ["22", "80"]
+    parts = {part.get_content_type(): part.get_payload(decode=True).decode()
+             for part in message_from_string(told["user_data"]).walk() if not part.is_multipart()}
+    assert parts["text/x-shellscript"] == script
+    assert "ssh_pwauth: false" in "".join(parts.values())
+
+    time.sleep(1.2)
+    job = run_cron_job(installed, "monitor_new_node")
+    assert job.returncode == 0 and "1 ready" in job.stdout, job.stderr
+    ready = http("GET", f"{api}/servers/{server['id']}", headers=auth).json
+    import ipaddress
+    assert ipaddress.ip_address(ready["private_ip"]) in ipaddress.ip_network(vpc["ip_range"])
+    workspace = http("GET", api + "/workspaces/e2e-team", headers=auth).json
+    assert [s["id"] for s in workspace["servers"]] == [server["id"]] and workspace["counts"]["ready"] == 1
+    assert [s["id"] for s in http("GET", api + "/servers?workspace=e2e-team", headers=auth).json] == [server["id"]]
+    assert server["id"] not in [s["id"] for s in http("GET", api + "/servers?workspace=default", headers=auth).json]
+
+    opened = http("PATCH", f"{api}/firewalls/{firewall['id']}", {"inbound_rules": [
+        {"protocol": "tcp", "ports": port, "sources": {"addresses": ["0.0.0.0/0", "::/0"]}} for port in ("22", "443")]},
+        headers=auth)
+    assert opened.status == 202 and opened.json["operation"]["status"] == "succeeded", opened.body
+    cloud_firewall = http("GET", f"{sandbox}firewalls/{cloud_firewall_id}", headers=cloud).json["firewall"]
+    assert sorted(rule["ports"] for rule in cloud_firewall["inbound_rules"]) == ["22", "443"]
+    assert run_cron_job(installed, "monitor_new_node").stdout == ""  # nothing drifted: a quiet run
+
+    assert_problem(http("DELETE", f"{api}/vpcs/{vpc['id']}", headers=auth), 409)
+    assert http("DELETE", f"{api}/servers/{server['id']}", headers=auth).status == 202
+    assert "1 deleted" in run_cron_job(installed, "monitor_new_node").stdout
+    gone = http("DELETE", f"{api}/vpcs/{vpc['id']}", headers=auth)
+    assert gone.status == 202 and gone.json["status"] == "deleted", gone.body
+    assert all(v["id"] != told["vpc_uuid"] for v in http("GET", sandbox + "vpcs", headers=cloud).json["vpcs"])
