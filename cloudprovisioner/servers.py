@@ -160,9 +160,7 @@ def create_server(request):
     fields = validate(request.fields(), create_schema(config))
     user_data = _user_data(fields["user_data"])
     workspace = _workspace(request, fields["workspace"])
-    firewall_ids = (firewalls.named(request, fields["firewalls"]) if fields.get("firewalls")
-                    else [firewalls.ensure_default(request)])
-    vpc = _vpc(request, fields)
+    firewall_ids, vpc = _network(request, fields)
     key_ids = sshkeys.cloud_ids(request, fields["ssh_keys"])
     server_id = request.audit_target = new_id()
     with db.transaction():
@@ -223,9 +221,24 @@ def _workspace(request, name):
     return row
 
 
+def _network(request, fields):
+    """The server's firewalls and VPC. Under a per-tenant lock, so that concurrent first creates
+    wait for one request to make the tenant's defaults instead of each trying to."""
+    from . import firewalls
+    lock = f"cloudprovisioner.network:{request.principal.tenant_id}"
+    if not request.db.get_lock(lock, request.config.cloud_budget + 5):
+        raise Problem(503, "busy", "the tenant's network is being set up; try again", headers=[("Retry-After", "5")])
+    try:
+        firewall_ids = (firewalls.named(request, fields["firewalls"]) if fields.get("firewalls")
+                        else [firewalls.ensure_default(request)])
+        return firewall_ids, _vpc(request, fields)
+    finally:
+        request.db.release_lock(lock)
+
+
 def _vpc(request, fields):
     """The VPC the server goes in (the region's default unless named), made in the cloud by now."""
-    from . import networks, vpcs
+    from . import vpcs
     if "vpc" in fields:
         row = request.db.one(f"SELECT {vpcs.COLUMNS} FROM vpcs WHERE id = %s AND tenant_id = %s "
                              "AND status NOT IN ('deleting', 'deleted')", (fields["vpc"], request.principal.tenant_id))
@@ -233,8 +246,6 @@ def _vpc(request, fields):
             raise invalid({"vpc": f"no VPC {fields['vpc']}"})
         if row["region"] != fields["region"]:
             raise invalid({"vpc": f"the VPC is in {row['region']}; a server in {fields['region']} needs one there"})
-        if row["cloud_id"] is None and row["status"] == "pending":
-            networks.apply_now(request, "vpcs", row["id"], "vpc.create")
     else:
         row = vpcs.ensure_default(request, fields["region"])
     row = request.db.one(f"SELECT {vpcs.COLUMNS} FROM vpcs WHERE id = %s", (row["id"],))

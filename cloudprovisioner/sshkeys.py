@@ -246,9 +246,11 @@ class _Reader:
             raise _Malformed from None
 
     def mpint(self):
-        """A non-negative mpint (RFC 4251 section 5): a set top bit would make it negative."""
+        """A non-negative mpint (RFC 4251 section 5): a set top bit would make it negative. Only the minimal
+        encoding is taken: OpenSSH drops needless leading zeros before it fingerprints a key, so a blob with
+        any would be fingerprinted here unlike `ssh-keygen -l` does, and one key could be added twice."""
         data = self.string()
-        if not data or data[0] & 0x80:
+        if not data or data[0] & 0x80 or (data[0] == 0 and (len(data) == 1 or not data[1] & 0x80)):
             raise _Malformed
         return int.from_bytes(data, "big")
 
