@@ -227,3 +227,25 @@ def test_a_server_with_a_key_in_a_vpc_behind_the_default_firewall_in_a_workspace
     gone = http("DELETE", f"{api}/vpcs/{vpc['id']}", headers=auth)
     assert gone.status == 202 and gone.json["status"] == "deleted", gone.body
     assert all(v["id"] != told["vpc_uuid"] for v in http("GET", sandbox + "vpcs", headers=cloud).json["vpcs"])
+
+
+def test_overlapping_ranges_are_refused_and_other_tenants_see_nothing(apache, installed, sandbox, tenant):
+    api, auth = apache.url + "/api", bearer(tenant)
+    lab = http("POST", api + "/vpcs", {"name": "lab", "region": "sfo3", "ip_range": "10.77.0.0/20"}, headers=auth)
+    assert lab.status == 202 and lab.json["status"] == "ready", (lab.body, apache.error_log())
+    mine = assert_problem(http("POST", api + "/vpcs", {"name": "lab2", "region": "sfo3", "ip_range": "10.77.8.0/24"},
+                               headers=auth), 409)
+    assert "lab" in mine["errors"]["ip_range"]
+    other = http("POST", api + "/auth/register", {"tenant_name": "Other", "name": "Otto", "email": "otto@e2e.test",
+                                                  "password": "e2e password 456"})
+    assert other.status == 201, other.body
+    otto = bearer(http("POST", api + "/auth/login", {"email": "otto@e2e.test", "password": "e2e password 456"}).json)
+    theirs = assert_problem(http("POST", api + "/vpcs", {"name": "net", "region": "sfo3", "ip_range": "10.77.0.0/16"},
+                                 headers=otto), 409)
+    assert "lab" not in theirs["detail"] + str(theirs["errors"])  # nothing of Eve's tenant leaks
+    for path in ("/vpcs", "/firewalls", "/ssh-keys", "/workspaces"):
+        listed = http("GET", api + path, headers=otto)
+        assert listed.status == 200 and all(item["name"] in ("default",) for item in listed.json), (path, listed.body)
+    assert_problem(http("GET", f"{api}/vpcs/{lab.json['id']}", headers=otto), 404)
+    assert_problem(http("DELETE", f"{api}/vpcs/{lab.json['id']}", headers=otto), 404)
+    assert http("DELETE", f"{api}/vpcs/{lab.json['id']}", headers=auth).json["status"] == "deleted"
