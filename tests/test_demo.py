@@ -39,4 +39,6 @@ def test_the_printed_walkthrough_works_as_printed(demo):
     assert "HTTP/1.1 200 OK" in out and 'rel="next"' in out
     assert re.search(r'"status":"ready","status_reason":"","public_ip":"\d+\.\d+\.\d+\.\d+"', out)
     assert '"errors":{' in out.replace(" ", "")
+    assert '"name":"default-nyc3"' in out and '"name":"default","default":true' in out
+    assert re.search(r'"ssh_key_ids":\["[0-9a-z]{26}"\]', out)
     assert out.rstrip().splitlines()[-1].find('"status":"deleted"') > 0

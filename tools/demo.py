@@ -161,9 +161,15 @@ TOKEN=$(curl -s -X POST {api}/auth/login -H 'Content-Type: application/json' \
   -d '{{"email": "dee@example.test", "password": "demo password 1"}}' | python3 -c 'import json, sys; print(json.load(sys.stdin)["access_token"])')
 AUTH="Authorization: Bearer $TOKEN"
 curl -s {api}/me -H "$AUTH"
-# Create a VM: the answer is 202 with the server, still pending. Keep its id.
+# Add your SSH public key (servers take keys only: password login is switched off):
+[ -f {base}/demo_key.pub ] || ssh-keygen -q -t ed25519 -N '' -C demo -f {base}/demo_key
+KEY=$(python3 -c 'import json, sys; print(json.dumps({{"name": "demo", "public_key": open(sys.argv[1]).read()}}))' {base}/demo_key.pub \
+  | curl -s -X POST {api}/ssh-keys -H "$AUTH" -H 'Content-Type: application/json' -d @- \
+  | python3 -c 'import json, sys; print(json.load(sys.stdin)["id"])')
+# Create a VM with it: the answer is 202 with the server, still pending. Keep its id.
+# It goes into your default VPC for the region, behind your default firewall (ports 22 and 80).
 SERVER=$(curl -s -X POST {api}/servers -H "$AUTH" -H 'Content-Type: application/json' \
-  -d '{{"name": "web-1", "region": "nyc3", "size": "s-1vcpu-1gb", "image": "ubuntu-24-04-x64", "description": "my first server"}}')
+  -d '{{"name": "web-1", "region": "nyc3", "size": "s-1vcpu-1gb", "image": "ubuntu-24-04-x64", "description": "my first server", "ssh_keys": ["'$KEY'"]}}')
 echo "$SERVER"
 ID=$(echo "$SERVER" | python3 -c 'import json, sys; print(json.load(sys.stdin)["id"])')
 # The same from a plain HTML form, with tags:
@@ -174,6 +180,9 @@ curl -s {api}/servers -H "$AUTH"
 # The cloud boots it in 10 s, the monitor notices within another 10 s:
 sleep 25
 curl -s {api}/servers/$ID/status -H "$AUTH"
+# The network it got: your VPC in nyc3 and your default firewall.
+curl -s {api}/vpcs -H "$AUTH"
+curl -s {api}/firewalls -H "$AUTH"
 # Bad input gets a problem+json answer naming each field:
 curl -s -X POST {api}/servers -H "$AUTH" -H 'Content-Type: application/json' -d '{{"name": "bad name!", "region": "mars"}}'
 # No token, no answer:
