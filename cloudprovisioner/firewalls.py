@@ -17,9 +17,9 @@ import json
 
 from . import networks, operations
 from .errors import Problem, invalid
-from .ids import cursor_for, id_cursor, looks_like_id
-from .validation import Field, integer, list_of, text, validate
-from .web import Response, page
+from .ids import looks_like_id
+from .validation import Field, list_of, text, validate
+from .web import Response, list_page, list_query
 
 NAME_PATTERN = r"[a-z0-9][a-z0-9-]{0,62}"
 NAME_HINT = "must be 1-63 lower-case letters, digits and '-', starting with a letter or digit"
@@ -257,16 +257,9 @@ def load_row(request, firewall_id, lock=False):
 
 
 def list_firewalls(request):
-    args = validate({name: request.arg(name) for name in request.query}, {
-        "limit": Field(integer(1, 200), default=request.config.page_size), "cursor": Field(id_cursor)})
-    where, params = ["tenant_id = %s", "status <> 'deleted'"], [request.principal.tenant_id]
-    if "cursor" in args:
-        where.append("id > %s")
-        params.append(args["cursor"])
-    rows = request.db.query(f"SELECT {COLUMNS} FROM firewalls WHERE {' AND '.join(where)} ORDER BY id LIMIT %s",
-                            (*params, args["limit"] + 1))
-    rows, headers = page(request, "/firewalls", args, rows, lambda last: cursor_for(last["id"]))
-    return Response(200, [represent(row) for row in rows], headers)
+    return list_page(request, "/firewalls", f"SELECT {COLUMNS} FROM firewalls",
+                     ["tenant_id = %s", "status <> 'deleted'"], [request.principal.tenant_id],
+                     list_query(request, {}), represent)
 
 
 def get_firewall(request):

@@ -18,9 +18,9 @@ import hashlib
 import re
 
 from .errors import Problem, invalid
-from .ids import cursor_for, id_cursor, new_id
-from .validation import Field, integer, one_of, text, validate
-from .web import Response, log, page
+from .ids import new_id
+from .validation import Field, one_of, text, validate
+from .web import Response, list_page, list_query, log
 
 MAX_INPUT_BYTES = 16 * 1024
 MAX_COMMENT = 255
@@ -282,20 +282,12 @@ def _public_key(value):
 
 
 def list_keys(request):
-    args = validate({name: request.arg(name) for name in request.query}, {
-        "owner": Field(one_of(("me", "anyone"), "owner"), default="anyone"),
-        "limit": Field(integer(1, 200), default=request.config.page_size), "cursor": Field(id_cursor)})
+    args = list_query(request, {"owner": Field(one_of(("me", "anyone"), "owner"), default="anyone")})
     where, params = ["tenant_id = %s"], [request.principal.tenant_id]
     if args["owner"] == "me":
         where.append("user_id = %s")
         params.append(request.principal.user_id)
-    if "cursor" in args:
-        where.append("id > %s")
-        params.append(args["cursor"])
-    rows = request.db.query(f"SELECT {COLUMNS} FROM ssh_keys WHERE {' AND '.join(where)} ORDER BY id LIMIT %s",
-                            (*params, args["limit"] + 1))
-    rows, headers = page(request, "/ssh-keys", args, rows, lambda last: cursor_for(last["id"]))
-    return Response(200, [_represent(row) for row in rows], headers)
+    return list_page(request, "/ssh-keys", f"SELECT {COLUMNS} FROM ssh_keys", where, params, args, _represent)
 
 
 def _load(request, key_id):

@@ -13,9 +13,8 @@ carved from CP_VPC_POOL.
 
 from . import networks
 from .errors import Problem
-from .ids import cursor_for, id_cursor
-from .validation import Field, integer, one_of, text, validate
-from .web import Response, page
+from .validation import Field, one_of, text, validate
+from .web import Response, list_page, list_query
 
 COLUMNS = ("id, name, description, region, ip_range, is_default, cloud_id, status, status_reason, "
            "created_at, updated_at, deleted_at")
@@ -71,18 +70,12 @@ def load_row(request, vpc_id):
 
 
 def list_vpcs(request):
-    args = validate({name: request.arg(name) for name in request.query}, {
-        "region": Field(one_of(request.config.get_list("CP_ALLOWED_REGIONS"), "region")),
-        "limit": Field(integer(1, 200), default=request.config.page_size), "cursor": Field(id_cursor)})
+    args = list_query(request, {"region": Field(one_of(request.config.get_list("CP_ALLOWED_REGIONS"), "region"))})
     where, params = ["tenant_id = %s", "status <> 'deleted'"], [request.principal.tenant_id]
-    for name, condition in (("region", "region = %s"), ("cursor", "id > %s")):
-        if name in args:
-            where.append(condition)
-            params.append(args[name])
-    rows = request.db.query(f"SELECT {COLUMNS} FROM vpcs WHERE {' AND '.join(where)} ORDER BY id LIMIT %s",
-                            (*params, args["limit"] + 1))
-    rows, headers = page(request, "/vpcs", args, rows, lambda last: cursor_for(last["id"]))
-    return Response(200, [represent(row) for row in rows], headers)
+    if "region" in args:
+        where.append("region = %s")
+        params.append(args["region"])
+    return list_page(request, "/vpcs", f"SELECT {COLUMNS} FROM vpcs", where, params, args, represent)
 
 
 def get_vpc(request):

@@ -249,6 +249,27 @@ class Response:
             self.headers.append(("Content-Type", content_type))
 
 
+def list_query(request, filters):
+    """The query string checked against `filters` (a validation schema) plus the page's limit and cursor."""
+    from .ids import id_cursor
+    from .validation import Field, integer, validate
+    return validate({name: request.arg(name) for name in request.query},
+                    {**filters, "limit": Field(integer(1, 200), default=request.config.page_size),
+                     "cursor": Field(id_cursor)})
+
+
+def list_page(request, path, select, where, params, args, represent, newest_first=False):
+    """200 with one keyset page of `select` (SELECT ... FROM table) under the `where` conditions,
+    ordered by id from the cursor on, and a Link to the next page."""
+    from .ids import cursor_for
+    if "cursor" in args:
+        where, params = [*where, "id < %s" if newest_first else "id > %s"], [*params, args["cursor"]]
+    rows = request.db.query(f"{select} WHERE {' AND '.join(where)} ORDER BY id{' DESC' if newest_first else ''} "
+                            "LIMIT %s", (*params, args["limit"] + 1))
+    rows, headers = page(request, path, args, rows, lambda last: cursor_for(last["id"]))
+    return Response(200, [represent(row) for row in rows], headers)
+
+
 def page(request, path, args, rows, cursor_of):
     """Cut a keyset page (rows were fetched with LIMIT limit + 1) and link the next one.
 

@@ -7,9 +7,9 @@ Workspaces live only here: the cloud never hears of them.
 """
 
 from .errors import Problem
-from .ids import cursor_for, id_cursor, new_id
-from .validation import Field, integer, text, validate
-from .web import Response, page
+from .ids import new_id
+from .validation import Field, text, validate
+from .web import Response, list_page, list_query
 
 NAME_PATTERN = r"[a-z0-9][a-z0-9-]{0,62}"
 NAME_HINT = "must be 1-63 lower-case letters, digits and '-', starting with a letter or digit"
@@ -27,16 +27,8 @@ def represent(row):
 
 
 def list_workspaces(request):
-    args = validate({name: request.arg(name) for name in request.query}, {
-        "limit": Field(integer(1, 200), default=request.config.page_size), "cursor": Field(id_cursor)})
-    where, params = ["tenant_id = %s"], [request.principal.tenant_id]
-    if "cursor" in args:
-        where.append("id > %s")
-        params.append(args["cursor"])
-    rows = request.db.query(f"SELECT {COLUMNS} FROM workspaces WHERE {' AND '.join(where)} ORDER BY id LIMIT %s",
-                            (*params, args["limit"] + 1))
-    rows, headers = page(request, "/workspaces", args, rows, lambda last: cursor_for(last["id"]))
-    return Response(200, [represent(row) for row in rows], headers)
+    return list_page(request, "/workspaces", f"SELECT {COLUMNS} FROM workspaces", ["tenant_id = %s"],
+                     [request.principal.tenant_id], list_query(request, {}), represent)
 
 
 def create_workspace(request):
