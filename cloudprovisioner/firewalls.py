@@ -26,6 +26,7 @@ NAME_HINT = "must be 1-63 lower-case letters, digits and '-', starting with a le
 PROTOCOLS = ("tcp", "udp", "icmp")
 WORLD = ("0.0.0.0/0", "::/0")
 MAX_RULES = 50
+DEFAULT_NAME = "default"
 MAX_TARGETS = 100
 COLUMNS = ("id, name, inbound_rules, outbound_rules, is_default, cloud_id, revision, applied_revision, status, "
            "status_reason, created_at, updated_at, deleted_at")
@@ -270,10 +271,17 @@ def create_firewall(request):
     """POST /api/firewalls: the row and its operation, then the cloud at once (the monitor finishes it)."""
     fields = validate(request.fields(), schema(request.config))
     _check_rules(request, fields)
+    _name_not_kept(fields, is_default=False)
     firewall_id = request.audit_target = networks.insert(
         request.db, request.principal, "firewalls", "firewall.create", _values(fields, is_default=False),
         name=fields["name"])
     return networks.accepted(request, "firewalls", firewall_id, "firewall.create")
+
+
+def _name_not_kept(fields, is_default):
+    """`default` names the tenant's default firewall: ensure_default could not make it under a name taken."""
+    if fields.get("name") == DEFAULT_NAME and not is_default:
+        raise invalid({"name": f"{DEFAULT_NAME!r} is kept for the tenant's default firewall"})
 
 
 def _values(fields, is_default):
@@ -291,6 +299,7 @@ def update_firewall(request):
         row = load_row(request, firewall_id, lock=True)
         if row["status"] == "deleting":
             raise Problem(409, "firewall-deleting", "the firewall is being deleted")
+        _name_not_kept(fields, row["is_default"])
         changes = {key: json.dumps(fields[key]) for key in ("inbound_rules", "outbound_rules") if key in fields}
         if "name" in fields:
             changes["name"] = fields["name"]
@@ -321,27 +330,53 @@ def delete_firewall(request):
 # ---------------------------------------------------------------- defaults
 
 
+CLOUD_STATE = "id, name, status, status_reason, cloud_id"
+
+
 def ensure_default(request):
-    """The tenant's default firewall's id, made (with its operation) on first use."""
+    """The tenant's default firewall's id, made (with its operation) on first use; it must be in the cloud."""
     db, config, tenant_id = request.db, request.config, request.principal.tenant_id
-    found = db.one("SELECT id FROM firewalls WHERE tenant_id = %s AND is_default = 1 AND status <> 'deleted'",
-                   (tenant_id,))
-    if found:
-        return found["id"]
-    fields = {"name": "default", "inbound_rules": default_rules(config), "outbound_rules": OPEN_OUTBOUND}
-    firewall_id = networks.insert(db, request.principal, "firewalls", "firewall.create",
-                                  _values(fields, is_default=True), name="default", racing_ok=True)
-    networks.apply_now(request, "firewalls", firewall_id, "firewall.create")
-    return firewall_id
+
+    def find():
+        return db.one(f"SELECT {CLOUD_STATE} FROM firewalls WHERE tenant_id = %s AND is_default = 1 "
+                      "AND status <> 'deleted'", (tenant_id,))
+    found = find()
+    if found is None:
+        fields = {"name": DEFAULT_NAME, "inbound_rules": default_rules(config), "outbound_rules": OPEN_OUTBOUND}
+        firewall_id = networks.insert(db, request.principal, "firewalls", "firewall.create",
+                                      _values(fields, is_default=True), name=DEFAULT_NAME, racing_ok=True)
+        if firewall_id is not None:  # else another request made it meanwhile
+            networks.apply_now(request, "firewalls", firewall_id, "firewall.create")
+        found = find()
+        if found is None:
+            raise Problem(503, "busy", "the default firewall is being made; try again", headers=[("Retry-After", "2")])
+    _require_in_cloud([found])
+    return found["id"]
 
 
 def named(request, firewall_ids):
-    """Check that every id is one of the tenant's live firewalls (a 422 naming the first that is not)."""
+    """Check that every id is one of the tenant's live firewalls (a 422 naming the first that is not),
+    and that the cloud has each."""
     marks = ", ".join(["%s"] * len(firewall_ids))
-    found = {row["id"] for row in request.db.query(
-        f"SELECT id FROM firewalls WHERE tenant_id = %s AND status NOT IN ('deleting', 'deleted') AND id IN ({marks})",
-        (request.principal.tenant_id, *firewall_ids))}
+    found = {row["id"]: row for row in request.db.query(
+        f"SELECT {CLOUD_STATE} FROM firewalls WHERE tenant_id = %s AND status NOT IN ('deleting', 'deleted') "
+        f"AND id IN ({marks})", (request.principal.tenant_id, *firewall_ids))}
     missing = [firewall_id for firewall_id in firewall_ids if firewall_id not in found]
     if missing:
         raise invalid({"firewalls": f"no firewall {missing[0]}"})
+    _require_in_cloud([found[firewall_id] for firewall_id in firewall_ids])
     return firewall_ids
+
+
+def _require_in_cloud(rows):
+    """A server carries its firewalls' tags from its first boot; a firewall the cloud does not have yet
+    covers nothing, so the server would boot open to the world. Refuse until the cloud has each one
+    (one whose later change is pending is there, with its earlier rules)."""
+    for row in rows:
+        if row["cloud_id"]:
+            continue
+        if row["status"] == "error":
+            raise Problem(409, "firewall-failed", f"the firewall {row['name']} could not be made: "
+                                                  f"{row['status_reason']}; change its rules to try again")
+        raise Problem(503, "firewall-not-ready", f"the firewall {row['name']} is not made in the cloud yet; "
+                                                 "try again shortly", headers=[("Retry-After", "30")])

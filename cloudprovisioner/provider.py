@@ -360,8 +360,15 @@ def register_key(config, budget, *, name, public_key, fingerprint):
     except CloudError as error:
         if error.status != 404:
             raise
-    answer = _api(config, budget, "POST", "account/keys", {"name": name, "public_key": public_key},
-                  lambda error: _key_by_fingerprint(config, budget, fingerprint))
+    try:
+        answer = _api(config, budget, "POST", "account/keys", {"name": name, "public_key": public_key},
+                      lambda error: _key_by_fingerprint(config, budget, fingerprint))
+    except CloudError as error:
+        # Another request added the same key between our look and our add ("already in use").
+        found = _key_by_fingerprint(config, budget, fingerprint) if error.status == 422 else None
+        if found is None:
+            raise
+        return found
     return answer if isinstance(answer, int) else answer["ssh_key"]["id"]
 
 

@@ -34,7 +34,7 @@ from schemathesis.specs.openapi.checks import (
 
 import cloudprovisioner
 from cloudprovisioner import web
-from tests.support import http, installed_settings, knob, run_cron_job
+from tests.support import http, installed_settings, knob, new_public_key, run_cron_job
 
 DOCUMENT_PATH = Path(cloudprovisioner.__file__).with_name("openapi.json")
 DOCUMENT = json.loads(DOCUMENT_PATH.read_text())
@@ -202,6 +202,39 @@ def test_fields_match_the_validation_schemas():
     assert source.count("Field(") == len(_query_names("/operations"))
 
 
+def test_network_fields_match_the_validation_schemas():
+    from cloudprovisioner import firewalls, vpcs
+    from cloudprovisioner.config import Config
+    config = Config({})
+    for name, schema in (("FirewallCreate", firewalls.schema(config)),
+                         ("FirewallUpdate", firewalls.schema(config, partial=True)),
+                         ("VpcCreate", vpcs.create_schema(config)), ("VpcCreateForm", vpcs.create_schema(config))):
+        assert set(_schema(name)["properties"]) == set(schema), name
+        assert set(_schema(name).get("required", [])) == {key for key, field in schema.items() if field.required}
+        assert _schema(name)["additionalProperties"] is False
+    for form, plain in (("FirewallCreateForm", "FirewallCreate"), ("FirewallUpdateForm", "FirewallUpdate")):
+        # A form cannot carry a boolean: the one field it lacks is allow_all_ports_from_anywhere.
+        assert set(_schema(plain)["properties"]) - set(_schema(form)["properties"]) == {"allow_all_ports_from_anywhere"}
+        assert _schema(form).get("required") == _schema(plain).get("required")
+    assert _schema("VpcCreate")["properties"]["region"]["enum"] == config.get_list("CP_ALLOWED_REGIONS")
+    for names, handler in ((("SshKeyCreate",), "sshkeys:create_key"),
+                           (("WorkspaceCreate", "WorkspaceCreateForm"), "workspaces:create_workspace")):
+        source = _handler_source(handler)
+        for name in names:
+            assert all(f'"{field}": Field(' in source for field in _schema(name)["properties"]), name
+            assert source.count("Field(") == len(_schema(name)["properties"]), name
+            assert _schema(name)["additionalProperties"] is False
+    for path, handler in (("/ssh-keys", "sshkeys:list_keys"), ("/firewalls", "firewalls:list_firewalls"),
+                          ("/vpcs", "vpcs:list_vpcs"), ("/workspaces", "workspaces:list_workspaces")):
+        source = _handler_source(handler)
+        # list_query adds the page's limit and cursor to the handler's own filters.
+        paged = {"limit", "cursor"} if "list_query(request" in source else set()
+        assert paged <= _query_names(path), path
+        assert all(f'"{name}": Field(' in source for name in _query_names(path) - paged), path
+        assert source.count("Field(") == len(_query_names(path) - paged), path
+    assert all(f'"{name}": Field(' in _handler_source("web:list_query") for name in ("limit", "cursor"))
+
+
 # -- c. the API serves this very document --------------------------------------------------------------------------
 
 
@@ -300,9 +333,11 @@ class Deployment:
     - POST /auth/logout ends a fresh session every positive example: by its access token, by its refresh
       token in the body, or (every third) the example goes out as generated;
     - POST /auth/refresh and POST /auth/login get a fresh session's refresh token, or real credentials;
-    - DELETE /users/{id}, DELETE /tokens/{id}, DELETE /servers/{id}, POST /operations/{id}/cancel get a
-      resource made for that example; PATCH /users/{id} a user made for it (never the admin itself);
-    - the reads and POST /servers/{id}/actions get a ready server and its create operation;
+    - DELETE /users/{id}, DELETE /tokens/{id}, DELETE /servers/{id}, POST /operations/{id}/cancel,
+      DELETE /ssh-keys/{id}, DELETE /vpcs/{id}, PATCH and DELETE /firewalls/{id} get a resource made for that
+      example; PATCH /users/{id} a user made for it (never the admin itself);
+    - the reads and POST /servers/{id}/actions get a ready server and its create operation, its SSH key,
+      firewall (the tenant's default), VPC (the region's default) and workspace (`default`);
     - OPTIONS gets the allowed Origin.
     Negative examples go out as generated (with the admin's token where the operation needs one).
     """
@@ -318,11 +353,14 @@ class Deployment:
         self.session = self.login(self.email)
         self.auth = self.bearer(self.session["access_token"])
         self.victim_id, _email = self.new_user()
-        self.ready = self.new_server()
+        self.key = self.new_key()
+        self.ready = self.new_server(ssh_keys=[self.key])
         time.sleep(1.2)  # the sandbox activates droplets after a second
         job = run_cron_job(installed, "monitor_new_node")
         assert job.returncode == 0 and "1 ready" in job.stdout, (job.stdout, job.stderr)
-        assert self.get(f"/servers/{self.ready['id']}").json["status"] == "ready"
+        server = self.get(f"/servers/{self.ready['id']}").json
+        assert server["status"] == "ready"
+        self.firewall_id, self.vpc_id = server["firewall_ids"][0], server["vpc_id"]
 
     # -- plain HTTP, as the admin unless told otherwise
 
@@ -366,10 +404,32 @@ class Deployment:
         assert answer.status == 201, answer.body
         return answer.json["token" if secret else "id"]
 
-    def new_server(self):
-        answer = self.post("/servers", dict(VALID_SERVER, name=self.unique("openapi")), self.auth)
+    def new_server(self, **fields):
+        answer = self.post("/servers", dict(VALID_SERVER, name=self.unique("openapi"), **fields), self.auth)
         assert answer.status == 202, answer.body
         return {"id": answer.json["id"], "operation": answer.json["operation"]["id"]}
+
+    def new_key(self):
+        answer = self.post("/ssh-keys", {"name": self.unique("key"), "public_key": new_public_key()}, self.auth)
+        assert answer.status == 201, answer.body
+        return answer.json["id"]
+
+    def new_firewall(self):
+        answer = self.post("/firewalls", {"name": self.unique("fw"), "inbound_rules": [
+            {"protocol": "tcp", "ports": "22", "sources": {"addresses": ["192.0.2.0/24"]}}]}, self.auth)
+        assert answer.status == 202, answer.body
+        return answer.json["id"]
+
+    def new_vpc(self):
+        """A VPC of its own in 10.200.0.0/16 (clear of CP_VPC_POOL and the cloud's own), skipping fuzzed ones."""
+        for _ in range(256):
+            self.serial += 1
+            answer = self.post("/vpcs", {"name": self.unique("vpc"), "region": "ams3",
+                                         "ip_range": f"10.200.{self.serial % 256}.0/24"}, self.auth)
+            if answer.status != 409:
+                assert answer.status == 202, answer.body
+                return answer.json["id"]
+        pytest.fail("no free /24 left in 10.200.0.0/16")
 
     # -- one generated case
 
@@ -394,6 +454,14 @@ class Deployment:
             "DELETE /servers/{server_id}": lambda: {"server_id": self.new_server()["id"]},
             "GET /operations/{operation_id}": lambda: {"operation_id": self.ready["operation"]},
             "POST /operations/{operation_id}/cancel": lambda: {"operation_id": self.new_server()["operation"]},
+            "GET /ssh-keys/{key_id}": lambda: {"key_id": self.key},
+            "DELETE /ssh-keys/{key_id}": lambda: {"key_id": self.new_key()},
+            "GET /firewalls/{firewall_id}": lambda: {"firewall_id": self.firewall_id},
+            "PATCH /firewalls/{firewall_id}": lambda: {"firewall_id": self.new_firewall()},
+            "DELETE /firewalls/{firewall_id}": lambda: {"firewall_id": self.new_firewall()},
+            "GET /vpcs/{vpc_id}": lambda: {"vpc_id": self.vpc_id},
+            "DELETE /vpcs/{vpc_id}": lambda: {"vpc_id": self.new_vpc()},
+            "GET /workspaces/{workspace_name}": lambda: {"workspace_name": "default"},
         }
         if label == "POST /auth/logout":
             headers = {}  # never the module's own session
@@ -587,7 +655,9 @@ def test_cors_grants_only_the_allowed_origin(deployment):
 
 
 def test_cloud_failures_are_502_and_503(deployment, sandbox):
-    refused = call(deployment, "POST /servers", body=dict(VALID_SERVER, ssh_keys=[12345]), expect=502)
+    # An allow-list naming an image the cloud does not have: the platform takes it, the cloud refuses it.
+    with installed_settings(deployment.installed, CP_ALLOWED_IMAGES="debian-12-x64,no-such-image"):
+        refused = call(deployment, "POST /servers", body=dict(VALID_SERVER, image="no-such-image"), expect=502)
     assert refused.json()["type"] == "urn:cloudprovisioner:problem:cloud-error"
     actions = f"/v2/droplets/{deployment.get('/servers/' + deployment.ready['id']).json['instance_id']}/actions"
     fault = {"status": 500, "method": "POST", "path_prefix": actions}
