@@ -89,7 +89,7 @@ def _targets(config, value):
         if key not in checks:
             raise ValueError(f"unknown field {key!r}; use addresses, servers or tags")
         try:
-            clean[key] = list_of(checks[key], MAX_TARGETS)(item)
+            clean[key] = list_of(checks[key], MAX_TARGETS, commas=False)(item)
         except ValueError as exc:
             raise ValueError(f"{key}: {exc}") from None
     clean = {key: items for key, items in clean.items() if items}
@@ -379,4 +379,5 @@ def _require_in_cloud(rows):
             raise Problem(409, "firewall-failed", f"the firewall {row['name']} could not be made: "
                                                   f"{row['status_reason']}; change its rules to try again")
         raise Problem(503, "firewall-not-ready", f"the firewall {row['name']} is not made in the cloud yet; "
-                                                 "try again shortly", headers=[("Retry-After", "30")])
+                                                 "the monitor will make it within a minute or two",
+                      headers=[("Retry-After", "60")])

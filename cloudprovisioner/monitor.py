@@ -153,8 +153,8 @@ class Run:
         rows = self.db.query(f"SELECT {module.COLUMNS}, tenant_id, "
                              "TIMESTAMPDIFF(SECOND, updated_at, UTC_TIMESTAMP()) AS age "
                              f"FROM {table} WHERE status IN ('pending', 'ready', 'deleting') ORDER BY id")
-        if not rows:
-            return
+        if not rows and not self.db.one(f"SELECT 1 AS made FROM {table} LIMIT 1"):
+            return  # this platform never made one: nothing in the cloud can be ours
         self._guard_rate_limit()
         lister = provider.list_vpcs if table == "vpcs" else provider.list_firewalls
         listed = {item["id"]: item for item in lister(self.config, self.budget)}

@@ -160,8 +160,8 @@ def create_server(request):
     fields = validate(request.fields(), create_schema(config))
     user_data = _user_data(fields["user_data"])
     workspace = _workspace(request, fields["workspace"])
+    key_ids = sshkeys.cloud_ids(request, fields["ssh_keys"])  # before the network: a bad key makes nothing
     firewall_ids, vpc = _network(request, fields)
-    key_ids = sshkeys.cloud_ids(request, fields["ssh_keys"])
     server_id = request.audit_target = new_id()
     with db.transaction():
         db.update(
@@ -252,8 +252,8 @@ def _vpc(request, fields):
     if row["status"] == "error":
         raise Problem(409, "vpc-failed", f"the VPC {row['name']} could not be made: {row['status_reason']}")
     if row["cloud_id"] is None:
-        raise Problem(503, "vpc-not-ready", f"the VPC {row['name']} is not made in the cloud yet; try again shortly",
-                      headers=[("Retry-After", "30")])
+        raise Problem(503, "vpc-not-ready", f"the VPC {row['name']} is not made in the cloud yet; the monitor "
+                      "will make it within a minute or two", headers=[("Retry-After", "60")])
     return row
 
 

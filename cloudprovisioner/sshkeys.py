@@ -348,8 +348,9 @@ def _forget_in_cloud(request, row):
 
 
 def cloud_ids(request, key_ids):
-    """The cloud account's key ids for the tenant's keys named in a server create, registering
-    any key the cloud has not seen yet (a 422 names an unknown key)."""
+    """The cloud account's key ids for the tenant's keys named in a server create (a 422 names an
+    unknown key). Each is looked up by fingerprint every time, one call a key: a key someone removed
+    from the account behind our back is added again instead of failing the create."""
     from . import provider
     from .servers import cloud_problem
     if not key_ids:
@@ -364,15 +365,15 @@ def cloud_ids(request, key_ids):
     found = []
     for key_id in key_ids:
         row = rows[key_id]
-        if row["cloud_key_id"] is None:
-            try:
-                row["cloud_key_id"] = provider.register_key(
-                    request.config, provider.request_budget(request.config), public_key=row["public_key"],
-                    name=f"{request.config.platform_tag}-{row['fingerprint'].replace(':', '')}",
-                    fingerprint=row["fingerprint"])
-            except provider.CloudError as exc:
-                raise cloud_problem(exc) from None
+        try:
+            cloud_key_id = provider.register_key(
+                request.config, provider.request_budget(request.config), public_key=row["public_key"],
+                name=f"{request.config.platform_tag}-{row['fingerprint'].replace(':', '')}",
+                fingerprint=row["fingerprint"])
+        except provider.CloudError as exc:
+            raise cloud_problem(exc) from None
+        if cloud_key_id != row["cloud_key_id"]:
             request.db.update("UPDATE ssh_keys SET cloud_key_id = %s WHERE fingerprint = %s",
-                              (row["cloud_key_id"], row["fingerprint"]))
-        found.append(row["cloud_key_id"])
+                              (cloud_key_id, row["fingerprint"]))
+        found.append(cloud_key_id)
     return found

@@ -83,10 +83,11 @@ def one_of(allowed, what):
     return check
 
 
-def list_of(item_check, max_items):
-    """A list (or, from a form, a comma-separated string) of checked items, deduplicated."""
+def list_of(item_check, max_items, commas=True):
+    """A list (or, from a form, a comma-separated string) of checked items, deduplicated.
+    `commas=False` for lists inside JSON objects, which no form can send."""
     def check(value):
-        if isinstance(value, str):
+        if isinstance(value, str) and commas:
             value = [part.strip() for part in value.split(",") if part.strip()]
         if not isinstance(value, list):
             raise ValueError("must be a list")
