@@ -9,7 +9,7 @@ import uuid
 from . import auth
 from .errors import Problem
 from .ids import new_id
-from .validation import Field, one_of, text, validate
+from .validation import Field, boolean, one_of, text, validate
 from .web import Response
 
 EMAIL_PATTERN = r"[^@\s]+@[^@\s]+\.[^@\s]+"
@@ -155,7 +155,7 @@ def update_user(request):
     fields = validate(request.fields(), {
         "name": Field(text(255, allow_empty=False)),
         "role": Field(one_of(auth.ROLES, "role")),
-        "disabled": Field(_boolean),
+        "disabled": Field(boolean),
     })
     db, tenant_id = request.db, request.principal.tenant_id
     user_id = request.audit_target = request.params["user_id"]
@@ -187,15 +187,6 @@ def delete_user(request):
                   (user_id,))
         _end_sessions(db, user_id, "account deleted")
     return Response(204)
-
-
-def _boolean(value):
-    # `is`, not `in`: 1 == True in Python, and a JSON number is not a boolean.
-    if value is True or value in ("true", "1"):
-        return True
-    if value is False or value in ("false", "0"):
-        return False
-    raise ValueError("must be true or false")
 
 
 def _locked_user(db, tenant_id, user_id):

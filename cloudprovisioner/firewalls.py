@@ -18,7 +18,7 @@ import json
 from . import networks, operations
 from .errors import Problem, invalid
 from .ids import looks_like_id
-from .validation import Field, list_of, text, validate
+from .validation import Field, boolean, list_of, text, validate
 from .web import Response, list_page, list_query
 
 NAME_PATTERN = r"[a-z0-9][a-z0-9-]{0,62}"
@@ -139,14 +139,8 @@ def schema(config, partial=False):
         "inbound_rules": Field(list_of(_rule(config, "sources"), MAX_RULES), required=not partial),
         "outbound_rules": Field(list_of(_rule(config, "destinations"), MAX_RULES),
                                 **({} if partial else {"default": OPEN_OUTBOUND})),
-        "allow_all_ports_from_anywhere": Field(_flag, default=False),
+        "allow_all_ports_from_anywhere": Field(boolean, default=False),
     }
-
-
-def _flag(value):
-    if not isinstance(value, bool):
-        raise ValueError("must be true or false")
-    return value
 
 
 def _check_rules(request, fields):

@@ -160,6 +160,8 @@ def _settle(db, table, row, status, kind, outcome, reason=""):
     sets = "status = %s, status_reason = %s, updated_at = UTC_TIMESTAMP(6)"
     if status == "deleted":
         sets += ", live = NULL, deleted_at = UTC_TIMESTAMP(6)"
+    elif status == "error" and table == "vpcs" and not row["cloud_id"]:
+        sets += ", live = NULL"  # a VPC the cloud refused holds no range (and no name) of ours
     if "revision" in row and status == "ready":
         sets += ", applied_revision = revision"
     with db.transaction():

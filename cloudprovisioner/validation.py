@@ -20,9 +20,15 @@ class Field:
         self.default = default
 
 
+class FormFields(dict):
+    """Fields from an HTML form (every value a string, or a list of them for a repeated name):
+    only these may give a list as a comma-separated string; JSON has arrays for that."""
+
+
 def validate(data, schema):
     errors = {}
     clean = {}
+    form = isinstance(data, FormFields)
     for name in data:
         if name not in schema:
             errors[name] = "unknown field"
@@ -33,6 +39,9 @@ def validate(data, schema):
                 errors[name] = "required"
             elif field.default is not MISSING:
                 clean[name] = field.default
+            continue
+        if isinstance(value, str) and getattr(field.check, "commas", False) and not form:
+            errors[name] = "must be a list (a JSON array)"
             continue
         try:
             clean[name] = field.check(value)
@@ -102,7 +111,18 @@ def list_of(item_check, max_items, commas=True):
             if item not in clean:
                 clean.append(item)
         return clean
+    check.commas = commas
     return check
+
+
+def boolean(value):
+    """true or false; from a form (where everything is text) also "true"/"false" and "1"/"0"."""
+    # `is`, not `in`: 1 == True in Python, and a JSON number is not a boolean.
+    if value is True or value in ("true", "1"):
+        return True
+    if value is False or value in ("false", "0"):
+        return False
+    raise ValueError("must be true or false")
 
 
 def integer(minimum, maximum):

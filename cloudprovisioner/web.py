@@ -204,7 +204,8 @@ def _form_fields(text):
         pairs = parse_pairs(text)
     except ValueError:
         raise Problem(400, "malformed-body", "malformed form body") from None
-    return {key: values[0] if len(values) == 1 else values for key, values in pairs.items()}
+    from .validation import FormFields
+    return FormFields({key: values[0] if len(values) == 1 else values for key, values in pairs.items()})
 
 
 def parse_pairs(text):

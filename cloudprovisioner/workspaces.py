@@ -6,6 +6,8 @@ workspaces existed (workspace_id NULL) count as the default workspace's.
 Workspaces live only here: the cloud never hears of them.
 """
 
+import re
+
 from .errors import Problem
 from .ids import new_id
 from .validation import Field, text, validate
@@ -65,6 +67,8 @@ def get_workspace(request):
 def find(request, name):
     """The tenant's workspace called `name`, or None; the default one is made on first use."""
     db, tenant_id = request.db, request.principal.tenant_id
+    if not re.fullmatch(NAME_PATTERN, name):
+        return None  # the collation would match "SHOP" or "shop " to "shop": no name but an exact one
     row = db.one(f"SELECT {COLUMNS} FROM workspaces WHERE tenant_id = %s AND name = %s", (tenant_id, name))
     if row is None and name == DEFAULT:
         db.insert_new("INSERT INTO workspaces (id, tenant_id, name, description, created_at) "

@@ -717,9 +717,13 @@ def test_a_create_the_cloud_refuses_is_422_and_the_row_is_error(admin, db, sandb
     operation = admin.get(f"/operations?target={stored['id']}").json[0]
     assert operation["status"] == "failed" and "overlaps" in operation["error"]
     assert ours_in_cloud(sandbox, "vpcs") == {}
-    # The dead row can be deleted (nothing to remove in the cloud), and its name used again.
-    assert admin.delete(f"/vpcs/{stored['id']}").json["status"] == "deleted"
+    # The refused row holds neither its range nor its name: a range next to the cloud's is ours to try
+    # (and refused by the cloud alone, not by our own dead row), and the name is free at once.
+    again = assert_problem(admin.post("/vpcs", {"name": "backend2", "region": "nyc3", "ip_range": "10.10.0.0/20"}), 422)
+    assert again["type"].endswith(":cloud-refused")
     assert make_vpc(admin, "backend", "nyc3", "10.20.0.0/16")["status"] == "ready"
+    # The dead row can still be deleted (nothing to remove in the cloud).
+    assert admin.delete(f"/vpcs/{stored['id']}").json["status"] == "deleted"
 
 
 @pytest.mark.parametrize("table", ["firewalls", "vpcs"])
@@ -920,3 +924,31 @@ def test_another_tenant_sees_none_of_the_keys_firewalls_vpcs_and_workspaces(admi
     for path in ("/ssh-keys", "/firewalls", "/vpcs"):
         assert not acme & {item["id"] for item in globex.get(path).json}, path
 
+
+
+# -- what a JSON body and a form may say ------------------------------------------------------------------------
+
+@pytest.mark.parametrize("body", [
+    {"name": "x", "inbound_rules": ""},
+    {"name": "x", "inbound_rules": [], "outbound_rules": "tcp"},
+])
+def test_json_lists_are_arrays_not_comma_strings(admin, db, body):
+    problem = assert_problem(admin.post("/firewalls", body), 422)
+    assert "must be a list" in str(problem["errors"])
+    assert_problem(admin.post("/servers", dict(SERVER, tags="web,db")), 422)
+    assert count(db, "firewalls") == 0 and count(db, "servers") == 0
+
+
+def test_a_form_may_say_true_for_the_world_open_flag(admin):
+    answer = admin.request("POST", "/firewalls", {"name": "closed", "inbound_rules": "",
+                                                  "allow_all_ports_from_anywhere": "true"},
+                           "application/x-www-form-urlencoded")
+    assert answer.status == 202, answer.body
+    assert answer.json["inbound_rules"] == []
+
+
+def test_a_workspace_is_found_by_its_exact_name_only(admin):
+    assert admin.post("/workspaces", {"name": "shop"}).status == 201
+    assert admin.get("/workspaces/shop").status == 200
+    for other in ("SHOP", "Shop", "shop%20"):
+        assert_problem(admin.get(f"/workspaces/{other}"), 404)
