@@ -11,9 +11,9 @@ running, succeeded, failed, cancelled.
 import json
 
 from .errors import Problem
-from .ids import cursor_for, id_cursor, new_id
-from .validation import Field, integer, one_of, text, validate
-from .web import Response, page
+from .ids import new_id
+from .validation import Field, one_of, text
+from .web import Response, list_page, list_query
 
 KINDS = ("server.create", "server.delete", "server.reboot", "server.power_off", "server.power_on",
          "firewall.create", "firewall.update", "firewall.delete", "vpc.create", "vpc.delete")
@@ -59,23 +59,18 @@ def load(db, tenant_id, operation_id, lock=False):
 
 def list_operations(request):
     """GET /api/operations: the tenant's, newest first; filters status, kind, target."""
-    args = validate({name: request.arg(name) for name in request.query}, {
+    args = list_query(request, {
         "status": Field(one_of(STATUSES, "status")),
         "kind": Field(one_of(KINDS, "kind")),
         "target": Field(text(26, r"[0-9a-z]{26}", "must be a server, firewall or VPC id")),
-        "limit": Field(integer(1, 200), default=request.config.page_size),
-        "cursor": Field(id_cursor),
     })
     where, params = ["tenant_id = %s"], [request.principal.tenant_id]
-    for name, condition in (("status", "status = %s"), ("kind", "kind = %s"), ("target", "target_id = %s"),
-                            ("cursor", "id < %s")):
+    for name, condition in (("status", "status = %s"), ("kind", "kind = %s"), ("target", "target_id = %s")):
         if name in args:
             where.append(condition)
             params.append(args[name])
-    rows = request.db.query(f"SELECT {COLUMNS} FROM operations WHERE {' AND '.join(where)} "
-                            "ORDER BY id DESC LIMIT %s", (*params, args["limit"] + 1))
-    rows, headers = page(request, "/operations", args, rows, lambda last: cursor_for(last["id"]))
-    return Response(200, [represent(row) for row in rows], headers)
+    return list_page(request, "/operations", f"SELECT {COLUMNS} FROM operations", where, params, args, represent,
+                     newest_first=True)
 
 
 def get_operation(request):

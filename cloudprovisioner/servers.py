@@ -8,9 +8,9 @@ process dies in between, the monitor still finds the droplet by its tag.
 import json
 
 from .errors import Problem, invalid
-from .ids import cursor_for, id_cursor, looks_like_id, new_id
-from .validation import Field, byte_text, integer, list_of, one_of, text, validate
-from .web import Response, page
+from .ids import looks_like_id, new_id
+from .validation import Field, byte_text, list_of, one_of, text, validate
+from .web import Response, list_page, list_query
 
 STATUSES = ("pending", "ready", "error", "deleting", "deleted")
 
@@ -75,12 +75,11 @@ def create_schema(config):
 
 
 def list_schema(config):
+    """The list's own filters (list_query adds the page's limit and cursor)."""
     from .workspaces import name_field
     return {
         "status": Field(one_of(STATUSES, "status")),
         "workspace": Field(name_field()),
-        "limit": Field(integer(1, 200), default=config.page_size),
-        "cursor": Field(id_cursor),
         "include_deleted": Field(one_of(("true", "false"), "value"), default="false"),
     }
 
@@ -117,8 +116,7 @@ def load_row(request, server_id):
 
 
 def list_servers(request):
-    query = {name: request.arg(name) for name in request.query}
-    args = validate(query, list_schema(request.config))
+    args = list_query(request, list_schema(request.config))
     where, params = ["tenant_id = %s"], [request.principal.tenant_id]
     if "status" in args:
         where.append("status = %s")
@@ -133,13 +131,7 @@ def list_servers(request):
         condition, values = workspaces.member_condition(workspace)
         where.append(condition)
         params += values
-    if "cursor" in args:
-        where.append("id > %s")
-        params.append(args["cursor"])
-    sql = f"SELECT {COLUMNS} FROM servers WHERE {' AND '.join(where)} ORDER BY id LIMIT %s"
-    rows = request.db.query(sql, (*params, args["limit"] + 1))
-    rows, headers = page(request, "/servers", args, rows, lambda last: cursor_for(last["id"]))
-    return Response(200, [represent(row) for row in rows], headers)
+    return list_page(request, "/servers", f"SELECT {COLUMNS} FROM servers", where, params, args, represent)
 
 
 def get_server(request):

@@ -195,11 +195,8 @@ def test_fields_match_the_validation_schemas():
         assert _schema(name)["additionalProperties"] is False
     for field, key in (("region", "CP_ALLOWED_REGIONS"), ("size", "CP_ALLOWED_SIZES"), ("image", "CP_ALLOWED_IMAGES")):
         assert _schema("ServerCreate")["properties"][field]["enum"] == config.get_list(key)
-    assert _query_names("/servers") == set(servers.list_schema(config))
+    assert _query_names("/servers") == set(servers.list_schema(config)) | {"limit", "cursor"}  # list_query's
     assert _query_names("/audit") == set(audit._list_schema())
-    source = _handler_source("operations:list_operations")
-    assert all(f'"{name}": Field(' in source for name in _query_names("/operations"))
-    assert source.count("Field(") == len(_query_names("/operations"))
 
 
 def test_network_fields_match_the_validation_schemas():
@@ -225,7 +222,8 @@ def test_network_fields_match_the_validation_schemas():
             assert source.count("Field(") == len(_schema(name)["properties"]), name
             assert _schema(name)["additionalProperties"] is False
     for path, handler in (("/ssh-keys", "sshkeys:list_keys"), ("/firewalls", "firewalls:list_firewalls"),
-                          ("/vpcs", "vpcs:list_vpcs"), ("/workspaces", "workspaces:list_workspaces")):
+                          ("/vpcs", "vpcs:list_vpcs"), ("/workspaces", "workspaces:list_workspaces"),
+                          ("/operations", "operations:list_operations")):
         source = _handler_source(handler)
         # list_query adds the page's limit and cursor to the handler's own filters.
         paged = {"limit", "cursor"} if "list_query(request" in source else set()
