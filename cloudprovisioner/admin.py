@@ -1,4 +1,4 @@
-"""Administration commands (`cloudprovisioner-admin`): the schema, the signing secret, the first admin."""
+"""Administration commands (`cloudprovisioner-admin`): the schema, the secrets, the first admin."""
 
 import argparse
 import getpass
@@ -10,25 +10,47 @@ from . import config as configuration
 from . import migrate
 from .errors import Problem
 
-SECRET_KEY = "CP_JWT_SECRET"
+SECRET_KEYS = ("CP_JWT_SECRET", "CP_VMCP_KEY_SECRET")
+PLATFORM_KEY = "CP_VMCP_PLATFORM_KEY"
+PLATFORM_KEY_FILE = "vmcp-platform-key.pem"
 
 
 def ensure_secret(path):
-    """Write a random CP_JWT_SECRET into the env file unless a long enough one is there.
+    """Fill in what a fresh install lacks; answer what was made. Random CP_JWT_SECRET and
+    CP_VMCP_KEY_SECRET unless long enough ones are there, and, unless CP_VMCP_PLATFORM_KEY names
+    one, a platform VMCP signing key in a file beside the env file, readable like the env file.
 
-    The file keeps its mode and group (python-dotenv rewrites it through a new file).
+    The env file keeps its mode and group (python-dotenv rewrites it through a new file).
     """
     from dotenv import dotenv_values, set_key
 
     from .auth import MIN_SECRET_LENGTH
-    if len(dotenv_values(path).get(SECRET_KEY) or "") >= MIN_SECRET_LENGTH:
-        return False
+    values, made = dotenv_values(path), []
     before = os.stat(path)
-    set_key(path, SECRET_KEY, secrets.token_urlsafe(48), quote_mode="never")
+    for key in SECRET_KEYS:
+        if len(values.get(key) or "") < MIN_SECRET_LENGTH:
+            set_key(path, key, secrets.token_urlsafe(48), quote_mode="never")
+            made.append(key)
+    if not values.get(PLATFORM_KEY):
+        key_path = os.path.join(os.path.dirname(os.path.abspath(path)), PLATFORM_KEY_FILE)
+        if not os.path.exists(key_path):
+            _write_platform_key(key_path, before)
+            made.append(key_path)
+        set_key(path, PLATFORM_KEY, key_path, quote_mode="never")
+        made.append(PLATFORM_KEY)
     os.chmod(path, before.st_mode & 0o7777)
     if os.geteuid() == 0:
         os.chown(path, before.st_uid, before.st_gid)
-    return True
+    return made
+
+
+def _write_platform_key(key_path, like):
+    from . import vmcpkeys
+    descriptor = os.open(key_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o640)
+    with os.fdopen(descriptor, "w") as handle:
+        handle.write(vmcpkeys.private_pem(vmcpkeys.generate(2048)))
+    if os.geteuid() == 0:
+        os.chown(key_path, like.st_uid, like.st_gid)
 
 
 def read_password(path):
@@ -70,7 +92,8 @@ def main(argv=None, sql_dir=None):
     commands = parser.add_subparsers(dest="command", required=True)
     migrate_parser = commands.add_parser("migrate", help="apply the SQL migrations not yet applied")
     migrate_parser.add_argument("--sql-dir", default=sql_dir, required=sql_dir is None)
-    commands.add_parser("ensure-secret", help=f"generate {SECRET_KEY} in the env file if it is missing")
+    commands.add_parser("ensure-secret", help=f"generate {', '.join(SECRET_KEYS)} and a platform VMCP key "
+                                              "if they are missing")
     admin_parser = commands.add_parser("create-admin", help="create the first platform admin")
     admin_parser.add_argument("--email", required=True)
     admin_parser.add_argument("--name", required=True)
@@ -80,8 +103,8 @@ def main(argv=None, sql_dir=None):
     try:
         if args.command == "ensure-secret":
             path = args.config or os.environ.get(configuration.CONFIG_PATH_VARIABLE)
-            if ensure_secret(path):
-                print(f"generated {SECRET_KEY} in {path}")
+            for made in ensure_secret(path):
+                print(f"generated {made} ({path})")
             return 0
         config = configuration.load(path=args.config)
         if args.command == "migrate":

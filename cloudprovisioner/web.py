@@ -55,13 +55,25 @@ ROUTES = [
     ("/workspaces", {"GET": ("workspaces:list_workspaces", "network:read"),
                      "POST": ("workspaces:create_workspace", "network:write")}),
     ("/workspaces/{workspace_name}", {"GET": ("workspaces:get_workspace", "network:read")}),
+    ("/vmcp-configs", {"GET": ("vmcp:list_configs", "vmcp:read"),
+                       "POST": ("vmcp:create_config", "vmcp:write")}),
+    ("/vmcp-configs/{config_id}", {"GET": ("vmcp:get_config", "vmcp:read"),
+                                   "PATCH": ("vmcp:update_config", "vmcp:write"),
+                                   "DELETE": ("vmcp:delete_config", "vmcp:write")}),
+    ("/vmcp-key", {"GET": ("vmcp:get_key", "vmcp:read"),
+                   "POST": ("vmcp:set_key", "vmcp:keys"),
+                   "DELETE": ("vmcp:delete_key", "vmcp:keys")}),
     ("/audit", {"GET": ("audit:list_entries", "audit:read")}),
     ("/openapi.json", {"GET": ("observability:openapi_document", PUBLIC)}),
     ("/version", {"GET": ("observability:version", PUBLIC)}),
     ("/metrics", {"GET": ("observability:metrics", PUBLIC)}),  # admins, or the scrape token: it checks itself
 ]
-# Outside /api: Apache maps /health onto the same script with an empty SCRIPT_NAME.
+# Outside /api, Apache maps these public GETs onto the same script (apache/cloudprovisioner.conf):
+# /health with an empty SCRIPT_NAME, the VMCP responder as /cgi-bin/vmcp?config=<id> and /vmcp/<id>.
 HEALTH = ("", "/health")
+OUTSIDE_API = {HEALTH: ("/health", "observability:health"),
+               ("/cgi-bin/vmcp", "/"): ("/cgi-bin/vmcp", "vmcp:respond")}
+VMCP_PRETTY = "/vmcp"
 CORS_HEADERS = "Authorization, Content-Type, Idempotency-Key, X-Request-Id"
 CORS_EXPOSED = "Location, Link, Retry-After, X-Request-Id, Operation-Location, Idempotent-Replayed, WWW-Authenticate"
 _SEGMENTS = [(template.strip("/").split("/"), methods) for template, methods in ROUTES]
@@ -328,15 +340,16 @@ def request_id(environ):
 
 def _route(request):
     """The handler and permission for this path and method, or a 404 or 405."""
-    if (request.script_name, request.path) == HEALTH:
-        request.route, request.action = "/health", "observability.health"
+    outside = _outside_api(request)
+    if outside is not None:
+        route, target = outside
+        request.route, request.action = route, target.replace(":", ".")
         if request.method == "OPTIONS":
             return _preflight("GET, OPTIONS"), PUBLIC
         if request.method != "GET":
             raise Problem(405, "method-not-allowed", f"{request.method} is not allowed here; use GET",
                           headers=[("Allow", "GET, OPTIONS")])
-        from . import observability
-        return observability.health, PUBLIC
+        return _handler(target), PUBLIC
     params, methods = match_route(request.path)
     if methods is None:
         raise not_found("path")
@@ -350,11 +363,28 @@ def _route(request):
                       headers=[("Allow", allow)])
     request.params = params
     handler_name, permission = target
-    module_name, function_name = handler_name.split(":")
+    request.action = handler_name.replace(":", ".")
+    return _handler(handler_name), permission
+
+
+def _outside_api(request):
+    """(route, handler) for the public paths outside /api, else None."""
+    found = OUTSIDE_API.get((request.script_name, request.path))
+    if found is None and request.script_name == VMCP_PRETTY:
+        from .ids import looks_like_id
+        config_id = request.path.strip("/")
+        if looks_like_id(config_id):
+            request.params = {"config_id": config_id}
+            found = ("/vmcp/{config_id}", "vmcp:respond")
+    return found
+
+
+def _handler(name):
+    """The function `module:function` names, importing only its module."""
+    module_name, function_name = name.split(":")
     module_path = f"{__package__}.{module_name}"
     __import__(module_path)  # importlib itself would be one more import to pay for
-    request.action = f"{module_name}.{function_name}"
-    return getattr(sys.modules[module_path], function_name), permission
+    return getattr(sys.modules[module_path], function_name)
 
 
 def _preflight(allow):

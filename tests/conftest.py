@@ -25,7 +25,7 @@ from tests.support import TEST_SECRET, TEST_TOKEN, Client, MailServer, knob, mak
 ROOT = Path(__file__).resolve().parents[1]
 # Children before parents, so foreign keys never object.
 EVERY_TABLE = ("counters", "service_state", "idempotency_keys", "operations", "servers", "firewalls", "vpcs",
-               "workspaces", "ssh_keys", "audit_log",
+               "workspaces", "ssh_keys", "vmcp_configs", "vmcp_keys", "audit_log",
                "login_throttle", "outbox", "api_tokens", "refresh_tokens", "sessions", "users", "tenants")
 
 
@@ -69,8 +69,18 @@ def smtp():
 
 
 @pytest.fixture(scope="session")
-def base_values(mariadb, sandbox, smtp):
+def platform_vmcp_key(stack_dir):
+    """The platform's VMCP signing key, made by openssl as a sysadmin would."""
+    path = stack_dir / "vmcp-platform-key.pem"
+    subprocess.run(["openssl", "genpkey", "-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:2048", "-out", str(path)],
+                   check=True, capture_output=True)
+    return path
+
+
+@pytest.fixture(scope="session")
+def base_values(mariadb, sandbox, smtp, platform_vmcp_key):
     return {
+        "CP_VMCP_KEY_SECRET": "vmcp-test-secret-" + "x" * 32, "CP_VMCP_PLATFORM_KEY": str(platform_vmcp_key),
         "CP_DB_SOCKET": mariadb.socket, "CP_DB_NAME": "cp_test", "CP_DB_USER": "cp_app",
         "CP_DB_PASSWORD": mariadb.db_password, "CP_DO_TOKEN": TEST_TOKEN,
         "CP_DO_API_URL": sandbox, "CP_DO_TIMEOUT": "5", "CP_JWT_SECRET": TEST_SECRET,

@@ -338,15 +338,21 @@ def test_create_admin_refuses_a_weak_password(values, tmp_path, capsys):
     assert code == 1 and "at least 10 characters" in capsys.readouterr().err
 
 
-def test_ensure_secret_writes_one_and_keeps_the_file_mode(tmp_path):
+def test_ensure_secret_writes_what_is_missing_once_and_keeps_the_file_mode(tmp_path):
     env = tmp_path / "cp.env"
     env.write_text("CP_DB_NAME=x\nCP_JWT_SECRET=\n")
     env.chmod(0o640)
-    assert admin_commands.ensure_secret(str(env)) is True
+    key_file = tmp_path / "vmcp-platform-key.pem"
+    assert admin_commands.ensure_secret(str(env)) == ["CP_JWT_SECRET", "CP_VMCP_KEY_SECRET", str(key_file),
+                                                      "CP_VMCP_PLATFORM_KEY"]
     secret = configuration_value(env, "CP_JWT_SECRET")
     assert len(secret) >= 32 and oct(env.stat().st_mode & 0o777) == "0o640"
+    assert len(configuration_value(env, "CP_VMCP_KEY_SECRET")) >= 32
+    assert configuration_value(env, "CP_VMCP_PLATFORM_KEY") == str(key_file)
+    assert oct(key_file.stat().st_mode & 0o777) == "0o640"
+    assert key_file.read_text().startswith("-----BEGIN PRIVATE KEY-----")
     assert "CP_DB_NAME=x" in env.read_text()
-    assert admin_commands.ensure_secret(str(env)) is False
+    assert admin_commands.ensure_secret(str(env)) == []
     assert configuration_value(env, "CP_JWT_SECRET") == secret
 
 

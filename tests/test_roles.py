@@ -18,6 +18,7 @@ ROLES = ("viewer", "developer", "operator", "admin")
 SERVER = {"name": "web-1", "region": "nyc3", "size": "s-1vcpu-1gb", "image": "ubuntu-24-04-x64"}
 FIREWALL = {"name": "web", "inbound_rules": [{"protocol": "tcp", "ports": "443",
                                               "sources": {"addresses": ["0.0.0.0/0", "::/0"]}}]}
+VMCP_CONFIG = {"name": "analysis-vm", "secret": "s3cret", "memory": 2048, "cpus": 2, "flags": 49}
 _VPC_RANGES = iter(f"192.168.{n}.0/24" for n in range(256))
 PASSWORD = "long enough password"
 CHALLENGE = 'Bearer realm="cloudprovisioner"'
@@ -58,6 +59,14 @@ EXPECTED_LEAST_ROLE = {
     ("GET", "/workspaces"): "viewer",
     ("POST", "/workspaces"): "operator",
     ("GET", "/workspaces/{workspace_name}"): "viewer",
+    ("GET", "/vmcp-configs"): "viewer",
+    ("POST", "/vmcp-configs"): "operator",
+    ("GET", "/vmcp-configs/{config_id}"): "viewer",
+    ("PATCH", "/vmcp-configs/{config_id}"): "operator",
+    ("DELETE", "/vmcp-configs/{config_id}"): "operator",
+    ("GET", "/vmcp-key"): "viewer",
+    ("POST", "/vmcp-key"): "admin",
+    ("DELETE", "/vmcp-key"): "admin",
     ("GET", "/audit"): "admin",
 }
 # Anyone may call these (they authenticate the caller themselves, if at all).
@@ -158,6 +167,15 @@ class Scene:
         assert answer.status == 201, answer.body
         return answer.json["name"]
 
+    def vmcp_config(self):
+        answer = self.admin.post("/vmcp-configs", dict(VMCP_CONFIG, name=f"vm-{new_id()}"))
+        assert answer.status == 201, answer.body
+        return answer.json["id"]
+
+    def vmcp_key(self):
+        answer = self.admin.post("/vmcp-key", {"generate": True})
+        assert answer.status == 201, answer.body
+
     def own_token(self):
         """A token of the caller's own (DELETE /tokens/<id> only finds the caller's tokens)."""
         answer = self.owner.post("/tokens", {"name": "mine"})
@@ -211,6 +229,14 @@ REQUESTS = {
     ("GET", "/workspaces"): lambda s: ("/workspaces", None, 200),
     ("POST", "/workspaces"): lambda s: ("/workspaces", {"name": "team-b"}, 201),
     ("GET", "/workspaces/{workspace_name}"): lambda s: (f"/workspaces/{s.workspace()}", None, 200),
+    ("GET", "/vmcp-configs"): lambda s: ("/vmcp-configs", None, 200),
+    ("POST", "/vmcp-configs"): lambda s: ("/vmcp-configs", VMCP_CONFIG, 201),
+    ("GET", "/vmcp-configs/{config_id}"): lambda s: (f"/vmcp-configs/{s.vmcp_config()}", None, 200),
+    ("PATCH", "/vmcp-configs/{config_id}"): lambda s: (f"/vmcp-configs/{s.vmcp_config()}", {"cpus": 4}, 200),
+    ("DELETE", "/vmcp-configs/{config_id}"): lambda s: (f"/vmcp-configs/{s.vmcp_config()}", None, 204),
+    ("GET", "/vmcp-key"): lambda s: ("/vmcp-key", None, 200),
+    ("POST", "/vmcp-key"): lambda s: ("/vmcp-key", {"generate": True}, 201),
+    ("DELETE", "/vmcp-key"): lambda s: (s.vmcp_key() or "/vmcp-key", None, 204),
 }
 
 
@@ -233,6 +259,8 @@ def snapshot(db, sandbox):
             db.query("SELECT id, name, status, revision, cloud_id FROM firewalls ORDER BY id"),
             db.query("SELECT id, name, status, cloud_id FROM vpcs ORDER BY id"),
             db.query("SELECT id, name FROM workspaces ORDER BY id"),
+            db.query("SELECT id, tenant_id, name, secret, parameters FROM vmcp_configs ORDER BY id"),
+            db.query("SELECT tenant_id, fingerprint FROM vmcp_keys ORDER BY tenant_id"),
             cloud_listing(sandbox, "firewalls"), cloud_listing(sandbox, "vpcs"),
             db.query("SELECT id, tenant_id, email, name, role, disabled, deleted_at FROM users ORDER BY id"),
             db.query("SELECT id, user_id, role, revoked_at FROM api_tokens ORDER BY id"),
@@ -348,6 +376,9 @@ ISOLATION_CASES = {
     ("GET", "/vpcs/{vpc_id}"): None,
     ("DELETE", "/vpcs/{vpc_id}"): None,
     ("GET", "/workspaces/{workspace_name}"): None,
+    ("GET", "/vmcp-configs/{config_id}"): None,
+    ("PATCH", "/vmcp-configs/{config_id}"): {"secret": "stolen", "userData": "#!/bin/sh\nrm -rf /"},
+    ("DELETE", "/vmcp-configs/{config_id}"): None,
 }
 
 
@@ -365,9 +396,10 @@ def test_another_tenants_ids_are_404_and_untouched(endpoint, admin, member, glob
     firewall = admin.post("/firewalls", FIREWALL).json
     vpc = admin.post("/vpcs", {"name": "lab", "region": "nyc3", "ip_range": "10.250.0.0/24"}).json
     workspace = admin.post("/workspaces", {"name": "acme-only"}).json
+    vmcp_config = admin.post("/vmcp-configs", VMCP_CONFIG).json
     ids = {"server_id": server["id"], "user_id": viewer.get("/me").json["id"], "token_id": token["id"],
            "operation_id": server["operation"]["id"], "key_id": key["id"], "firewall_id": firewall["id"],
-           "vpc_id": vpc["id"], "workspace_name": workspace["name"]}
+           "vpc_id": vpc["id"], "workspace_name": workspace["name"], "config_id": vmcp_config["id"]}
     db.update("UPDATE servers SET status = 'ready' WHERE id = %s", (server["id"],))  # so actions would apply
     method, route = endpoint
     acme_view = (admin.get(f"/servers/{server['id']}").json, admin.get("/users").json, admin.get("/tokens").json)

@@ -1,0 +1,311 @@
+"""VMCP: tenants' VM configurations for the CernVM WebAPI, their signing keys, and the responder.
+
+A web page asks the CernVM WebAPI browser extension to start a VM; the
+extension fetches the VM's configuration from a VM Configuration Point and
+starts the VM only if the reply is signed with the page's domain key. Here a
+tenant stores configurations (`/api/vmcp-configs`) and, optionally, a key of
+its own (`/api/vmcp-key`); the responder (`GET /cgi-bin/vmcp?config=<id>` or
+`GET /vmcp/<id>`, public, as the extension calls it) answers a configuration
+signed for the caller's salt. The signed text and the cryptography are in
+vmcpkeys.py.
+
+The client keeps only string and integer values (others are dropped, and the
+signature then fails), so the API takes nothing else. A configuration's
+`secret` is write-only here: it goes to the extension in the signed reply and
+nowhere else (never into a log, the audit log or an API answer).
+"""
+
+import json
+
+from .errors import Problem, invalid
+from .ids import looks_like_id, new_id
+from .validation import Field, byte_text, integer, text, validate
+from .web import Response, list_page, list_query
+
+COLUMNS = "id, name, parameters, created_at, updated_at"
+NAME_PATTERN = r"[a-zA-Z0-9+\-_~]+"
+SALT_PATTERN = r"[a-zA-Z0-9-]{64}"
+HOSTID_PATTERN = r"[a-zA-Z0-9._:-]{1,128}"
+FLAG_BITS = {1: "64-bit guest", 2: "boot from diskURL", 4: "guest additions", 8: "floppy I/O", 16: "headful",
+             32: "graphical", 64: "dual NIC", 128: "serial log file"}
+ALIASES = {"ram": "memory"}  # what older configurations (and the VMCP tutorial) call it -> what the client reads
+
+
+def _hex_checksum(value):
+    value = text(128, r"[0-9a-f]{40}|[0-9a-f]{64}|[0-9a-f]{128}",
+                 "must be a lower-case hex SHA-1, SHA-256 or SHA-512 digest")(value)
+    return value
+
+
+def _flags(value):
+    value = integer(0, 255)(value)
+    return value  # every bit of 0-255 is one the client knows (FLAG_BITS)
+
+
+def _url(value):
+    return text(2048, r"https?://[^\s]+", "must be an http:// or https:// URL")(value)
+
+
+def parameter_schema():
+    """The configuration's parameters the client reads, each a string or an integer."""
+    return {
+        "memory": Field(integer(64, 1048576)),
+        "cpus": Field(integer(1, 128)),
+        "disk": Field(integer(1, 16777216)),
+        "executionCap": Field(integer(1, 100)),
+        "flags": Field(_flags),
+        "userData": Field(byte_text(65536)),
+        "cernvmVersion": Field(text(32, r"[0-9][0-9A-Za-z.\-]*", "must be a version like 2026.06-1")),
+        "cernvmFlavor": Field(text(32, r"[a-z][a-z0-9-]*", "must be a flavour like prod, testing or devel")),
+        "diskURL": Field(_url),
+        "diskChecksum": Field(_hex_checksum),
+        "apiPort": Field(integer(1, 65535)),
+        "canOverride": Field(text(1000, r"[A-Za-z0-9,]*", "must be comma-separated parameter names")),
+    }
+
+
+def schema(partial=False):
+    return {"name": Field(text(100, NAME_PATTERN, "may hold only letters, digits and + - _ ~", allow_empty=False),
+                          required=not partial),
+            "secret": Field(text(255, r"[^\x00-\x1f\x7f]+", "must be printable text", allow_empty=False),
+                        required=not partial),
+            **parameter_schema()}
+
+
+def _types_first(body):
+    """Refuse what the client would drop (floats, booleans, null, lists, objects) before anything else,
+    naming each such field; PATCH may send null to remove a parameter."""
+    errors = {}
+    for key, value in body.items():
+        if value is None:
+            continue
+        if isinstance(value, bool) or not isinstance(value, (str, int)):
+            kind = {bool: "a boolean", float: "a number with a fraction", list: "a list", dict: "an object"}.get(
+                type(value), type(value).__name__)
+            errors[key] = (f"is {kind}; the CernVM WebAPI keeps only strings and whole numbers (it would drop this "
+                           "value and the signature would no longer verify)")
+    if errors:
+        raise invalid(errors)
+
+
+def _unalias(body):
+    """`ram` -> `memory`, with a note for the reply."""
+    notes = []
+    for alias, name in ALIASES.items():
+        if alias in body:
+            if name in body:
+                raise invalid({alias: f"give {name} or {alias}, not both"})
+            body[name] = body.pop(alias)
+            notes.append(f"'{alias}' was stored as '{name}': the CernVM WebAPI reads only '{name}'")
+    return notes
+
+
+def _check_together(parameters):
+    if ("diskURL" in parameters) != ("diskChecksum" in parameters):
+        raise invalid({"diskURL": "diskURL and diskChecksum go together: the client checks the disk it downloads"})
+
+
+def represent(request, row, notes=()):
+    body = {"id": row["id"], "name": row["name"], **json.loads(row["parameters"]), "secret_set": True,
+            "url": f"/vmcp/{row['id']}",  # where the responder serves it (also /cgi-bin/vmcp?config=<id>)
+            "created_at": row["created_at"], "updated_at": row["updated_at"]}
+    if notes:
+        body["notes"] = list(notes)
+    return body
+
+
+def load_row(request, config_id, lock=False):
+    return request.db.one_or_404("VMCP configuration", f"SELECT {COLUMNS} FROM vmcp_configs WHERE id = %s AND "
+                                 "tenant_id = %s" + (" FOR UPDATE" if lock else ""),
+                                 (config_id, request.principal.tenant_id))
+
+
+def list_configs(request):
+    return list_page(request, "/vmcp-configs", f"SELECT {COLUMNS} FROM vmcp_configs", ["tenant_id = %s"],
+                     [request.principal.tenant_id], list_query(request, {}), lambda row: represent(request, row))
+
+
+def get_config(request):
+    return Response(200, represent(request, load_row(request, request.params["config_id"])))
+
+
+def create_config(request):
+    """POST /api/vmcp-configs: 201 with the configuration (never its secret) and where the responder serves it."""
+    body = request.fields()
+    _types_first(body)
+    notes = _unalias(body)
+    fields = validate(body, schema())
+    parameters = {key: value for key, value in fields.items() if key not in ("name", "secret")}
+    _check_together(parameters)
+    config_id = request.audit_target = new_id()
+    if not request.db.insert_new(
+            "INSERT INTO vmcp_configs (id, tenant_id, name, secret, parameters, created_at, updated_at) VALUES "
+            "(%s, %s, %s, %s, %s, UTC_TIMESTAMP(6), UTC_TIMESTAMP(6))",
+            (config_id, request.principal.tenant_id, fields["name"], fields["secret"], json.dumps(parameters))):
+        raise Problem(409, "vmcp-config-name-taken", f"you already have a configuration named {fields['name']!r}")
+    return Response(201, represent(request, load_row(request, config_id), notes),
+                    [("Location", request.url(f"/vmcp-configs/{config_id}"))])
+
+
+def update_config(request):
+    """PATCH /api/vmcp-configs/<id>: the fields given change; a parameter sent as null is removed."""
+    body = request.fields()
+    _types_first(body)
+    notes = _unalias(body)
+    removed = [key for key, value in body.items() if value is None]
+    for key in removed:
+        if key in ("name", "secret"):
+            raise invalid({key: "cannot be removed"})
+    fields = validate({key: value for key, value in body.items() if value is not None}, schema(partial=True))
+    unknown = [key for key in removed if key not in parameter_schema()]
+    if unknown:
+        raise invalid({key: "unknown field" for key in unknown})
+    db = request.db
+    config_id = request.audit_target = request.params["config_id"]
+    with db.transaction():
+        row = load_row(request, config_id, lock=True)
+        parameters = json.loads(row["parameters"])
+        parameters.update({key: value for key, value in fields.items() if key not in ("name", "secret")})
+        for key in removed:
+            parameters.pop(key, None)
+        _check_together(parameters)
+        sets, args = ["parameters = %s", "updated_at = UTC_TIMESTAMP(6)"], [json.dumps(parameters)]
+        for column in ("name", "secret"):
+            if column in fields:
+                sets.append(f"{column} = %s")
+                args.append(fields[column])
+        if "name" in fields and db.one("SELECT 1 AS taken FROM vmcp_configs WHERE tenant_id = %s AND name = %s "
+                                       "AND id <> %s", (request.principal.tenant_id, fields["name"], config_id)):
+            raise Problem(409, "vmcp-config-name-taken", f"you already have a configuration named {fields['name']!r}")
+        db.update(f"UPDATE vmcp_configs SET {', '.join(sets)} WHERE id = %s", (*args, config_id))
+    return Response(200, represent(request, load_row(request, config_id), notes))
+
+
+def delete_config(request):
+    config_id = request.audit_target = request.params["config_id"]
+    load_row(request, config_id)
+    request.db.update("DELETE FROM vmcp_configs WHERE id = %s AND tenant_id = %s",
+                      (config_id, request.principal.tenant_id))
+    return Response(204)
+
+
+# ---------------------------------------------------------------- signing keys
+
+
+def get_key(request):
+    """GET /api/vmcp-key: the public half of the key that signs this tenant's configurations."""
+    from . import vmcpkeys
+    row = request.db.one("SELECT public_key_base64, bits, fingerprint, created_at FROM vmcp_keys "
+                         "WHERE tenant_id = %s", (request.principal.tenant_id,))
+    if row is None:
+        forms = vmcpkeys.public_forms(_platform_key(request.config))
+        return Response(200, {"source": "platform", **forms, "created_at": None})
+    pem = _pem_of(row["public_key_base64"])
+    return Response(200, {"source": "tenant", "public_key_base64": row["public_key_base64"], "public_key_pem": pem,
+                          "bits": row["bits"], "fingerprint": row["fingerprint"], "created_at": row["created_at"]})
+
+
+def _pem_of(der_base64):
+    lines = [der_base64[i:i + 64] for i in range(0, len(der_base64), 64)]
+    return "-----BEGIN PUBLIC KEY-----\n" + "\n".join(lines) + "\n-----END PUBLIC KEY-----\n"
+
+
+def set_key(request):
+    """POST /api/vmcp-key {"private_key": PEM} or {"generate": true, "bits": 2048}: the tenant's own key
+    (replacing any earlier one), stored encrypted; the answer shows only its public half."""
+    from . import vmcpkeys
+    from .validation import boolean, one_of
+    fields = validate(request.fields(), {"private_key": Field(text(65536, allow_empty=False)),
+                                         "generate": Field(boolean, default=False),
+                                         "bits": Field(one_of(("2048", "3072", "4096"), "size"))})
+    if fields["generate"] == ("private_key" in fields):
+        raise invalid({"private_key": "send either private_key (PEM) or generate: true"})
+    if "bits" in fields and not fields["generate"]:
+        raise invalid({"bits": "only with generate: true"})
+    try:
+        key = (vmcpkeys.generate(int(fields.get("bits", "2048"))) if fields["generate"]
+               else vmcpkeys.load_private_key(fields["private_key"]))
+    except ValueError as exc:
+        raise invalid({"private_key": str(exc)}) from None
+    tenant_id = request.principal.tenant_id
+    request.audit_target = tenant_id
+    sealed = _seal(request.config, tenant_id, vmcpkeys.private_pem(key).encode())
+    forms = vmcpkeys.public_forms(key)
+    request.db.update("REPLACE INTO vmcp_keys (tenant_id, private_key, public_key_base64, bits, fingerprint, "
+                      "created_at) VALUES (%s, %s, %s, %s, %s, UTC_TIMESTAMP(6))",
+                      (tenant_id, sealed, forms["public_key_base64"], forms["bits"], forms["fingerprint"]))
+    answer = get_key(request)
+    answer.status = 201
+    return answer
+
+
+def delete_key(request):
+    """DELETE /api/vmcp-key: back to the platform's key."""
+    request.audit_target = request.principal.tenant_id
+    if not request.db.update("DELETE FROM vmcp_keys WHERE tenant_id = %s", (request.principal.tenant_id,)):
+        raise Problem(404, "not-found", "this tenant has no key of its own; the platform's key signs")
+    return Response(204)
+
+
+def _seal(config, tenant_id, plaintext):
+    from . import vmcpkeys
+    from .config import ConfigError
+    try:
+        return vmcpkeys.encrypt(config.get("CP_VMCP_KEY_SECRET"), tenant_id, plaintext)
+    except ValueError as exc:
+        raise ConfigError(f"CP_VMCP_KEY_SECRET: {exc}") from None
+
+
+def _platform_key(config):
+    """The platform's key from CP_VMCP_PLATFORM_KEY, or a 503 when there is none to sign with."""
+    from . import vmcpkeys
+    path = config.get("CP_VMCP_PLATFORM_KEY")
+    if not path:
+        raise Problem(503, "no-signing-key", "no signing key: this tenant has none and CP_VMCP_PLATFORM_KEY is "
+                                             "not set")
+    try:
+        with open(path, encoding="ascii") as handle:
+            return vmcpkeys.load_private_key(handle.read())
+    except (OSError, ValueError) as exc:
+        from .config import ConfigError
+        raise ConfigError(f"CP_VMCP_PLATFORM_KEY {path}: {exc}") from None
+
+
+def _signing_key(request, tenant_id):
+    from . import vmcpkeys
+    row = request.db.one("SELECT private_key FROM vmcp_keys WHERE tenant_id = %s", (tenant_id,))
+    if row is None:
+        return _platform_key(request.config)
+    try:
+        pem = vmcpkeys.decrypt(request.config.get("CP_VMCP_KEY_SECRET"), tenant_id, row["private_key"])
+    except ValueError as exc:
+        from .config import ConfigError
+        raise ConfigError(str(exc)) from None
+    return vmcpkeys.load_private_key(pem.decode())
+
+
+# ---------------------------------------------------------------- the responder
+
+
+def respond(request):
+    """GET /cgi-bin/vmcp?config=<id>&cvm_salt=...&cvm_hostid=... (or /vmcp/<id>?...): the configuration,
+    signed for this salt, as the CernVM WebAPI extension asks for it. Public: the id is the capability."""
+    import re
+
+    from . import vmcpkeys
+    config_id = request.params.get("config_id") or request.arg("config")
+    salt, hostid = request.arg("cvm_salt"), request.arg("cvm_hostid")
+    if not salt or not re.fullmatch(SALT_PATTERN, salt):
+        raise Problem(400, "bad-salt", "cvm_salt is required: 64 letters, digits or '-', as the CernVM WebAPI "
+                                       "sends it")
+    if hostid is not None and not re.fullmatch(HOSTID_PATTERN, hostid):
+        raise Problem(400, "bad-hostid", "cvm_hostid must be 1-128 letters, digits or . _ : -")
+    if not looks_like_id(config_id):
+        raise Problem(404 if config_id else 400, "not-found" if config_id else "no-config",
+                      "no such VMCP configuration" if config_id else "name the configuration: ?config=<id>")
+    row = request.db.one("SELECT tenant_id, name, secret, parameters FROM vmcp_configs WHERE id = %s", (config_id,))
+    if row is None:
+        raise Problem(404, "not-found", "no such VMCP configuration")
+    document = {"name": row["name"], "secret": row["secret"], **json.loads(row["parameters"])}
+    signed = vmcpkeys.sign(_signing_key(request, row["tenant_id"]), document, salt)
+    return Response(200, signed, [("Cache-Control", "no-store")])
