@@ -249,3 +249,40 @@ def test_overlapping_ranges_are_refused_and_other_tenants_see_nothing(apache, in
     assert_problem(http("GET", f"{api}/vpcs/{lab.json['id']}", headers=otto), 404)
     assert_problem(http("DELETE", f"{api}/vpcs/{lab.json['id']}", headers=otto), 404)
     assert http("DELETE", f"{api}/vpcs/{lab.json['id']}", headers=auth).json["status"] == "deleted"
+
+
+def test_a_vmcp_configuration_is_served_signed_through_apache(apache, installed, tenant):
+    """Issue 7 end to end: a key and a configuration made over HTTP, fetched as the CernVM WebAPI extension
+    fetches it (both paths), and verified the way the client verifies it, and by openssl."""
+    import secrets as random
+
+    from tests.vmcpclient import verify
+    api, auth = apache.url + "/api", bearer(tenant)
+    env = (installed / "etc" / "cloudprovisioner.env").read_text()
+    assert "CP_VMCP_KEY_SECRET=" in env and "vmcp-platform-key.pem" in env  # made by make install
+    assert oct((installed / "etc" / "vmcp-platform-key.pem").stat().st_mode & 0o777) == "0o640"
+    config = http("POST", api + "/vmcp-configs", {"name": "e2e-vm", "secret": "s3cr3t-value", "ram": 1024, "cpus": 1,
+                                                  "userData": "[cernvm]\nusers=user:users:user\n", "flags": 49},
+                  headers=auth)
+    assert config.status == 201, (config.body, apache.error_log())
+    assert config.json["memory"] == 1024 and config.json["notes"]
+    platform = http("GET", api + "/vmcp-key", headers=auth).json
+    assert platform["source"] == "platform"
+    salt = random.token_hex(32)
+    for url in (f"{apache.url}/cgi-bin/vmcp?config={config.json['id']}&cvm_salt={salt}&cvm_hostid=e2e-host",
+                f"{apache.url}{config.json['url']}?cvm_salt={salt}&cvm_hostid=e2e-host"):
+        answer = http("GET", url)
+        assert answer.status == 200, (url, answer.body, apache.error_log())
+        assert answer.headers["cache-control"] == "no-store"
+        assert answer.json["secret"] == "s3cr3t-value" and verify(answer.body, salt, platform["public_key_pem"])
+
+    own = http("POST", api + "/vmcp-key", {"generate": True}, headers=auth)
+    assert own.status == 201 and own.json["source"] == "tenant", own.body
+    answer = http("GET", f"{apache.url}{config.json['url']}?cvm_salt={salt}")
+    assert verify(answer.body, salt, own.json["public_key_pem"])
+    assert not verify(answer.body, salt, platform["public_key_pem"])
+    assert not verify(answer.body, random.token_hex(32), own.json["public_key_pem"])
+    assert_problem(http("GET", f"{apache.url}{config.json['url']}"), 400)  # no salt
+    assert_problem(http("GET", f"{apache.url}/cgi-bin/vmcp?config=01m8440000000000000000000z&cvm_salt={salt}"), 404)
+    # The secret went to the extension and nowhere else: not into Apache's error log.
+    assert "s3cr3t-value" not in apache.error_log()
