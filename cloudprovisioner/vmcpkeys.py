@@ -58,7 +58,7 @@ _ESCAPED = [bytes([byte]) if byte in _UNRESERVED else b"%%%02X" % byte for byte 
 PEM_BLOCK = re.compile(r"-----BEGIN ([A-Z0-9 ]+)-----\n(.*?)-----END \1-----", re.DOTALL)
 PEM_BEGIN = re.compile(r"-----BEGIN [A-Z0-9 ]+-----")
 
-NEW_KEY_HINT = "make one with `openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out key.pem`"
+NEW_KEY_HINT = "make an RSA key with `openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out key.pem`"
 NOT_PEM = ("This is not a PEM private key: paste the whole key file, from its -----BEGIN PRIVATE KEY----- "
            "(or -----BEGIN RSA PRIVATE KEY-----) line to its -----END line.")
 OPENSSH = ("This is an OpenSSH private key, which is not PEM: convert a copy with "

@@ -2,8 +2,9 @@
 
 Installs the service into a scratch prefix, creates an admin, stores 100
 servers in its tenant, and drives Apache with wrk: authenticated
-GET /api/servers (with an access token, then with an API token) against a
-trivial Python CGI script that only prints JSON (same interpreter, same
+GET /api/servers (with an access token, then with an API token) and the
+VMCP responder (signing with the platform's key, then with a tenant's) against
+a trivial Python CGI script that only prints JSON (same interpreter, same
 flags). The ratio is what matters: absolute figures depend on the machine,
 the ratio on what our code costs.
 
@@ -149,9 +150,15 @@ def report(url, args):
     targets = {"trivial Python CGI (prints JSON)": (url + "/trivial", None),
                f"GET /api/servers, access token ({args.servers} stored, 50 a page)": (url + "/api/servers", access),
                "GET /api/servers, API token": (url + "/api/servers", api_token)}
+    config = post(url + "/api/vmcp-configs", {"name": "bench-vm", "secret": "bench", "memory": 2048, "cpus": 2}, access)
+    responder = f"{url}/vmcp/{config['id']}?cvm_salt={'s' * 64}&cvm_hostid=bench"
+    targets["VMCP responder, platform key (read from its file)"] = (responder, None)
     for target, token in targets.values():  # warm caches (page cache, .pyc, MariaDB buffer pool)
         wrk(target, 2, args.connections, token)
     rates = {name: wrk(target, args.seconds, args.connections, token) for name, (target, token) in targets.items()}
+    post(url + "/api/vmcp-key", {"generate": True}, access)
+    wrk(responder, 2, args.connections)
+    rates["VMCP responder, tenant key (decrypted from the DB)"] = wrk(responder, args.seconds, args.connections)
     trivial = next(iter(rates.values()))
     print(f"wrk -t2 -c{args.connections} -d{args.seconds}s through Apache (CGI), one run:")
     for name, rate in rates.items():
