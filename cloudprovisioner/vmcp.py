@@ -84,6 +84,8 @@ def _types_first(body):
                 type(value), type(value).__name__)
             errors[key] = (f"is {kind}; the CernVM WebAPI keeps only strings and whole numbers (it would drop this "
                            "value and the signature would no longer verify)")
+        elif isinstance(value, str) and "\x00" in value:
+            errors[key] = "holds a NUL character, where the client's JSON reader would cut the text short"
     if errors:
         raise invalid(errors)
 

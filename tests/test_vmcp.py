@@ -64,6 +64,8 @@ def test_ram_is_taken_as_memory_and_the_reply_says_so(admin):
     ("apiPort", 70000, "between"),
     ("diskChecksum", "abc", "hex"),
     ("colour", "blue", "unknown field"),
+    ("userData", "a\x00b", "NUL"),
+    ("diskURL", "https://x/\x00", "NUL"),
 ])
 def test_what_the_client_would_drop_or_misread_is_422(admin, db, field, value, words):
     problem = assert_problem(admin.post("/vmcp-configs", dict(CONFIG, **{field: value})), 422)
