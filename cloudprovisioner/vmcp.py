@@ -258,8 +258,9 @@ def _seal(config, tenant_id, plaintext):
         raise ConfigError(f"CP_VMCP_KEY_SECRET: {exc}") from None
 
 
-def _platform_key(config):
-    """The platform's key from CP_VMCP_PLATFORM_KEY, or a 503 when there is none to sign with."""
+def _platform_key(config, trusted=False):
+    """The platform's key from CP_VMCP_PLATFORM_KEY, or a 503 when there is none to sign with.
+    `trusted` (the responder) skips the key's consistency check; GET /api/vmcp-key runs it."""
     from . import vmcpkeys
     path = config.get("CP_VMCP_PLATFORM_KEY")
     if not path:
@@ -267,7 +268,7 @@ def _platform_key(config):
                                              "not set")
     try:
         with open(path, encoding="ascii") as handle:
-            return vmcpkeys.load_private_key(handle.read())
+            return vmcpkeys.load_private_key(handle.read(), trusted)
     except (OSError, ValueError) as exc:
         from .config import ConfigError
         raise ConfigError(f"CP_VMCP_PLATFORM_KEY {path}: {exc}") from None
@@ -277,13 +278,13 @@ def _signing_key(request, tenant_id):
     from . import vmcpkeys
     row = request.db.one("SELECT private_key FROM vmcp_keys WHERE tenant_id = %s", (tenant_id,))
     if row is None:
-        return _platform_key(request.config)
+        return _platform_key(request.config, trusted=True)
     try:
         pem = vmcpkeys.decrypt(request.config.get("CP_VMCP_KEY_SECRET"), tenant_id, row["private_key"])
     except ValueError as exc:
         from .config import ConfigError
         raise ConfigError(str(exc)) from None
-    return vmcpkeys.load_private_key(pem.decode())
+    return vmcpkeys.load_private_key(pem.decode(), trusted=True)  # checked when it was stored
 
 
 # ---------------------------------------------------------------- the responder

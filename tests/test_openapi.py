@@ -11,6 +11,7 @@ Schemathesis run tolerates exactly those failures and no others.
 import inspect
 import json
 import secrets
+import subprocess
 import sys
 import time
 from dataclasses import dataclass
@@ -101,9 +102,14 @@ def test_every_schema_is_a_valid_json_schema_2020_12():
 # -- b. the document and the routes agree ------------------------------------------------------------------------
 
 
+def outside_api(path):
+    """Whether the document places `path` outside /api (its own `servers`): /health and the VMCP responder."""
+    return "servers" in DOCUMENT["paths"][path]
+
+
 def documented_operations():
-    """{(METHOD, path)} of the API under /api: /health (outside it) and the OPTIONS every path answers left out."""
-    return {(method.upper(), path) for path, item in DOCUMENT["paths"].items() if path != "/health"
+    """{(METHOD, path)} of the API under /api: the paths outside it and the OPTIONS every path answers left out."""
+    return {(method.upper(), path) for path, item in DOCUMENT["paths"].items() if not outside_api(path)
             for method in item if method in METHODS and method != "options"}
 
 
@@ -115,6 +121,39 @@ def test_every_route_is_documented_and_every_documented_operation_is_routed():
     documented, routed = documented_operations(), routed_operations()
     assert not routed - documented, f"routes the document lacks: {sorted(routed - documented)}"
     assert not documented - routed, f"documented operations no route answers: {sorted(documented - routed)}"
+
+
+def test_the_paths_outside_the_api_are_the_ones_apache_maps_onto_the_script():
+    """web.OUTSIDE_API and the responder's /vmcp/<id>: each documented at "/", public, GET (and OPTIONS) only."""
+    outside = {path for path in DOCUMENT["paths"] if outside_api(path)}
+    assert outside == {route for route, _handler in web.OUTSIDE_API.values()} | {web.VMCP_PRETTY + "/{config_id}"}
+    for path in outside:
+        item = DOCUMENT["paths"][path]
+        assert [server["url"] for server in item["servers"]] == ["/"], path
+        assert set(item) == {"servers", "get", "options"}, path
+        assert item["get"]["security"] == [], path
+
+
+def test_the_vmcp_responder_is_documented_as_the_code_answers():
+    from cloudprovisioner import vmcp
+    paths = DOCUMENT["paths"]
+    for path, names in (("/cgi-bin/vmcp", {"config", "cvm_salt", "cvm_hostid"}),
+                        ("/vmcp/{config_id}", {"cvm_salt", "cvm_hostid"})):
+        operation = paths[path]["get"]
+        parameters = {p["name"]: p for p in (_resolve(p["$ref"]) if "$ref" in p else p
+                                             for p in operation["parameters"]) if p["in"] == "query"}
+        assert set(parameters) == names, path
+        assert parameters["cvm_salt"]["required"] is True and not parameters["cvm_hostid"]["required"]
+        assert parameters["cvm_salt"]["schema"]["pattern"] == f"^{vmcp.SALT_PATTERN}$"
+        assert parameters["cvm_hostid"]["schema"]["pattern"] == f"^{vmcp.HOSTID_PATTERN}$"
+        assert {"200", "400", "404", "500", "503"} == set(operation["responses"]), path
+        answer = operation["responses"]["200"]
+        assert answer["headers"]["Cache-Control"] == {"$ref": "#/components/headers/Cache-Control-No-Store"}
+        assert answer["content"]["application/json"]["schema"] == {
+            "$ref": "#/components/schemas/VmcpSignedConfiguration"}
+    signed = _schema("VmcpSignedConfiguration")
+    assert set(signed["required"]) == {"name", "secret", "signature"}
+    assert set(signed["properties"]) == {"name", "secret", "signature", *vmcp.parameter_schema()}
 
 
 def test_the_observability_endpoints_are_documented():
@@ -233,6 +272,37 @@ def test_network_fields_match_the_validation_schemas():
     assert all(f'"{name}": Field(' in _handler_source("web:list_query") for name in ("limit", "cursor"))
 
 
+def test_vmcp_fields_match_the_validation_schemas():
+    from cloudprovisioner import vmcp
+    for name, schema in (("VmcpConfigCreate", vmcp.schema()), ("VmcpConfigCreateForm", vmcp.schema()),
+                         ("VmcpConfigUpdate", vmcp.schema(partial=True)),
+                         ("VmcpConfigUpdateForm", vmcp.schema(partial=True))):
+        # The aliases (`ram`) are taken before validation, as the names they stand for.
+        assert set(_schema(name)["properties"]) == set(schema) | set(vmcp.ALIASES), name
+        assert set(_schema(name).get("required", [])) == {key for key, field in schema.items() if field.required}
+        assert _schema(name)["additionalProperties"] is False
+        properties = _schema(name)["properties"]
+        assert properties["name"]["pattern"] == f"^{vmcp.NAME_PATTERN}$", name
+        for alias, target in vmcp.ALIASES.items():
+            assert {k: v for k, v in properties[alias].items() if k != "description"} == {
+                k: v for k, v in properties[target].items() if k != "description"}, (name, alias)
+    stored = set(_schema("VmcpConfig")["properties"]) - {"id", "name", "secret_set", "url", "created_at",
+                                                           "updated_at", "notes"}
+    assert stored == set(vmcp.parameter_schema())
+    assert "secret" not in _schema("VmcpConfig")["properties"]  # write-only
+    flags = _schema("VmcpConfigCreateForm")["properties"]["flags"]
+    assert (flags["minimum"], flags["maximum"]) == (0, 255)
+    assert all(f"{bit} {meaning}" in flags["description"] for bit, meaning in vmcp.FLAG_BITS.items())
+    source = _handler_source("vmcp:set_key")
+    for name in ("VmcpKeySet", "VmcpKeySetForm"):
+        assert all(f'"{field}": Field(' in source for field in _schema(name)["properties"]), name
+        assert source.count("Field(") == len(_schema(name)["properties"]), name
+        assert _schema(name)["additionalProperties"] is False
+    assert _schema("VmcpKeySetForm")["properties"]["bits"]["enum"] == ["2048", "3072", "4096"]
+    assert _query_names("/vmcp-configs") == {"limit", "cursor"}  # list_query's, and no filters of its own
+    assert "list_query(request, {})" in _handler_source("vmcp:list_configs")
+
+
 # -- c. the API serves this very document --------------------------------------------------------------------------
 
 
@@ -332,10 +402,12 @@ class Deployment:
       token in the body, or (every third) the example goes out as generated;
     - POST /auth/refresh and POST /auth/login get a fresh session's refresh token, or real credentials;
     - DELETE /users/{id}, DELETE /tokens/{id}, DELETE /servers/{id}, POST /operations/{id}/cancel,
-      DELETE /ssh-keys/{id}, DELETE /vpcs/{id}, PATCH and DELETE /firewalls/{id} get a resource made for that
-      example; PATCH /users/{id} a user made for it (never the admin itself);
+      DELETE /ssh-keys/{id}, DELETE /vpcs/{id}, PATCH and DELETE /firewalls/{id}, PATCH and DELETE
+      /vmcp-configs/{id} get a resource made for that example; PATCH /users/{id} a user made for it (never the
+      admin itself);
     - the reads and POST /servers/{id}/actions get a ready server and its create operation, its SSH key,
-      firewall (the tenant's default), VPC (the region's default) and workspace (`default`);
+      firewall (the tenant's default), VPC (the region's default) and workspace (`default`); the reads of a VMCP
+      configuration and the responder (`/vmcp/{id}`, `/cgi-bin/vmcp?config=`) a configuration of the tenant;
     - OPTIONS gets the allowed Origin.
     Negative examples go out as generated (with the admin's token where the operation needs one).
     """
@@ -359,6 +431,7 @@ class Deployment:
         server = self.get(f"/servers/{self.ready['id']}").json
         assert server["status"] == "ready"
         self.firewall_id, self.vpc_id = server["firewall_ids"][0], server["vpc_id"]
+        self.vmcp_config = self.new_vmcp_config()
 
     # -- plain HTTP, as the admin unless told otherwise
 
@@ -418,6 +491,13 @@ class Deployment:
         assert answer.status == 202, answer.body
         return answer.json["id"]
 
+    def new_vmcp_config(self):
+        answer = self.post("/vmcp-configs", {"name": self.unique("vm"), "secret": "openapi-secret", "memory": 2048,
+                                             "cpus": 2, "flags": 49, "userData": "[cernvm]\nusers=user:users:user\n"},
+                           self.auth)
+        assert answer.status == 201, answer.body
+        return answer.json["id"]
+
     def new_vpc(self):
         """A VPC of its own in 10.200.0.0/16 (clear of CP_VPC_POOL and the cloud's own), skipping fuzzed ones."""
         for _ in range(256):
@@ -460,6 +540,10 @@ class Deployment:
             "GET /vpcs/{vpc_id}": lambda: {"vpc_id": self.vpc_id},
             "DELETE /vpcs/{vpc_id}": lambda: {"vpc_id": self.new_vpc()},
             "GET /workspaces/{workspace_name}": lambda: {"workspace_name": "default"},
+            "GET /vmcp-configs/{config_id}": lambda: {"config_id": self.vmcp_config},
+            "PATCH /vmcp-configs/{config_id}": lambda: {"config_id": self.new_vmcp_config()},
+            "DELETE /vmcp-configs/{config_id}": lambda: {"config_id": self.new_vmcp_config()},
+            "GET /vmcp/{config_id}": lambda: {"config_id": self.vmcp_config},
         }
         if label == "POST /auth/logout":
             headers = {}  # never the module's own session
@@ -472,6 +556,8 @@ class Deployment:
                     case.body["refresh_token"] = session["refresh_token"]
         elif positive and label in aimed_ids and self.turn(label) % 2 == 0:
             case.path_parameters.update(aimed_ids[label]())
+        elif positive and label == "GET /cgi-bin/vmcp" and isinstance(case.query, dict) and self.turn(label) % 2:
+            case.query["config"] = self.vmcp_config
         elif positive and label == "POST /auth/refresh" and isinstance(case.body, dict) and self.turn(label) % 2:
             case.body["refresh_token"] = self.login(self.email)["refresh_token"]
         elif positive and label == "POST /auth/login" and isinstance(case.body, dict) and self.turn(label) % 2:
@@ -479,7 +565,7 @@ class Deployment:
             case.body.update(email=self.email, password=PASSWORD)
         elif positive and case.method == "OPTIONS" and self.turn(label) % 2:
             headers = {"Origin": ORIGIN}
-        return headers, self.root if case.path == "/health" else self.api
+        return headers, self.root if outside_api(case.path) else self.api
 
 
 @pytest.fixture(scope="module")
@@ -634,11 +720,78 @@ def test_conflicts(deployment):
 
 
 def test_pages_are_linked(deployment):
-    for label in ("GET /servers", "GET /operations", "GET /audit"):
+    deployment.new_vmcp_config()  # so /vmcp-configs has a next page at limit=1
+    for label in ("GET /servers", "GET /operations", "GET /audit", "GET /vmcp-configs"):
         answer = call(deployment, label, query={"limit": 1}, expect=200)
         assert header(answer, "Link").endswith('>; rel="next"'), label
         link = header(answer, "Link")[1:header(answer, "Link").index(">")]
         call(deployment, label, query=dict(pair.split("=") for pair in link.split("?")[1].split("&")), expect=200)
+
+
+def vmcp_salt():
+    return secrets.token_urlsafe(48)[:64].replace("_", "-")
+
+
+def test_the_vmcp_responder_answers_signed_and_refuses_as_documented(deployment):
+    from tests.vmcpclient import verify
+    public = {"base_url": deployment.root, "headers": {}}
+    config, salt = {"config_id": deployment.vmcp_config}, vmcp_salt()
+    key = call(deployment, "GET /vmcp-key", expect=200).json()
+    for label, fields in (("GET /vmcp/{config_id}", {"path_parameters": config}),
+                          ("GET /cgi-bin/vmcp", {"query": {"config": deployment.vmcp_config}})):
+        query = {**fields.get("query", {}), "cvm_salt": salt, "cvm_hostid": "openapi-host"}
+        answer = call(deployment, label, **{**fields, "query": query}, **public, expect=200)
+        assert header(answer, "Cache-Control") == "no-store"
+        assert answer.json()["secret"] == "openapi-secret" and verify(answer.content, salt, key["public_key_pem"])
+        assert not verify(answer.content, vmcp_salt(), key["public_key_pem"])
+        for bad in ({"cvm_salt": salt[:-1]}, {"cvm_salt": salt[:-1] + "_"}, {"cvm_hostid": "a b"}):
+            call(deployment, label, **{**fields, "query": {**query, **bad}}, **public, expect=400)
+    call(deployment, "GET /cgi-bin/vmcp", query={"cvm_salt": salt}, **public, expect=400)  # no config
+    call(deployment, "GET /cgi-bin/vmcp", query={"config": "01m8440000000000000000000z", "cvm_salt": salt},
+         **public, expect=404)
+    call(deployment, "GET /vmcp/{config_id}", path_parameters={"config_id": "01m8440000000000000000000z"},
+         query={"cvm_salt": salt}, **public, expect=404)
+
+
+def test_vmcp_configurations_and_keys_refuse_as_documented(deployment, tmp_path):
+    made = call(deployment, "POST /vmcp-configs", body={"name": deployment.unique("old"), "secret": "s", "ram": 256},
+                expect=201)
+    assert made.json()["memory"] == 256 and made.json()["notes"] and "secret" not in made.json()
+    taken = {"name": made.json()["name"], "secret": "s"}
+    call(deployment, "POST /vmcp-configs", body=taken, expect=409)
+    call(deployment, "PATCH /vmcp-configs/{config_id}", path_parameters={"config_id": deployment.new_vmcp_config()},
+         body={"name": taken["name"]}, expect=409)
+    for wrong in ({"ram": 256, "memory": 256}, {"diskURL": "https://example.org/disk.iso"}, {"cpus": 1.5}):
+        call(deployment, "POST /vmcp-configs", body={"name": deployment.unique("bad"), "secret": "s", **wrong},
+             expect=422)
+    # A tenant of its own, without a key: the platform's signs, and without the platform's key nothing can.
+    solo = {"tenant_name": "Keyless", "name": "Kim", "email": deployment.unique("keys") + "@openapi.test",
+            "password": PASSWORD}
+    assert deployment.post("/auth/register", solo).status == 201
+    admin = deployment.bearer(deployment.login(solo["email"])["access_token"])
+    theirs = call(deployment, "POST /vmcp-configs", body={"name": "vm", "secret": "s"}, headers=admin, expect=201)
+    responder = {"path_parameters": {"config_id": theirs.json()["id"]}, "query": {"cvm_salt": vmcp_salt()},
+                 "base_url": deployment.root, "headers": {}}
+    assert call(deployment, "GET /vmcp-key", headers=admin, expect=200).json()["source"] == "platform"
+    with installed_settings(deployment.installed, CP_VMCP_PLATFORM_KEY=""):
+        refused = call(deployment, "GET /vmcp-key", headers=admin, expect=503)
+        assert refused.json()["type"].endswith(":no-signing-key")
+        call(deployment, "GET /vmcp/{config_id}", **responder, expect=503)
+    call(deployment, "DELETE /vmcp-key", headers=admin, expect=404)
+    pem = tmp_path / "domain.pem"
+    subprocess.run(["openssl", "genrsa", "-traditional", "-out", str(pem), "2048"], check=True, capture_output=True)
+    own = call(deployment, "POST /vmcp-key", body={"private_key": pem.read_text()}, headers=admin,
+               media_type="application/x-www-form-urlencoded", expect=201)
+    assert own.json()["source"] == "tenant" and "PRIVATE" not in own.text
+    call(deployment, "POST /vmcp-key", body={"private_key": pem.read_text(), "generate": True}, headers=admin,
+         expect=422)
+    call(deployment, "POST /vmcp-key", body={"generate": True, "bits": "1024"}, headers=admin, expect=422)
+    with installed_settings(deployment.installed, CP_VMCP_PLATFORM_KEY=""):  # its own key signs now
+        call(deployment, "GET /vmcp/{config_id}", **responder, expect=200)
+    call(deployment, "DELETE /vmcp-key", headers=admin, expect=204)
+    viewer = deployment.bearer(deployment.login(deployment.new_user()[1])["access_token"])
+    call(deployment, "POST /vmcp-configs", body={"name": "vm", "secret": "s"}, headers=viewer, expect=403)
+    call(deployment, "POST /vmcp-key", body={"generate": True}, headers=viewer, expect=403)
 
 
 def test_cors_grants_only_the_allowed_origin(deployment):
