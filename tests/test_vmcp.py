@@ -195,3 +195,21 @@ def test_a_deleted_configuration_is_no_longer_served(admin, app):
     config = admin.post("/vmcp-configs", CONFIG).json
     admin.delete(f"/vmcp-configs/{config['id']}")
     assert_problem(fetch(app, config["id"], salt()), 404)
+
+
+def test_awkward_values_verify_as_sent_and_any_change_breaks_the_signature(admin, app):
+    awkward = {"name": "odd~vm+1", "secret": "50% of a/b & c=d", "cernvmVersion": "2026.06-1",
+               "userData": "[cernvm]\nusers=jörg:users:pässwörd\nmotd=日本 / 100% sure\n\ttabbed line\n",
+               "diskURL": "https://example.org/a%20b/disk.iso?x=1&y=%2F~", "diskChecksum": "0f" * 32}
+    config = admin.post("/vmcp-configs", awkward)
+    assert config.status == 201, config.body
+    the_salt, key = salt(), public_key_of(admin)
+    answer = fetch(app, config.json["id"], the_salt)
+    assert answer.status == 200 and verify(answer.body, the_salt, key)
+    received = answer.json
+    assert {name: received[name] for name in awkward} == awkward
+    for name, changed in (("secret", "50% of a/b & c=e"), ("userData", awkward["userData"].replace("ö", "o", 1)),
+                          ("diskURL", awkward["diskURL"].replace("%20", "+")), ("name", "odd~vm+2")):
+        tampered = json.dumps(dict(received, **{name: changed})).encode()
+        assert not verify(tampered, the_salt, key), name
+    assert not verify(json.dumps({k: v for k, v in received.items() if k != "userData"}).encode(), the_salt, key)
