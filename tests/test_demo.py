@@ -41,4 +41,6 @@ def test_the_printed_walkthrough_works_as_printed(demo):
     assert '"errors":{' in out.replace(" ", "")
     assert '"name":"default-nyc3"' in out and '"name":"default","default":true' in out
     assert re.search(r'"ssh_key_ids":\["[0-9a-z]{26}"\]', out)
+    assert re.search(r'"name":"demo-vm","secret":"change-me".*"signature":"[A-Za-z0-9+/=]{300,}"', out)
+    assert '"source":"platform","public_key_base64":"MII' in out
     assert out.rstrip().splitlines()[-1].find('"status":"deleted"') > 0

@@ -183,6 +183,13 @@ curl -s {api}/servers/$ID/status -H "$AUTH"
 # The network it got: your VPC in nyc3 and your default firewall.
 curl -s {api}/vpcs -H "$AUTH"
 curl -s {api}/firewalls -H "$AUTH"
+# Publish a VM configuration for the CernVM WebAPI, then fetch it signed, as the browser extension does
+# (the page's domain key must be the one GET /api/vmcp-key shows):
+VMCP=$(curl -s -X POST {api}/vmcp-configs -H "$AUTH" -H 'Content-Type: application/json' \
+  -d '{{"name": "demo-vm", "secret": "change-me", "memory": 2048, "cpus": 1, "flags": 49}}' \
+  | python3 -c 'import json, sys; print(json.load(sys.stdin)["url"])')
+curl -s "{url}$VMCP?cvm_salt=$(python3 -c 'print("0" * 64)')&cvm_hostid=demo"
+curl -s {api}/vmcp-key -H "$AUTH"
 # Bad input gets a problem+json answer naming each field:
 curl -s -X POST {api}/servers -H "$AUTH" -H 'Content-Type: application/json' -d '{{"name": "bad name!", "region": "mars"}}'
 # No token, no answer:
