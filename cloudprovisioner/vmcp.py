@@ -216,16 +216,16 @@ def set_key(request):
     """POST /api/vmcp-key {"private_key": PEM} or {"generate": true, "bits": 2048}: the tenant's own key
     (replacing any earlier one), stored encrypted; the answer shows only its public half."""
     from . import vmcpkeys
-    from .validation import boolean, one_of
+    from .validation import boolean
     fields = validate(request.fields(), {"private_key": Field(text(65536, allow_empty=False)),
                                          "generate": Field(boolean, default=False),
-                                         "bits": Field(one_of(("2048", "3072", "4096"), "size"))})
+                                         "bits": Field(_key_size)})
     if fields["generate"] == ("private_key" in fields):
         raise invalid({"private_key": "send either private_key (PEM) or generate: true"})
     if "bits" in fields and not fields["generate"]:
         raise invalid({"bits": "only with generate: true"})
     try:
-        key = (vmcpkeys.generate(int(fields.get("bits", "2048"))) if fields["generate"]
+        key = (vmcpkeys.generate(fields.get("bits", 2048)) if fields["generate"]
                else vmcpkeys.load_private_key(fields["private_key"]))
     except ValueError as exc:
         raise invalid({"private_key": str(exc)}) from None
@@ -239,6 +239,14 @@ def set_key(request):
     answer = get_key(request)
     answer.status = 201
     return answer
+
+
+def _key_size(value):
+    """2048, 3072 or 4096, as a number or (from a form) a string of digits."""
+    size = integer(2048, 4096)(value)
+    if size not in (2048, 3072, 4096):
+        raise ValueError("the size must be 2048, 3072 or 4096 bits")
+    return size
 
 
 def delete_key(request):

@@ -74,6 +74,7 @@ HEALTH = ("", "/health")
 OUTSIDE_API = {HEALTH: ("/health", "observability:health"),
                ("/cgi-bin/vmcp", "/"): ("/cgi-bin/vmcp", "vmcp:respond")}
 VMCP_PRETTY = "/vmcp"
+RESPONDER_SCRIPTS = ("/cgi-bin/vmcp", VMCP_PRETTY)
 CORS_HEADERS = "Authorization, Content-Type, Idempotency-Key, X-Request-Id"
 CORS_EXPOSED = "Location, Link, Retry-After, X-Request-Id, Operation-Location, Idempotent-Replayed, WWW-Authenticate"
 _SEGMENTS = [(template.strip("/").split("/"), methods) for template, methods in ROUTES]
@@ -341,6 +342,8 @@ def request_id(environ):
 def _route(request):
     """The handler and permission for this path and method, or a 404 or 405."""
     outside = _outside_api(request)
+    if outside is None and request.script_name in RESPONDER_SCRIPTS:
+        raise not_found("VMCP configuration")  # the API itself is served under /api only
     if outside is not None:
         route, target = outside
         request.route, request.action = route, target.replace(":", ".")

@@ -284,5 +284,7 @@ def test_a_vmcp_configuration_is_served_signed_through_apache(apache, installed,
     assert not verify(answer.body, random.token_hex(32), own.json["public_key_pem"])
     assert_problem(http("GET", f"{apache.url}{config.json['url']}"), 400)  # no salt
     assert_problem(http("GET", f"{apache.url}/cgi-bin/vmcp?config=01m8440000000000000000000z&cvm_salt={salt}"), 404)
+    for path in ("/vmcp/%C2%84", "/vmcp/me", "/cgi-bin/vmcp/me"):  # a problem document, never the API or a page
+        assert_problem(http("GET", f"{apache.url}{path}?cvm_salt={salt}", headers=auth), 404)
     # The secret went to the extension and nowhere else: not into Apache's error log.
     assert "s3cr3t-value" not in apache.error_log()

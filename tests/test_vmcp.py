@@ -121,7 +121,7 @@ def test_the_responder_signs_with_the_platform_key_as_the_client_verifies(admin,
 def test_a_tenant_key_signs_its_configurations_once_set_and_the_platform_key_after_delete(admin, app, register):
     config = admin.post("/vmcp-configs", CONFIG).json
     platform_pem = public_key_of(admin)
-    made = admin.post("/vmcp-key", {"generate": True, "bits": "3072"})
+    made = admin.post("/vmcp-key", {"generate": True, "bits": 3072})
     assert made.status == 201, made.body
     assert made.json["source"] == "tenant" and made.json["bits"] == 3072 and "private" not in json.dumps(made.json)
     the_salt = salt()
@@ -160,7 +160,8 @@ def test_an_uploaded_key_is_stored_encrypted_and_never_shown(admin, app, db, tmp
 
 @pytest.mark.parametrize(("body", "words"), [
     ({"private_key": "not a key"}, "PEM"),
-    ({"generate": True, "bits": "1024"}, "size"),
+    ({"generate": True, "bits": "1024"}, "between"),
+    ({"generate": True, "bits": 3000}, "2048, 3072 or 4096"),
     ({"generate": True, "private_key": "x"}, "either"),
     ({}, "either"),
 ])
@@ -213,3 +214,10 @@ def test_awkward_values_verify_as_sent_and_any_change_breaks_the_signature(admin
         tampered = json.dumps(dict(received, **{name: changed})).encode()
         assert not verify(tampered, the_salt, key), name
     assert not verify(json.dumps({k: v for k, v in received.items() if k != "userData"}).encode(), the_salt, key)
+
+
+def test_the_responder_paths_serve_nothing_but_the_responder(admin, app):
+    # The same script serves /api; under the responder's paths the API must not answer.
+    for script_name, path in (("/cgi-bin/vmcp", "/me"), ("/vmcp", "/me"), ("/vmcp", "/servers"), ("/vmcp", "/")):
+        answer = call(app, "GET", path, headers={"Authorization": f"Bearer {admin.token}"}, script_name=script_name)
+        assert_problem(answer, 404)
