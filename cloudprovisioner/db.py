@@ -130,6 +130,14 @@ class Database:
             raise not_found(what)
         return row
 
+    def tenant_rows(self, table, columns, tenant_id, ids, where=""):
+        """{id: row} for those of `ids` that are the tenant's rows of `table` (and meet `where`)."""
+        if not ids:
+            return {}
+        marks = ", ".join(["%s"] * len(ids))
+        return {row["id"]: row for row in self.query(
+            f"SELECT {columns} FROM {table} WHERE tenant_id = %s{where} AND id IN ({marks})", (tenant_id, *ids))}
+
     def update(self, sql, args=None):
         return self.execute(sql, args)[1]
 

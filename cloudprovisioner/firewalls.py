@@ -153,14 +153,10 @@ def _check_rules(request, fields):
     errors = {}
     for key, part in (("inbound_rules", "sources"), ("outbound_rules", "destinations")):
         wanted = sorted({server for rule in fields.get(key, []) for server in rule[part].get("servers", [])})
-        if wanted:
-            marks = ", ".join(["%s"] * len(wanted))
-            found = {row["id"] for row in request.db.query(
-                f"SELECT id FROM servers WHERE tenant_id = %s AND status <> 'deleted' AND id IN ({marks})",
-                (request.principal.tenant_id, *wanted))}
-            missing = [server for server in wanted if server not in found]
-            if missing:
-                errors[key] = f"{part}: no server {missing[0]}"
+        found = request.db.tenant_rows("servers", "id", request.principal.tenant_id, wanted, " AND status <> 'deleted'")
+        missing = [server for server in wanted if server not in found]
+        if missing:
+            errors[key] = f"{part}: no server {missing[0]}"
     if errors:
         raise invalid(errors)
 
@@ -351,10 +347,8 @@ def ensure_default(request):
 def named(request, firewall_ids):
     """Check that every id is one of the tenant's live firewalls (a 422 naming the first that is not),
     and that the cloud has each."""
-    marks = ", ".join(["%s"] * len(firewall_ids))
-    found = {row["id"]: row for row in request.db.query(
-        f"SELECT {CLOUD_STATE} FROM firewalls WHERE tenant_id = %s AND status NOT IN ('deleting', 'deleted') "
-        f"AND id IN ({marks})", (request.principal.tenant_id, *firewall_ids))}
+    found = request.db.tenant_rows("firewalls", CLOUD_STATE, request.principal.tenant_id, firewall_ids,
+                                   " AND status NOT IN ('deleting', 'deleted')")
     missing = [firewall_id for firewall_id in firewall_ids if firewall_id not in found]
     if missing:
         raise invalid({"firewalls": f"no firewall {missing[0]}"})

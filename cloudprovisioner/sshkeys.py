@@ -355,10 +355,8 @@ def cloud_ids(request, key_ids):
     from .servers import cloud_problem
     if not key_ids:
         return []
-    marks = ", ".join(["%s"] * len(key_ids))
-    rows = {row["id"]: row for row in request.db.query(
-        f"SELECT id, name, public_key, fingerprint, cloud_key_id FROM ssh_keys WHERE tenant_id = %s "
-        f"AND id IN ({marks})", (request.principal.tenant_id, *key_ids))}
+    rows = request.db.tenant_rows("ssh_keys", "id, name, public_key, fingerprint, cloud_key_id",
+                                  request.principal.tenant_id, key_ids)
     missing = [key_id for key_id in key_ids if key_id not in rows]
     if missing:
         raise invalid({"ssh_keys": f"no SSH key {missing[0]}; add it with POST /api/ssh-keys"})
