@@ -221,3 +221,14 @@ def test_the_responder_paths_serve_nothing_but_the_responder(admin, app):
     for script_name, path in (("/cgi-bin/vmcp", "/me"), ("/vmcp", "/me"), ("/vmcp", "/servers"), ("/vmcp", "/")):
         answer = call(app, "GET", path, headers={"Authorization": f"Bearer {admin.token}"}, script_name=script_name)
         assert_problem(answer, 404)
+
+
+def test_a_changed_key_secret_is_a_503_not_a_wrong_signature(admin, app, values):
+    from cloudprovisioner.web import make_app
+    from tests.support import make_config
+    config = admin.post("/vmcp-configs", CONFIG).json
+    assert admin.post("/vmcp-key", {"generate": True}).status == 201
+    other = make_app(make_config(dict(values, CP_VMCP_KEY_SECRET="another-secret-" + "y" * 32)))
+    problem = assert_problem(fetch(other, config["id"], salt()), 503)
+    assert problem["type"].endswith(":misconfigured")
+    assert fetch(app, config["id"], salt()).status == 200
