@@ -355,11 +355,9 @@ def _create(config, budget, path, listing, key, body):
 
 def register_key(config, budget, *, name, public_key, fingerprint):
     """The account key id for a public key, adding it to the account if it is not there yet."""
-    try:
-        return _api(config, budget, "GET", f"account/keys/{fingerprint}")["ssh_key"]["id"]
-    except CloudError as error:
-        if error.status != 404:
-            raise
+    found = _key_by_fingerprint(config, budget, fingerprint)
+    if found is not None:
+        return found
     try:
         answer = _api(config, budget, "POST", "account/keys", {"name": name, "public_key": public_key},
                       lambda error: _key_by_fingerprint(config, budget, fingerprint))

@@ -831,12 +831,18 @@ MAX_MULTI_CREATE = 10
 MAX_BULK = 100000
 
 
-def check_name(name):
+def _checked_name(name, pattern, required, invalid):
+    """One name rule for droplets, VPCs and firewalls: present, a string, at most 255, matching."""
     if name is None:
-        raise unprocessable("Name is required.")
-    if not isinstance(name, str) or len(name) > MAX_NAME or not NAME_RE.fullmatch(name):
-        raise unprocessable(f"Name {name!r} is invalid: only valid hostname characters are"
-                            " allowed (a-z, A-Z, 0-9, . and -), at most 255.")
+        raise unprocessable(required)
+    if not isinstance(name, str) or len(name) > MAX_NAME or not pattern.fullmatch(name):
+        raise unprocessable(invalid.format(name=name))
+    return name
+
+
+def check_name(name):
+    _checked_name(name, NAME_RE, "Name is required.", "Name {name!r} is invalid: only valid hostname characters"
+                  " are allowed (a-z, A-Z, 0-9, . and -), at most 255.")
 
 
 def check_tag(tag):
@@ -987,12 +993,8 @@ MAX_DESCRIPTION = 255
 
 
 def check_vpc_name(name):
-    if name is None:
-        raise unprocessable("name is required.")
-    if not isinstance(name, str) or len(name) > MAX_NAME or not VPC_NAME_RE.fullmatch(name):
-        raise unprocessable(f"VPC name {name!r} is invalid: only letters, digits, dashes and"
-                            " periods are allowed, at most 255.")
-    return name
+    return _checked_name(name, VPC_NAME_RE, "name is required.", "VPC name {name!r} is invalid: only letters,"
+                         " digits, dashes and periods are allowed, at most 255.")
 
 
 def check_unique_vpc_name(name, vpcs):
@@ -1083,12 +1085,8 @@ RULE_LISTS = {"inbound_rules": "sources", "outbound_rules": "destinations"}
 
 
 def check_firewall_name(name):
-    if name is None:
-        raise unprocessable("name is required.")
-    if not isinstance(name, str) or len(name) > MAX_NAME or not FIREWALL_NAME_RE.fullmatch(name):
-        raise unprocessable(f"Firewall name {name!r} is invalid: a letter or digit, then at least"
-                            " one letter, digit, period or dash, at most 255.")
-    return name
+    return _checked_name(name, FIREWALL_NAME_RE, "name is required.", "Firewall name {name!r} is invalid: a"
+                         " letter or digit, then at least one letter, digit, period or dash, at most 255.")
 
 
 def _parse_ports(protocol, ports, where):

@@ -17,6 +17,7 @@ nowhere else (never into a log, the audit log or an API answer).
 
 import json
 
+from .config import ConfigError
 from .errors import Problem, invalid
 from .ids import looks_like_id, new_id
 from .validation import Field, byte_text, integer, text, validate
@@ -31,17 +32,6 @@ FLAG_BITS = {1: "64-bit guest", 2: "boot from diskURL", 4: "guest additions", 8:
 ALIASES = {"ram": "memory"}  # what older configurations (and the VMCP tutorial) call it -> what the client reads
 
 
-def _hex_checksum(value):
-    value = text(128, r"[0-9a-f]{40}|[0-9a-f]{64}|[0-9a-f]{128}",
-                 "must be a lower-case hex SHA-1, SHA-256 or SHA-512 digest")(value)
-    return value
-
-
-def _flags(value):
-    value = integer(0, 255)(value)
-    return value  # every bit of 0-255 is one the client knows (FLAG_BITS)
-
-
 def _url(value):
     return text(2048, r"https?://[^\s]+", "must be an http:// or https:// URL")(value)
 
@@ -53,12 +43,13 @@ def parameter_schema():
         "cpus": Field(integer(1, 128)),
         "disk": Field(integer(1, 16777216)),
         "executionCap": Field(integer(1, 100)),
-        "flags": Field(_flags),
+        "flags": Field(integer(0, 255)),  # every bit of 0-255 is one the client knows (FLAG_BITS)
         "userData": Field(byte_text(65536)),
         "cernvmVersion": Field(text(32, r"[0-9][0-9A-Za-z.\-]*", "must be a version like 2026.06-1")),
         "cernvmFlavor": Field(text(32, r"[a-z][a-z0-9-]*", "must be a flavour like prod, testing or devel")),
         "diskURL": Field(_url),
-        "diskChecksum": Field(_hex_checksum),
+        "diskChecksum": Field(text(128, r"[0-9a-f]{40}|[0-9a-f]{64}|[0-9a-f]{128}",
+                                   "must be a lower-case hex SHA-1, SHA-256 or SHA-512 digest")),
         "apiPort": Field(integer(1, 65535)),
         "canOverride": Field(text(1000, r"[A-Za-z0-9,]*", "must be comma-separated parameter names")),
     }
@@ -259,7 +250,6 @@ def delete_key(request):
 
 def _seal(config, tenant_id, plaintext):
     from . import vmcpkeys
-    from .config import ConfigError
     try:
         return vmcpkeys.encrypt(config.get("CP_VMCP_KEY_SECRET"), tenant_id, plaintext)
     except ValueError as exc:
@@ -278,7 +268,6 @@ def _platform_key(config, trusted=False):
         with open(path, encoding="ascii") as handle:
             return vmcpkeys.load_private_key(handle.read(), trusted)
     except (OSError, ValueError) as exc:
-        from .config import ConfigError
         raise ConfigError(f"CP_VMCP_PLATFORM_KEY {path}: {exc}") from None
 
 
@@ -290,7 +279,6 @@ def _signing_key(request, tenant_id):
     try:
         pem = vmcpkeys.decrypt(request.config.get("CP_VMCP_KEY_SECRET"), tenant_id, row["private_key"])
     except ValueError as exc:
-        from .config import ConfigError
         raise ConfigError(str(exc)) from None
     return vmcpkeys.load_private_key(pem.decode(), trusted=True)  # checked when it was stored
 
