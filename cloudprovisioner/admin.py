@@ -1,4 +1,5 @@
-"""Administration commands (`cloudprovisioner-admin`): the schema, the secrets, the first admin."""
+"""Administration commands (`cloudprovisioner-admin`): the schema, the secrets and the installation id,
+the first admin, and what the monitor holds for a person (orphans, the circuit breaker)."""
 
 import argparse
 import getpass
@@ -9,15 +10,19 @@ import sys
 from . import config as configuration
 from . import migrate
 from .errors import Problem
+from .orphans import OrphanError
+from .provider import CloudError
 
 SECRET_KEYS = ("CP_JWT_SECRET", "CP_VMCP_KEY_SECRET")
+INSTALL_ID = "CP_INSTALL_ID"
 PLATFORM_KEY = "CP_VMCP_PLATFORM_KEY"
 PLATFORM_KEY_FILE = "vmcp-platform-key.pem"
 
 
 def ensure_secret(path):
     """Fill in what a fresh install lacks; answer what was made. Random CP_JWT_SECRET and
-    CP_VMCP_KEY_SECRET unless long enough ones are there, and, unless CP_VMCP_PLATFORM_KEY names
+    CP_VMCP_KEY_SECRET unless long enough ones are there, an installation id (CP_INSTALL_ID) unless
+    one is there (never replaced: the cloud's objects carry it), and, unless CP_VMCP_PLATFORM_KEY names
     one, a platform VMCP signing key in a file beside the env file, readable like the env file.
 
     The env file keeps its mode and group (python-dotenv rewrites it through a new file).
@@ -31,6 +36,9 @@ def ensure_secret(path):
         if len(values.get(key) or "") < MIN_SECRET_LENGTH:
             set_key(path, key, secrets.token_urlsafe(48), quote_mode="never")
             made.append(key)
+    if not values.get(INSTALL_ID):
+        set_key(path, INSTALL_ID, secrets.token_hex(6), quote_mode="never")
+        made.append(INSTALL_ID)
     if not values.get(PLATFORM_KEY):
         key_path = os.path.join(os.path.dirname(os.path.abspath(path)), PLATFORM_KEY_FILE)
         if not os.path.exists(key_path):
@@ -86,6 +94,80 @@ def create_admin(config, args):
         print(f"{adopted} servers from before tenants now belong to tenant {tenant_id}")
 
 
+def show_orphans(config, args):
+    from . import orphans
+    from .db import Database
+    db = Database(config)
+    try:
+        rows = orphans.listing(db)
+        breaker = db.one("SELECT value FROM service_state WHERE name = 'monitor.breaker'")
+    finally:
+        db.close()
+    if breaker:
+        print(f"the monitor's {breaker['value']}")
+    if not rows:
+        print("no orphans: every cloud object of this installation is explained by a live row")
+    for row in rows:
+        approved = " (approved)" if row["approved_at"] else ""
+        print(f"{row['kind']} {row['cloud_id']} {row['name'] or '-'} row={row['row_id'] or '-'} "
+              f"{row['verdict']}{approved} since {row['first_seen_at']}: {row['reason']}")
+    return 0
+
+
+def confirm_destroy(config, args):
+    """Show what the circuit breaker holds, and approve exactly that when the admin says yes."""
+    from . import orphans
+    from .db import Database
+    db = Database(config)
+    try:
+        shown = [row for row in orphans.listing(db, "breaker") if not row["approved_at"]]
+        if not shown:
+            print("the circuit breaker holds nothing")
+            return 0
+        print(f"the monitor held back destroying these {len(shown)} objects:")
+        for row in shown:
+            print(f"  {row['kind']} {row['cloud_id']} {row['name'] or '-'}: {row['reason']}")
+        if not args.yes and input(f"destroy these {len(shown)}? type yes: ").strip() != "yes":
+            print("nothing approved")
+            return 1
+        approved = orphans.approve(db, shown)
+    finally:
+        db.close()
+    print(f"approved {approved}; the monitor's next run destroys them")
+    return 0
+
+
+def adopt(config, args):
+    from . import orphans
+    from .db import Database
+    db = Database(config)
+    try:
+        server_id = orphans.adopt(config, db, args.droplet_id, args.tenant)
+    finally:
+        db.close()
+    print(f"droplet {args.droplet_id} is server {server_id} again")
+    return 0
+
+
+def destroy(config, args):
+    from . import orphans
+    from .db import Database
+    db = Database(config)
+    try:
+        orphans.find(db, args.kind, args.cloud_id)
+        if not args.yes and input(f"destroy {args.kind} {args.cloud_id}? type yes: ").strip() != "yes":
+            print("nothing destroyed")
+            return 1
+        orphans.destroy(config, db, args.kind, args.cloud_id)
+    finally:
+        db.close()
+    print(f"destroyed {args.kind} {args.cloud_id}")
+    return 0
+
+
+ORPHAN_COMMANDS = {"orphans": show_orphans, "confirm-destroy": confirm_destroy, "adopt": adopt, "destroy": destroy}
+
+
 def main(argv=None, sql_dir=None):
     parser = argparse.ArgumentParser(prog="cloudprovisioner-admin")
     parser.add_argument("--config", help="the env file (default: $CLOUDPROVISIONER_CONFIG)")
@@ -99,6 +181,17 @@ def main(argv=None, sql_dir=None):
     admin_parser.add_argument("--name", required=True)
     admin_parser.add_argument("--tenant", default="platform", help="the admin's tenant (default: platform)")
     admin_parser.add_argument("--password-file", help="read the password from this file instead of asking")
+    commands.add_parser("orphans", help="list the cloud objects of this installation the monitor holds for a person")
+    confirm_parser = commands.add_parser("confirm-destroy", help="show what the circuit breaker held back, "
+                                                                 "and let the monitor destroy it")
+    confirm_parser.add_argument("--yes", action="store_true", help="do not ask")
+    adopt_parser = commands.add_parser("adopt", help="bring a held droplet back under the server row it names")
+    adopt_parser.add_argument("droplet_id")
+    adopt_parser.add_argument("--tenant", help="the tenant id, when the droplet names none or another")
+    destroy_parser = commands.add_parser("destroy", help="destroy one held orphan by hand")
+    destroy_parser.add_argument("kind", choices=("droplet", "vpc", "firewall"))
+    destroy_parser.add_argument("cloud_id")
+    destroy_parser.add_argument("--yes", action="store_true", help="do not ask")
     args = parser.parse_args(argv)
     try:
         if args.command == "ensure-secret":
@@ -107,12 +200,14 @@ def main(argv=None, sql_dir=None):
                 print(f"generated {made} ({path})")
             return 0
         config = configuration.load(path=args.config)
+        if args.command in ORPHAN_COMMANDS:
+            return ORPHAN_COMMANDS[args.command](config, args)
         if args.command == "migrate":
             if not migrate.apply(config, args.sql_dir, sys.stdout):
                 print("schema is up to date")
         else:
             create_admin(config, args)
-    except (configuration.ConfigError, Problem, RuntimeError) as exc:
+    except (configuration.ConfigError, Problem, RuntimeError, OrphanError, CloudError) as exc:
         sys.stderr.write(f"cloudprovisioner-admin: {exc}\n")
         for field, reason in (getattr(exc, "errors", None) or {}).items():
             sys.stderr.write(f"  {field}: {reason}\n")

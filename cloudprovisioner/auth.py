@@ -42,7 +42,10 @@ PERMISSIONS = {
     "users:manage": "admin",
     "audit:read": "admin",
     "metrics:read": "admin",
+    "platform:read": "admin",
 }
+# Permissions over the whole platform, not one tenant: an admin who is also a platform admin.
+PLATFORM_PERMISSIONS = ("platform:read",)
 
 API_TOKEN_PREFIX = "cpt_"
 REFRESH_TOKEN_PREFIX = "cpr_"
@@ -105,6 +108,8 @@ def authorize(principal, permission):
     least = PERMISSIONS[permission]
     if RANK[principal.role] < RANK[least]:
         raise Problem(403, "forbidden", f"the {principal.role} role may not do this ({permission} needs {least})")
+    if permission in PLATFORM_PERMISSIONS and not principal.platform_admin:
+        raise Problem(403, "forbidden", f"only a platform admin may do this ({permission})")
 
 
 def _b64url(part):

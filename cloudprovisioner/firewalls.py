@@ -5,8 +5,8 @@ outbound rules to destinations. Sources are CIDRs, the tenant's own servers
 or the tenant's own tags. In the cloud every firewall is attached to its own
 tag, `<platform>:fw:<id>`, and a server is created carrying the tags of its
 firewalls, so it is covered from its first boot. A tenant's servers and tags
-become cloud tags no other tenant can carry (`servers.row_tag`,
-`servers.scoped_tag`), so a rule can never admit another tenant's machines.
+become cloud tags no other tenant can carry (`ownership.row_tag`,
+`ownership.scoped_tag`), so a rule can never admit another tenant's machines.
 
 Every tenant has a default firewall, made on first use: inbound TCP on
 CP_DEFAULT_FIREWALL_PORTS from anywhere, outbound open. Its rules can be
@@ -29,14 +29,9 @@ MAX_RULES = 50
 DEFAULT_NAME = "default"
 MAX_TARGETS = 100
 COLUMNS = ("id, name, inbound_rules, outbound_rules, is_default, cloud_id, revision, applied_revision, status, "
-           "status_reason, created_at, updated_at, deleted_at")
+           "status_reason, created_at, updated_at, deleted_at, legacy_tags")
 OPEN_OUTBOUND = [{"protocol": protocol, "ports": "all", "destinations": {"addresses": list(WORLD)}}
                  for protocol in ("tcp", "udp")] + [{"protocol": "icmp", "destinations": {"addresses": list(WORLD)}}]
-
-
-def firewall_tag(config, firewall_id):
-    """The cloud tag a firewall is attached to; servers carry it to be covered."""
-    return f"{config.platform_tag}:fw:{firewall_id}"
 
 
 # ---------------------------------------------------------------- rules
@@ -170,23 +165,36 @@ def default_rules(config):
 
 
 def cloud_spec(config, tenant_id, row):
-    """The firewall as the cloud API takes it (POST and PUT alike)."""
-    return {"name": networks.cloud_name(config, "firewall", row["id"]),
-            "inbound_rules": [_cloud_rule(config, tenant_id, rule, "sources")
+    """The firewall as the cloud API takes it (POST and PUT alike).
+
+    A firewall made before installation ids (`legacy_tags`) also names its servers and tags in
+    their old forms: servers made then carry only those until the monitor has re-tagged them.
+    """
+    from . import ownership
+    legacy = bool(row.get("legacy_tags"))
+    tags = [ownership.firewall_tag(config, row["id"])]
+    if legacy:
+        tags.append(f"{ownership.legacy_prefix(config)}:fw:{row['id']}")
+    return {"name": ownership.cloud_name(config, "firewall", row["id"]),
+            "inbound_rules": [_cloud_rule(config, tenant_id, rule, "sources", legacy)
                               for rule in json.loads(row["inbound_rules"])],
-            "outbound_rules": [_cloud_rule(config, tenant_id, rule, "destinations")
+            "outbound_rules": [_cloud_rule(config, tenant_id, rule, "destinations", legacy)
                                for rule in json.loads(row["outbound_rules"])],
-            "tags": [firewall_tag(config, row["id"])], "droplet_ids": []}
+            "tags": tags, "droplet_ids": []}
 
 
-def _cloud_rule(config, tenant_id, rule, key):
-    from .servers import row_tag, scoped_tag
+def _cloud_rule(config, tenant_id, rule, key, legacy):
+    from .ownership import legacy_prefix, row_tag, scoped_tag
     ours = rule[key]
     target = {}
     if ours.get("addresses"):
         target["addresses"] = ours["addresses"]
     tags = [row_tag(config, server) for server in ours.get("servers", [])]
     tags += [scoped_tag(config, tenant_id, tag) for tag in ours.get("tags", [])]
+    if legacy:
+        old = legacy_prefix(config)
+        tags += [f"{old}:{server}" for server in ours.get("servers", [])]
+        tags += [f"{old}:t:{tenant_id}:{tag}" for tag in ours.get("tags", [])]
     if tags:
         target["tags"] = tags
     cloud = {"protocol": rule["protocol"], key: target}

@@ -7,6 +7,15 @@ Every change is one transaction: a guarded UPDATE of the server (`... AND
 status = <what we saw>`, so a user's DELETE that lands mid-run is never
 overwritten) together with its operation's new status.
 
+It destroys only what is provably this installation's and dead (ownership.py):
+it lists only objects carrying this installation's id; a droplet or network
+whose row this database has never seen (a restored backup, another database)
+is reported and held for a person, never destroyed; and a run that would
+destroy more than CP_MONITOR_MAX_DESTROY objects, or more than
+CP_MONITOR_MAX_DESTROY_PERCENT of the installation's objects, destroys none of
+them until `cloudprovisioner-admin confirm-destroy`. What a user asked to
+delete is not held: that is the user's decision, not the monitor's.
+
 The cloud's rate limit is shared with users' requests: when fewer than
 CP_RATELIMIT_FLOOR calls are left, the run stops calling the cloud and says
 so; the next run goes on.
@@ -17,11 +26,9 @@ import time
 from datetime import UTC, datetime
 
 from . import config as configuration
-from . import operations, provider
+from . import operations, ownership, provider
 from .db import Database
 from .errors import Problem
-from .ids import looks_like_id
-from .servers import row_tag
 
 # What each server transition does to the server's open operations.
 OPERATION_OUTCOME = {
@@ -29,10 +36,34 @@ OPERATION_OUTCOME = {
     "error": ("server.create", "failed"),
     "deleted": ("server.delete", "succeeded"),
 }
+DESTROYERS = {"droplet": provider.destroy_droplet, "vpc": provider.delete_vpc, "firewall": provider.delete_firewall}
+INSTALLATION_KEY = "installation.id"
+BREAKER_KEY = "monitor.breaker"
 
 
 class RateLimitLow(Exception):
     """Few cloud calls are left this hour: stop acting, leave headroom for users."""
+
+
+class Refused(Exception):
+    """The run must not act at all (this database belongs to another installation)."""
+
+
+class Orphan:
+    """A cloud object of this installation that no live row explains."""
+
+    def __init__(self, kind, cloud_id, name, row_id, reason, counter=None, droplet=None):
+        self.kind = kind
+        self.cloud_id = str(cloud_id)
+        self.name = name
+        self.row_id = row_id
+        self.reason = reason
+        self.counter = counter
+        self.droplet = droplet
+
+    @property
+    def key(self):
+        return (self.kind, self.cloud_id)
 
 
 class Run:
@@ -43,14 +74,21 @@ class Run:
         self.db = db
         self.log = log
         self.budget = provider.monitor_budget(config)
-        self.counts = {"ready": 0, "adopted": 0, "timed out": 0, "never created": 0, "vanished": 0,
-                       "deleted": 0, "destroyed": 0, "duplicates destroyed": 0, "orphans destroyed": 0,
-                       "actions done": 0}
+        self.counts = {"ready": 0, "adopted": 0, "taken over": 0, "timed out": 0, "never created": 0,
+                       "vanished": 0, "deleted": 0, "destroyed": 0, "duplicates destroyed": 0,
+                       "orphans destroyed": 0, "actions done": 0}
         self.droplets = []
+        self.doomed = []  # provably ours and dead: destroyed at the end, unless the breaker holds them
+        self.held = []  # ours, but nothing here proves them dead: reported, left for a person
+        self.objects = 0  # this installation's objects in the cloud (the breaker's share is of these)
+        self.tripped = None  # the line that says why the breaker held this run's destroys
 
     def reconcile(self):
-        self.droplets = provider.list_droplets(self.config, self.budget, self.config.platform_tag)
+        self._check_installation()
+        self.droplets = provider.list_droplets(self.config, self.budget, ownership.install_tag(self.config))
         by_row = self._droplets_by_row()
+        self._take_over_legacy(by_row)
+        self.objects += len(self.droplets)
         rows = self.db.query(
             "SELECT id, status, instance_id, TIMESTAMPDIFF(SECOND, created_at, UTC_TIMESTAMP()) AS age "
             "FROM servers WHERE status IN ('pending', 'ready', 'deleting')")
@@ -64,25 +102,72 @@ class Run:
                 for duplicate in droplets:
                     # A retried create that the cloud had made after all: one droplet per row.
                     if duplicate is not mine:
-                        self._destroy(duplicate, f"a second droplet for server {row['id']}", "duplicates destroyed")
+                        self._doom_droplet(duplicate, row["id"], f"a second droplet for server {row['id']}",
+                                           "duplicates destroyed")
             self._sweep(by_row, untagged)
             self._follow_actions()
+            self._refresh_account_vpcs()
             for table in ("vpcs", "firewalls"):
                 self._sync_network(table)
+            self._destroy_doomed()
+            self.record_orphans()
+            self._record_breaker()
         except RateLimitLow:
             self.log(f"monitor: the cloud's rate limit is low ({provider.rate_limit.get('remaining')} calls left); "
                      "stopping here, the next run goes on")
         self.db.update("DELETE FROM idempotency_keys WHERE expires_at <= UTC_TIMESTAMP(6) LIMIT 1000")
 
+    def _check_installation(self):
+        """The database remembers the installation that first ran a monitor on it: a config with
+        another CP_INSTALL_ID (a lost env file made anew, a copied database) would see none of the
+        cloud objects its rows name, so it must not act until a person sets the id back."""
+        mine = ownership.install_id(self.config)
+        self.db.update("INSERT IGNORE INTO service_state (name, value, updated_at) "
+                       "VALUES (%s, %s, UTC_TIMESTAMP(6))", (INSTALLATION_KEY, mine))
+        recorded = self.db.one("SELECT value FROM service_state WHERE name = %s", (INSTALLATION_KEY,))["value"]
+        if recorded != mine:
+            raise Refused(f"this database belongs to installation {recorded}, but CP_INSTALL_ID is {mine}; "
+                          "set CP_INSTALL_ID back to the database's (nothing was done)")
+
     def _droplets_by_row(self):
         """Droplets grouped by the row id in their tag; those without one under None."""
-        prefix = row_tag(self.config, "")
         by_row = {}
         for droplet in self.droplets:
-            ids = [tag[len(prefix):] for tag in droplet.tags
-                   if tag.startswith(prefix) and looks_like_id(tag[len(prefix):])]
-            by_row.setdefault(ids[0] if ids else None, []).append(droplet)
+            by_row.setdefault(ownership.row_id_in(self.config, droplet.tags), []).append(droplet)
         return by_row
+
+    def _take_over_legacy(self, by_row):
+        """Droplets made before installation ids carry only the old tags. One becomes this
+        installation's (gets today's tags) only when a live row marked legacy names it; any
+        other droplet with the old tags, another installation's or a hand-made one, is left be."""
+        rows = {row["id"]: row for row in self.db.query(
+            "SELECT id, tenant_id, instance_id FROM servers WHERE legacy_tags = 1 "
+            "AND status IN ('pending', 'ready', 'deleting')")}
+        if not rows:
+            return
+        self._guard_rate_limit()
+        listed = {droplet.id for droplet in self.droplets}
+        wanted, taken = {}, []
+        for droplet in provider.list_droplets(self.config, self.budget, ownership.legacy_prefix(self.config)):
+            row = rows.get(ownership.row_id_in(self.config, droplet.tags, legacy=True))
+            if droplet.id in listed or row is None or row["instance_id"] not in (None, droplet.id):
+                continue
+            forms = ownership.legacy_tag_forms(self.config, row["tenant_id"], droplet.tags)
+            new_tags = [ownership.install_tag(self.config), ownership.tenant_tag(self.config, row["tenant_id"]),
+                        *forms.values()]
+            for tag in new_tags:
+                wanted.setdefault(tag, []).append(droplet.id)
+            droplet.tags = droplet.tags + new_tags
+            taken.append((row["id"], droplet))
+        for tag, droplet_ids in wanted.items():
+            self._guard_rate_limit()
+            provider.tag_droplets(self.config, self.budget, tag, droplet_ids)
+        for row_id, droplet in taken:
+            self.log(f"monitor: droplet {droplet.id} of server {row_id} now carries this installation's tags")
+            by_row.setdefault(row_id, []).append(droplet)
+            self.droplets.append(droplet)
+            self.db.update("UPDATE servers SET legacy_tags = 0 WHERE id = %s", (row_id,))
+        self.counts["taken over"] += len(taken)
 
     def _settle(self, row, droplet):
         status = row["status"]
@@ -106,7 +191,7 @@ class Run:
             limit = self.config.pending_timeout
             timed_out = self._change(row, "error", "timed out", f"not ready after {limit} s")
             if timed_out and droplet is not None:
-                self._destroy(droplet, f"server {row['id']} timed out", count=None)
+                self._doom_droplet(droplet, row["id"], f"server {row['id']} timed out")
         elif droplet is not None and row["instance_id"] is None:
             # The create died before storing the droplet id: adopt it by its tag.
             self._change(row, "pending", "adopted", "", instance_id=droplet.id)
@@ -115,18 +200,27 @@ class Run:
             self._change(row, "error", "never created", "the create never reached the cloud")
 
     def _sweep(self, by_row, spare):
-        """Destroy droplets that no live row explains: a dead row's, or nobody's."""
+        """Droplets that no live row explains: a dead row's are doomed; one naming a row this database
+        has never seen is held for a person; one naming no row is doomed once past the grace period."""
         known = self._statuses(list(by_row))
         for row_id, droplets in by_row.items():
-            if row_id in known:
-                for droplet in droplets:
-                    self._destroy(droplet, f"server {row_id} is {known[row_id]}", "destroyed")
-            else:
-                spare += droplets
+            for droplet in droplets:
+                if row_id in known:
+                    self._doom_droplet(droplet, row_id, f"server {row_id} is {known[row_id]}", "destroyed")
+                else:
+                    self._hold(Orphan("droplet", droplet.id, droplet.name, row_id,
+                                      f"names server {row_id}, which this database has never seen "
+                                      "(restored from a backup? another database?)", droplet=droplet))
         for droplet in spare:
             # A grace period, because a droplet may be listed before its creator stored its id.
             if _age(droplet.created_at) > self.config.orphan_grace:
-                self._destroy(droplet, "no server row explains it", "orphans destroyed")
+                self._doom_droplet(droplet, None, "no server row explains it", "orphans destroyed")
+
+    def _doom_droplet(self, droplet, row_id, why, counter=None):
+        self.doomed.append(Orphan("droplet", droplet.id, droplet.name, row_id, why, counter))
+
+    def _hold(self, orphan):
+        self.held.append(orphan)  # said once, when first recorded (record_orphans)
 
     def _follow_actions(self):
         """Power actions still running: ask the cloud how each ended (one call each)."""
@@ -142,6 +236,14 @@ class Run:
                                 operation["id"]))
                 self.counts["actions done"] += 1
 
+    def _refresh_account_vpcs(self):
+        """Every VPC range in the account, whoever made it, for the default-VPC allocator (vpcs.py):
+        one listing a run, kept in `account_vpcs` so that no request pays a cloud call for it."""
+        from . import vpcs
+        self._guard_rate_limit()
+        self.listed_vpcs = {item["id"]: item for item in provider.list_vpcs(self.config, self.budget)}
+        vpcs.remember_account_ranges(self.db, self.listed_vpcs.values())
+
     def _sync_network(self, table):
         """Make the cloud's VPCs or firewalls match the rows: create, adopt, rewrite, delete.
 
@@ -153,11 +255,13 @@ class Run:
         rows = self.db.query(f"SELECT {module.COLUMNS}, tenant_id, "
                              "TIMESTAMPDIFF(SECOND, updated_at, UTC_TIMESTAMP()) AS age "
                              f"FROM {table} WHERE status IN ('pending', 'ready', 'deleting') ORDER BY id")
-        if not rows and not self.db.one(f"SELECT 1 AS made FROM {table} LIMIT 1"):
-            return  # this platform never made one: nothing in the cloud can be ours
-        self._guard_rate_limit()
-        lister = provider.list_vpcs if table == "vpcs" else provider.list_firewalls
-        listed = {item["id"]: item for item in lister(self.config, self.budget)}
+        if table == "vpcs":
+            listed = self.listed_vpcs
+        else:
+            if not rows and not self.db.one(f"SELECT 1 AS made FROM {table} LIMIT 1"):
+                return  # this installation never made one: nothing in the cloud can be ours
+            self._guard_rate_limit()
+            listed = {item["id"]: item for item in provider.list_firewalls(self.config, self.budget)}
         for row in rows:
             if row["status"] == "pending" and row["age"] <= self.config.cloud_budget + 10:
                 continue
@@ -174,28 +278,101 @@ class Run:
         self._sweep_network(table, listed)
 
     def _sweep_network(self, table, listed):
-        """Delete our cloud VPCs or firewalls whose row is deleted or unknown (a delete that half failed)."""
+        """Our VPCs or firewalls (named with this installation's id) that no live row explains: one
+        whose row is deleted, or that is a second object for its row, is doomed (a delete or a create
+        that half failed); one naming a row this database has never seen is held for a person."""
         from . import networks
         what = networks.TYPES[table]
-        prefix = networks.cloud_prefix(self.config, what)
-        named = {item["name"][len(prefix):]: cloud_id for cloud_id, item in listed.items()
+        prefix = ownership.cloud_prefix(self.config, what)
+        named = {item["name"][len(prefix):]: (cloud_id, item["name"]) for cloud_id, item in listed.items()
                  if item.get("name", "").startswith(prefix)}
+        self.objects += len(named)
         known = {row["id"]: row for row in self.db.query(
             f"SELECT id, status, cloud_id FROM {table} WHERE id IN ({', '.join(['%s'] * len(named))})",
             list(named))} if named else {}
-        for row_id, cloud_id in named.items():
+        for row_id, (cloud_id, name) in named.items():
             row = known.get(row_id)
-            if row is None or row["status"] == "deleted" or (row["cloud_id"] and row["cloud_id"] != cloud_id):
-                self._guard_rate_limit()
-                self.log(f"monitor: deleting {what} {cloud_id}: no live row explains it")
-                try:
-                    deleter = provider.delete_vpc if table == "vpcs" else provider.delete_firewall
-                    deleter(self.config, self.budget, cloud_id)
-                    self.counts[f"{what}s orphaned"] = self.counts.get(f"{what}s orphaned", 0) + 1
-                except provider.CloudError as exc:
-                    if exc.retryable:
-                        raise
-                    self.log(f"monitor: {what} {cloud_id} not deleted: {exc.message}")
+            if row is None:
+                self._hold(Orphan(what, cloud_id, name, row_id, f"names {what} {row_id}, which this database "
+                                                                "has never seen (restored from a backup? "
+                                                                "another database?)"))
+            elif row["status"] == "deleted" or (row["cloud_id"] and row["cloud_id"] != cloud_id):
+                reason = f"{what} {row_id} is deleted" if row["status"] == "deleted" else \
+                    f"a second {what} for row {row_id}"
+                self.doomed.append(Orphan(what, cloud_id, name, row_id, reason, f"{what}s orphaned"))
+
+    def _destroy_doomed(self):
+        """Destroy what is provably dead, unless there is so much of it that something is more likely
+        wrong with this run (a bad restore, a bug) than with the cloud: then hold it all until a person
+        confirms. What a person already confirmed is destroyed either way."""
+        approved = {(row["kind"], row["cloud_id"]) for row in self.db.query(
+            "SELECT kind, cloud_id FROM orphans WHERE approved_at IS NOT NULL")}
+        unconfirmed = [orphan for orphan in self.doomed if orphan.key not in approved]
+        limit, share = self.config.monitor_max_destroy, self.config.monitor_max_destroy_percent
+        count = len(unconfirmed)
+        # A single destroy is never held by the share: in a small installation it is always a big one.
+        if count > limit or (count > 1 and count * 100 > share * max(1, self.objects)):
+            self.tripped = (f"circuit breaker: this run would destroy {count} objects of the {self.objects} "
+                            f"this installation has in the cloud (at most {limit}, and {share}%, are allowed); "
+                            "destroyed none; see `cloudprovisioner-admin orphans`, then `confirm-destroy`")
+            self.held += unconfirmed
+            doomed = [orphan for orphan in self.doomed if orphan.key in approved]
+        else:
+            doomed = self.doomed
+        for orphan in doomed:
+            self._guard_rate_limit()
+            self.log(f"monitor: destroying {orphan.kind} {orphan.cloud_id}: {orphan.reason}")
+            try:
+                gone = DESTROYERS[orphan.kind](self.config, self.budget, orphan.cloud_id)
+            except provider.CloudError as exc:
+                if exc.retryable:
+                    raise
+                self.log(f"monitor: {orphan.kind} {orphan.cloud_id} not destroyed: {exc.message}")
+                continue
+            if orphan.counter and (gone or orphan.kind != "droplet"):
+                self.counts[orphan.counter] = self.counts.get(orphan.counter, 0) + 1
+
+    def record_orphans(self):
+        """Keep `orphans` as this run saw them: what is held, and why; what is gone or explained now
+        leaves the list. A droplet held for the first time is powered off if CP_ORPHAN_POWER_OFF says so."""
+        seen = set()
+        for orphan in self.held:
+            verdict = "breaker" if orphan in self.doomed else "held"
+            seen.add(orphan.key)
+            new = self.db.insert_new(
+                "INSERT INTO orphans (kind, cloud_id, name, row_id, verdict, reason, first_seen_at, last_seen_at) "
+                "VALUES (%s, %s, %s, %s, %s, %s, UTC_TIMESTAMP(6), UTC_TIMESTAMP(6))",
+                (orphan.kind, orphan.cloud_id, orphan.name[:255], orphan.row_id, verdict, orphan.reason[:1000]))
+            if new:
+                self.log(f"monitor: held {orphan.kind} {orphan.cloud_id} ({orphan.name}): {orphan.reason}; "
+                         "see cloudprovisioner-admin orphans")
+                if verdict == "held" and orphan.droplet is not None:
+                    self._power_off(orphan.droplet)
+            else:
+                self.db.update("UPDATE orphans SET name = %s, row_id = %s, verdict = %s, reason = %s, "
+                               "last_seen_at = UTC_TIMESTAMP(6) WHERE kind = %s AND cloud_id = %s",
+                               (orphan.name[:255], orphan.row_id, verdict, orphan.reason[:1000], *orphan.key))
+        for row in self.db.query("SELECT kind, cloud_id FROM orphans"):
+            if (row["kind"], row["cloud_id"]) not in seen:
+                self.db.update("DELETE FROM orphans WHERE kind = %s AND cloud_id = %s",
+                               (row["kind"], row["cloud_id"]))
+
+    def _record_breaker(self):
+        if self.tripped:
+            self.db.update("INSERT INTO service_state (name, value, updated_at) VALUES (%s, %s, UTC_TIMESTAMP(6)) "
+                           "ON DUPLICATE KEY UPDATE value = VALUES(value), updated_at = VALUES(updated_at)",
+                           (BREAKER_KEY, self.tripped[:255]))
+        else:
+            self.db.update("DELETE FROM service_state WHERE name = %s", (BREAKER_KEY,))
+
+    def _power_off(self, droplet):
+        if self.config.orphan_power_off != "yes" or droplet.status != "active":
+            return
+        try:
+            provider.droplet_action(self.config, self.budget, droplet.id, "power_off")
+            self.log(f"monitor: powered off held droplet {droplet.id} (CP_ORPHAN_POWER_OFF=yes)")
+        except provider.CloudError as exc:
+            self.log(f"monitor: held droplet {droplet.id} not powered off: {exc.message}")
 
     def _statuses(self, row_ids):
         found = {}
@@ -234,6 +411,7 @@ class Run:
         return changed
 
     def _destroy(self, droplet, why, count):
+        """What a user asked for (a server being deleted): not the monitor's decision, never held."""
         self._guard_rate_limit()
         self.log(f"destroying droplet {droplet.id}: {why}")
         if provider.destroy_droplet(self.config, self.budget, droplet.id) and count:
@@ -264,7 +442,7 @@ def _age(created_at):
 
 
 def run_once(config, out=sys.stdout, err=sys.stderr):
-    """One monitor run. Answer the exit status: 0 done or skipped, 1 failed."""
+    """One monitor run. Answer the exit status: 0 done or skipped, 1 failed, refused, or held by the breaker."""
     def log(message):
         out.write(message + "\n")
     started, calls_before = time.monotonic(), provider.calls["count"]
@@ -276,8 +454,16 @@ def run_once(config, out=sys.stdout, err=sys.stderr):
         run.reconcile()
         if run.changed():
             log(run.summary(time.monotonic() - started))
-        _record(db, "ok", time.monotonic() - started, provider.calls["count"] - calls_before)
+        result = "tripped" if run.tripped else "ok"
+        _record(db, result, time.monotonic() - started, provider.calls["count"] - calls_before)
+        if run.tripped:
+            err.write(f"monitor: {run.tripped}\n")
+            return 1
         return 0
+    except Refused as exc:
+        err.write(f"monitor: refused: {exc}\n")
+        _record(db, "refused", time.monotonic() - started, provider.calls["count"] - calls_before)
+        return 1
     except (Problem, provider.CloudError, configuration.ConfigError) as exc:
         reason = getattr(exc, "reason", "")
         err.write(f"monitor: failed: {exc}{f' ({reason})' if reason else ''}\n")
@@ -295,7 +481,7 @@ def _record(db, result, seconds, calls):
         observability.count(db, "cloud_api_calls_total", "monitor", calls)
         state = {f"cloud.ratelimit_{key}": value for key, value in provider.rate_limit.items()
                  if key in ("remaining", "limit")}
-        if result == "ok":
+        if result in ("ok", "tripped"):  # a tripped run did all but destroy
             state.update({"monitor.last_success": "ok", "monitor.last_success_epoch": int(time.time()),
                           "monitor.last_duration": f"{seconds:.3f}"})
         observability.remember(db, **state)

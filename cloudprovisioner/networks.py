@@ -5,11 +5,9 @@ one transaction, then tries the cloud at once. If the cloud cannot be reached
 or rate-limits us, the answer is still 202 and the monitor, which runs `sync`
 over every row that is not settled, finishes the job; a row that died half-way
 (its request killed after the cloud made the object) is found again by its
-cloud name, which holds the row's id. The cloud refusing outright (a 4xx) is
+cloud name, which holds the installation's id and the row's (ownership.py). The cloud refusing outright (a 4xx) is
 final: the row becomes `error` and the client gets a 422 with the cloud's words.
 """
-
-import re
 
 from . import operations
 from .errors import Problem
@@ -17,15 +15,6 @@ from .ids import new_id
 from .web import Response
 
 TYPES = {"firewalls": "firewall", "vpcs": "vpc"}
-
-
-def cloud_name(config, kind, row_id):
-    """`<platform>-<kind>-<row id>`: a name the cloud accepts and we can find a lost create by."""
-    return f"{cloud_prefix(config, kind)}{row_id}"
-
-
-def cloud_prefix(config, kind):
-    return f"{re.sub(r'[^a-zA-Z0-9.-]', '-', config.platform_tag)}-{kind}-"
 
 
 def check_name_free(db, table, tenant_id, name, own_id=None):
@@ -114,7 +103,7 @@ def sync(db, config, budget, table, row, listed=None):
     `listed` is the cloud's objects by id when the caller (the monitor) has listed them: then a
     ready row whose object is gone is made again, and a firewall whose rules drifted is rewritten.
     """
-    from . import provider
+    from . import ownership, provider
     kind_module = module(table)
     what = TYPES[table]
     try:
@@ -128,8 +117,10 @@ def sync(db, config, budget, table, row, listed=None):
                       (row["id"], row["cloud_id"]))
             row = {**row, "cloud_id": None}
         if not row["cloud_id"]:
-            name = cloud_name(config, what, row["id"])
-            adopted = next((item_id for item_id, item in (listed or {}).items() if item.get("name") == name), None)
+            # Found by its name (or, made before installation ids, by its old name) and adopted.
+            names = (ownership.cloud_name(config, what, row["id"]),
+                     ownership.legacy_cloud_name(config, what, row["id"]))
+            adopted = next((item_id for item_id, item in (listed or {}).items() if item.get("name") in names), None)
             cloud_id = adopted or kind_module.create_in_cloud(config, budget, row)
             db.update(f"UPDATE {table} SET cloud_id = %s WHERE id = %s", (cloud_id, row["id"]))
             row = {**row, "cloud_id": cloud_id}

@@ -56,8 +56,9 @@ class CloudError(Exception):
 class Droplet:
     """What we need to know about one droplet, independent of the SDK's class."""
 
-    def __init__(self, droplet_id, status, tags, public_ip="", private_ip="", created_at=""):
+    def __init__(self, droplet_id, status, tags, public_ip="", private_ip="", created_at="", name=""):
         self.id = droplet_id
+        self.name = name
         self.status = status
         self.tags = tags
         self.public_ip = public_ip
@@ -259,6 +260,25 @@ def list_droplets(config, budget, tag):
     return [_droplet(item) for item in list_all(config, budget, "droplets/", "droplets", {"tag_name": tag})]
 
 
+def get_droplet(config, budget, droplet_id):
+    """The cloud's whole record of one droplet (a dict), or None when it is gone."""
+    try:
+        return _api(config, budget, "GET", f"droplets/{droplet_id}")["droplet"]
+    except CloudError as error:
+        if error.status == 404:
+            return None
+        raise
+
+
+def tag_droplets(config, budget, tag, droplet_ids):
+    """Add `tag` to droplets (making the tag first; both are harmless to repeat)."""
+    _api(config, budget, "POST", "tags", {"name": tag})
+    for start in range(0, len(droplet_ids), 50):
+        resources = [{"resource_id": str(droplet_id), "resource_type": "droplet"}
+                     for droplet_id in droplet_ids[start:start + 50]]
+        _api(config, budget, "POST", f"tags/{tag}/resources", {"resources": resources})
+
+
 def list_all(config, budget, path, key, params=None):
     """Every item of a listing, 200 a page.
 
@@ -311,6 +331,10 @@ def list_vpcs(config, budget):
 def create_vpc(config, budget, *, name, region, ip_range, description):
     body = {"name": name, "region": region, "ip_range": ip_range, "description": description}
     return _create(config, budget, "vpcs", "vpcs", "vpc", body)
+
+
+def rename_vpc(config, budget, cloud_id, name):
+    return _api(config, budget, "PATCH", f"vpcs/{cloud_id}", {"name": name})
 
 
 def delete_vpc(config, budget, cloud_id):
@@ -379,6 +403,16 @@ def _key_by_fingerprint(config, budget, fingerprint):
         raise
 
 
+def account_key(config, budget, cloud_key_id):
+    """The account's key with this id (a dict with its name), or None when it is gone."""
+    try:
+        return _api(config, budget, "GET", f"account/keys/{cloud_key_id}")["ssh_key"]
+    except CloudError as error:
+        if error.status == 404:
+            return None
+        raise
+
+
 def delete_key(config, budget, cloud_key_id):
     return _gone_ok(config, budget, f"account/keys/{cloud_key_id}")
 
@@ -387,4 +421,4 @@ def _droplet(item):
     addresses = {net["type"]: net["ip_address"] for net in item["networks"]["v4"]}
     return Droplet(item["id"], item["status"], list(item.get("tags") or []),
                    addresses.get("public", ""), addresses.get("private", ""),
-                   item.get("created_at", ""))
+                   item.get("created_at", ""), item.get("name", ""))

@@ -8,13 +8,15 @@ tag as a real create would: exactly what the monitor sees after N creates.
 import json
 import urllib.request
 
+from . import ownership
 from .ids import new_id
 
 CHUNK = 1000
 
 
-def pending_servers(db, sandbox_url, tenant_id, count, platform_tag="cloudprovisioner"):
-    """`count` pending servers of a tenant and their droplets in the sandbox; answers the server ids."""
+def pending_servers(db, config, tenant_id, count):
+    """`count` pending servers of a tenant and their droplets in the sandbox (CP_DO_API_URL), tagged as
+    this installation tags them; answers the server ids."""
     ids = [new_id() for _ in range(count)]
     for start in range(0, count, CHUNK):
         chunk = ids[start:start + CHUNK]
@@ -28,9 +30,9 @@ def pending_servers(db, sandbox_url, tenant_id, count, platform_tag="cloudprovis
         db.update("INSERT INTO operations (id, tenant_id, kind, target_type, target_id, status, created_at, "
                   f"updated_at) VALUES {marks}",
                   [value for server_id in chunk for value in (new_id(), tenant_id, server_id)])
-    root = sandbox_url.split("/v2/")[0]
-    body = json.dumps({"count": count, "tags": [platform_tag],
-                       "tag_each": [f"{platform_tag}:{server_id}" for server_id in ids]}).encode()
+    root = config.do_api_url.split("/v2/")[0]
+    body = json.dumps({"count": count, "tags": [ownership.install_tag(config)],
+                       "tag_each": [ownership.row_tag(config, server_id) for server_id in ids]}).encode()
     request = urllib.request.Request(root + "/_sandbox/droplets/bulk", body, {"Content-Type": "application/json"})
     with urllib.request.urlopen(request, timeout=120) as answer:
         answer.read()

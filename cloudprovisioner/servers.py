@@ -23,11 +23,6 @@ COLUMNS = ("id, owner, description, name, region, size, image, tags, instance_id
            "status_reason, public_ip, private_ip, created_at, ready_at, deleted_at, workspace_id, vpc_id, "
            "firewall_ids, ssh_key_ids")
 
-def row_tag(config, server_id):
-    """The tag that ties a droplet to its row: `<platform tag>:<row id>`."""
-    return f"{config.platform_tag}:{server_id}"
-
-
 def user_tag(config):
     """A tag a user may set: the cloud's tag rules, at most 64 characters, not the platform's own."""
     check_pattern = text(64, TAG_PATTERN, "tags may hold only letters, digits, '_', '-' and ':'",
@@ -40,12 +35,6 @@ def user_tag(config):
             raise ValueError(f"tags starting with {config.platform_tag!r} are reserved")
         return value
     return check
-
-
-def scoped_tag(config, tenant_id, tag):
-    """The cloud tag standing for a tenant's own tag in firewall rules: all tenants share one cloud
-    account, so a bare `web` would also match another tenant's `web` servers."""
-    return f"{config.platform_tag}:t:{tenant_id}:{tag}"
 
 
 def _object_id(what):
@@ -147,7 +136,7 @@ def get_server_status(request):
 def create_server(request):
     """POST /api/servers: its network first (keys, VPC, firewalls), then the row and its operation,
     then the cloud, then the droplet id at once."""
-    from . import firewalls, operations, provider, sshkeys
+    from . import operations, ownership, provider, sshkeys
     config, db, principal = request.config, request.db, request.principal
     fields = validate(request.fields(), create_schema(config))
     user_data = _user_data(fields["user_data"])
@@ -166,14 +155,15 @@ def create_server(request):
         operation_id = operations.start(db, principal, "server.create", server_id)
         if request.idempotency is not None:
             request.idempotency.bind(server_id)
-    tags = [config.platform_tag, row_tag(config, server_id), *fields["tags"],
-            *[scoped_tag(config, principal.tenant_id, tag) for tag in fields["tags"]],
-            *[firewalls.firewall_tag(config, firewall_id) for firewall_id in firewall_ids]]
+    row_tag = ownership.row_tag(config, server_id)
+    tags = [ownership.install_tag(config), row_tag, ownership.tenant_tag(config, principal.tenant_id),
+            *fields["tags"], *[ownership.scoped_tag(config, principal.tenant_id, tag) for tag in fields["tags"]],
+            *[ownership.firewall_tag(config, firewall_id) for firewall_id in firewall_ids]]
     try:
         droplet_id = provider.create_droplet(
             config, provider.request_budget(config), name=fields["name"], region=fields["region"],
             size=fields["size"], image=fields["image"], ssh_keys=key_ids, user_data=user_data,
-            row_tag=row_tag(config, server_id), tags=tags, vpc_uuid=vpc["cloud_id"])
+            row_tag=row_tag, tags=tags, vpc_uuid=vpc["cloud_id"])
     except provider.CloudError as exc:
         # The monitor destroys any droplet that still turns up with this row's tag. Guarded:
         # a DELETE or a cancel that came in meanwhile wins, and the monitor finishes it.

@@ -336,13 +336,20 @@ def delete_key(request):
 
 
 def _forget_in_cloud(request, row):
-    """Remove the account key when no one on the platform has it any more (best effort: a key left in
-    the account is only used when we name it)."""
-    from . import provider
+    """Remove the account key when no one on the platform has it any more, and only if this
+    installation added it (its name says so): the same key may have been in the account before,
+    added by hand or by another installation, and is theirs too (best effort: a key left in the
+    account is only used when we name it)."""
+    from . import ownership, provider
     if request.db.one("SELECT 1 AS used FROM ssh_keys WHERE fingerprint = %s LIMIT 1", (row["fingerprint"],)):
         return
+    config = request.config
     try:
-        provider.delete_key(request.config, provider.request_budget(request.config), row["cloud_key_id"])
+        budget = provider.request_budget(config)
+        key = provider.account_key(config, budget, row["cloud_key_id"])
+        if key is None or key.get("name") != ownership.key_name(config, row["fingerprint"]):
+            return
+        provider.delete_key(config, budget, row["cloud_key_id"])
     except provider.CloudError as exc:
         log(request.environ, f"account key {row['cloud_key_id']} not removed: {exc.message}")
 
@@ -351,7 +358,7 @@ def cloud_ids(request, key_ids):
     """The cloud account's key ids for the tenant's keys named in a server create (a 422 names an
     unknown key). Each is looked up by fingerprint every time, one call a key: a key someone removed
     from the account behind our back is added again instead of failing the create."""
-    from . import provider
+    from . import ownership, provider
     from .servers import cloud_problem
     if not key_ids:
         return []
@@ -366,7 +373,7 @@ def cloud_ids(request, key_ids):
         try:
             cloud_key_id = provider.register_key(
                 request.config, provider.request_budget(request.config), public_key=row["public_key"],
-                name=f"{request.config.platform_tag}-{row['fingerprint'].replace(':', '')}",
+                name=ownership.key_name(request.config, row["fingerprint"]),
                 fingerprint=row["fingerprint"])
         except provider.CloudError as exc:
             raise cloud_problem(exc) from None

@@ -7,8 +7,14 @@ checked against every live VPC on the platform (under a named lock, so two
 requests cannot both take it). An overlap with the tenant's own VPC names
 it; one with another tenant's only says the range is taken.
 
+The account may hold VPCs that are not ours: another installation's, or made
+by hand. The monitor lists the account's VPCs every run (`account_vpcs`), and
+ranges are checked against those too.
+
 A tenant's first server in a region gets a default VPC (`default-<region>`)
-carved from CP_VPC_POOL.
+carved from CP_VPC_POOL. If the cloud refuses its block because someone took
+it since the monitor last looked, the account is listed again and the next
+free block is tried.
 """
 
 from . import networks
@@ -22,6 +28,10 @@ NAME_PATTERN = r"[a-z0-9][a-z0-9-]{0,62}"
 NAME_HINT = "must be 1-63 lower-case letters, digits and '-', starting with a letter or digit"
 PRIVATE = ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16")
 RANGE_LOCK = "cloudprovisioner.vpc-ranges"
+DEFAULT_ATTEMPTS = 4  # blocks a default VPC tries when the cloud says a range is taken
+# Ranges in the cloud account that are not a VPC of ours (another installation's, or hand-made).
+FOREIGN_RANGES = ("SELECT range_first, range_last, ip_range, region FROM account_vpcs WHERE range_first <= %s "
+                  "AND range_last >= %s AND cloud_id NOT IN (SELECT cloud_id FROM vpcs WHERE cloud_id IS NOT NULL)")
 
 
 def ip_range(value):
@@ -125,6 +135,9 @@ def _refuse_overlap(request, first, last):
                            "AND range_last >= %s ORDER BY tenant_id = %s DESC LIMIT 1",
                            (last, first, request.principal.tenant_id))
     if clash is None:
+        if request.db.one(FOREIGN_RANGES + " LIMIT 1", (last, first)):
+            detail = "overlaps a VPC already in the cloud account, made outside this platform; choose another"
+            raise Problem(409, "vpc-range-taken", detail, errors={"ip_range": detail})
         return
     if clash["tenant_id"] == request.principal.tenant_id:
         detail = (f"overlaps your VPC {clash['name']} ({clash['ip_range']}, {clash['region']}); "
@@ -137,7 +150,7 @@ def _refuse_overlap(request, first, last):
 def ensure_default(request, region):
     """The tenant's default VPC in `region` (made on first use): its row, ready or not."""
     db, tenant_id = request.db, request.principal.tenant_id
-    for _ in range(3):
+    for _ in range(DEFAULT_ATTEMPTS):
         row = db.one(f"SELECT {COLUMNS} FROM vpcs WHERE tenant_id = %s AND name = %s AND live = 1",
                      (tenant_id, f"default-{region}"))
         if row:
@@ -146,18 +159,61 @@ def ensure_default(request, region):
                   "ip_range": None}
         vpc_id = _insert(request, fields, is_default=True, racing_ok=True)
         if vpc_id:
-            networks.apply_now(request, "vpcs", vpc_id, "vpc.create")
+            try:
+                networks.apply_now(request, "vpcs", vpc_id, "vpc.create")
+            except Problem as refused:
+                if refused.status != 422 or not _taken_in_account(request, vpc_id):
+                    raise
     raise Problem(503, "busy", "the default VPC is being made; try again", headers=[("Retry-After", "2")])
 
 
+def _taken_in_account(request, vpc_id):
+    """After the cloud refused a default VPC: list the account's VPCs again, and if the refused block
+    now shows as someone else's, retire the row (it never existed in the cloud) so the next block is
+    tried. Answers whether it was that."""
+    from . import provider
+    db = request.db
+    remember_account_ranges(db, provider.list_vpcs(request.config, provider.request_budget(request.config)))
+    row = db.one("SELECT range_first, range_last FROM vpcs WHERE id = %s AND cloud_id IS NULL", (vpc_id,))
+    if row is None or not db.one(FOREIGN_RANGES + " LIMIT 1", (row["range_last"], row["range_first"])):
+        return False
+    db.update("UPDATE vpcs SET status = 'deleted', live = NULL, deleted_at = UTC_TIMESTAMP(6), status_reason = "
+              "'its range was taken in the cloud account by another installation or by hand; another was chosen' "
+              "WHERE id = %s AND cloud_id IS NULL", (vpc_id,))
+    return True
+
+
+def remember_account_ranges(db, listed):
+    """Keep `account_vpcs` as the cloud account's VPCs are now (the monitor's listing, or a request's)."""
+    import ipaddress
+    seen = []
+    for item in listed:
+        try:
+            network = ipaddress.IPv4Network(item.get("ip_range") or "")
+        except ValueError:
+            continue
+        seen.append(item["id"])
+        db.update("INSERT INTO account_vpcs (cloud_id, name, region, ip_range, range_first, range_last, seen_at) "
+                  "VALUES (%s, %s, %s, %s, %s, %s, UTC_TIMESTAMP(6)) ON DUPLICATE KEY UPDATE name = VALUES(name), "
+                  "seen_at = VALUES(seen_at)",
+                  (item["id"], (item.get("name") or "")[:255], item.get("region") or "", str(network),
+                   int(network.network_address), int(network.broadcast_address)))
+    marks = ", ".join(["%s"] * len(seen))
+    db.update(f"DELETE FROM account_vpcs WHERE cloud_id NOT IN ({marks})" if seen else "DELETE FROM account_vpcs",
+              seen)
+
+
 def _free_range(request):
-    """The first block of the pool no live VPC on the platform overlaps (re-checked under the lock)."""
+    """The first block of the pool that no live VPC on the platform, and no VPC the account is known to
+    hold, overlaps (re-checked under the lock)."""
     import ipaddress
     config = request.config
     pool = ipaddress.IPv4Network(config.vpc_pool)
+    bounds = (int(pool.network_address), int(pool.broadcast_address))
     taken = [(row["range_first"], row["range_last"]) for row in request.db.query(
         "SELECT range_first, range_last FROM vpcs WHERE live = 1 AND range_last >= %s AND range_first <= %s",
-        (int(pool.network_address), int(pool.broadcast_address)))]
+        bounds)]
+    taken += [(row["range_first"], row["range_last"]) for row in request.db.query(FOREIGN_RANGES, bounds[::-1])]
     for block in pool.subnets(new_prefix=config.vpc_default_prefix):
         first, last = int(block.network_address), int(block.broadcast_address)
         if not any(a <= last and first <= b for a, b in taken):
@@ -167,8 +223,8 @@ def _free_range(request):
 
 
 def create_in_cloud(config, budget, row):
-    from . import provider
-    return provider.create_vpc(config, budget, name=networks.cloud_name(config, "vpc", row["id"]),
+    from . import ownership, provider
+    return provider.create_vpc(config, budget, name=ownership.cloud_name(config, "vpc", row["id"]),
                                region=row["region"], ip_range=row["ip_range"], description=row["name"])
 
 
@@ -178,8 +234,11 @@ def delete_in_cloud(config, budget, cloud_id):
 
 
 def needs_update(config, row, cloud):
-    return False  # nothing of a VPC changes after it is made
+    """Only its name changes after it is made: one made before installation ids is renamed to ours."""
+    from . import ownership
+    return cloud is not None and cloud.get("name") != ownership.cloud_name(config, "vpc", row["id"])
 
 
 def update_in_cloud(config, budget, row):
-    raise AssertionError("VPCs are never updated")
+    from . import ownership, provider
+    provider.rename_vpc(config, budget, row["cloud_id"], ownership.cloud_name(config, "vpc", row["id"]))

@@ -64,6 +64,7 @@ ROUTES = [
                    "POST": ("vmcp:set_key", "vmcp:keys"),
                    "DELETE": ("vmcp:delete_key", "vmcp:keys")}),
     ("/audit", {"GET": ("audit:list_entries", "audit:read")}),
+    ("/admin/orphans", {"GET": ("orphans:list_orphans", "platform:read")}),
     ("/openapi.json", {"GET": ("observability:openapi_document", PUBLIC)}),
     ("/version", {"GET": ("observability:version", PUBLIC)}),
     ("/metrics", {"GET": ("observability:metrics", PUBLIC)}),  # admins, or the scrape token: it checks itself

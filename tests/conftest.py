@@ -20,11 +20,12 @@ from cloudprovisioner.config import parse_env_file
 from cloudprovisioner.db import Database
 from cloudprovisioner.devstack import Apache, MariaDB, Process
 from cloudprovisioner.web import make_app
-from tests.support import TEST_SECRET, TEST_TOKEN, Client, MailServer, knob, make_config
+from tests.support import TEST_INSTALL_ID, TEST_SECRET, TEST_TOKEN, Client, MailServer, knob, make_config
 
 ROOT = Path(__file__).resolve().parents[1]
 # Children before parents, so foreign keys never object.
-EVERY_TABLE = ("counters", "service_state", "idempotency_keys", "operations", "servers", "firewalls", "vpcs",
+EVERY_TABLE = ("orphans", "account_vpcs", "counters", "service_state",
+               "idempotency_keys", "operations", "servers", "firewalls", "vpcs",
                "workspaces", "ssh_keys", "vmcp_configs", "vmcp_keys", "audit_log",
                "login_throttle", "outbox", "api_tokens", "refresh_tokens", "sessions", "users", "tenants")
 
@@ -85,7 +86,7 @@ def base_values(mariadb, sandbox, smtp, platform_vmcp_key):
         "CP_DB_PASSWORD": mariadb.db_password, "CP_DO_TOKEN": TEST_TOKEN,
         "CP_DO_API_URL": sandbox, "CP_DO_TIMEOUT": "5", "CP_JWT_SECRET": TEST_SECRET,
         "CP_BCRYPT_COST": "4", "CP_SMTP_HOST": "127.0.0.1", "CP_SMTP_PORT": str(smtp.port),
-        "CP_SMTP_TIMEOUT": "3",
+        "CP_SMTP_TIMEOUT": "3", "CP_INSTALL_ID": TEST_INSTALL_ID,
     }
 
 

@@ -12,6 +12,7 @@ from wsgiref.util import setup_testing_defaults
 from cloudprovisioner import config as configuration
 
 TEST_TOKEN = "test-token"
+TEST_INSTALL_ID = "testinstall01"
 TEST_SECRET = "test-signing-secret-that-is-long-enough-0123456789"
 
 

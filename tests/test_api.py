@@ -4,7 +4,7 @@ import time
 
 from cloudprovisioner import monitor
 from cloudprovisioner.web import make_app
-from tests.support import TEST_TOKEN, Client, assert_problem, http, knob, make_config
+from tests.support import TEST_INSTALL_ID, TEST_TOKEN, Client, assert_problem, http, knob, make_config
 
 VALID = {"name": "web-1", "region": "nyc3", "size": "s-1vcpu-1gb", "image": "ubuntu-24-04-x64",
          "description": "a web server"}
@@ -32,8 +32,9 @@ def test_create_writes_the_row_creates_a_tagged_droplet_and_answers_202(admin, d
     droplet = cloud_droplet(sandbox, server["instance_id"]).json["droplet"]
     assert droplet["name"] == "web-1" and droplet["size_slug"] == "s-1vcpu-1gb"
     [firewall] = server["firewall_ids"]  # the tenant's default firewall, attached by its tag
-    assert set(droplet["tags"]) == {"cloudprovisioner", f"cloudprovisioner:{server['id']}",
-                                    f"cloudprovisioner:fw:{firewall}"}
+    ours = f"cloudprovisioner:{TEST_INSTALL_ID}"  # this installation's, then the row's, its tenant's, its firewall's
+    tenant = admin.get("/me").json["tenant_id"]
+    assert set(droplet["tags"]) == {ours, f"{ours}:{server['id']}", f"{ours}:tenant:{tenant}", f"{ours}:fw:{firewall}"}
     row = db.one("SELECT status, instance_id FROM servers WHERE id = %s", (server["id"],))
     assert row == {"status": "pending", "instance_id": int(server["instance_id"])}
 
@@ -99,7 +100,7 @@ def fault(sandbox, **rule):
 
 
 def tagged(sandbox, server_id):
-    answer = http("GET", f"{sandbox}droplets?tag_name=cloudprovisioner:{server_id}",
+    answer = http("GET", f"{sandbox}droplets?tag_name=cloudprovisioner:{TEST_INSTALL_ID}:{server_id}",
                   headers={"Authorization": f"Bearer {TEST_TOKEN}"})
     return [droplet["id"] for droplet in answer.json["droplets"]]
 
@@ -161,6 +162,8 @@ def test_a_slow_create_is_never_left_doubled(admin, values, sandbox, db):
 def test_a_cloud_that_never_answers_leaves_no_droplet_nobody_tracks(admin, values, sandbox, db):
     """Every try times out (the cloud makes each droplet later): the row is error, the monitor clears them all."""
     impatient = impatient_client(admin, values, CP_DO_TIMEOUT="1", CP_CLOUD_BUDGET="3")
+    # These few droplets are all the installation has: the circuit breaker's share would hold them.
+    values["CP_MONITOR_MAX_DESTROY_PERCENT"] = "100"
     fault(sandbox, delay=3, count=10, method="POST")  # each create lands 3 s after it was sent
     problem = assert_problem(impatient.post("/servers", VALID), 502)
     assert "did not answer" in problem["detail"]

@@ -5,6 +5,7 @@ logout, token verification, API tokens, user management, audit, bootstrap."""
 import base64
 import json
 import os
+import re
 import time
 
 import jwt
@@ -343,8 +344,10 @@ def test_ensure_secret_writes_what_is_missing_once_and_keeps_the_file_mode(tmp_p
     env.write_text("CP_DB_NAME=x\nCP_JWT_SECRET=\n")
     env.chmod(0o640)
     key_file = tmp_path / "vmcp-platform-key.pem"
-    assert admin_commands.ensure_secret(str(env)) == ["CP_JWT_SECRET", "CP_VMCP_KEY_SECRET", str(key_file),
-                                                      "CP_VMCP_PLATFORM_KEY"]
+    assert admin_commands.ensure_secret(str(env)) == ["CP_JWT_SECRET", "CP_VMCP_KEY_SECRET", "CP_INSTALL_ID",
+                                                      str(key_file), "CP_VMCP_PLATFORM_KEY"]
+    install_id = configuration_value(env, "CP_INSTALL_ID")
+    assert re.fullmatch(r"[a-z0-9]{12}", install_id)
     secret = configuration_value(env, "CP_JWT_SECRET")
     assert len(secret) >= 32 and oct(env.stat().st_mode & 0o777) == "0o640"
     assert len(configuration_value(env, "CP_VMCP_KEY_SECRET")) >= 32
@@ -354,6 +357,7 @@ def test_ensure_secret_writes_what_is_missing_once_and_keeps_the_file_mode(tmp_p
     assert "CP_DB_NAME=x" in env.read_text()
     assert admin_commands.ensure_secret(str(env)) == []
     assert configuration_value(env, "CP_JWT_SECRET") == secret
+    assert configuration_value(env, "CP_INSTALL_ID") == install_id  # never replaced: the cloud's objects carry it
 
 
 def configuration_value(path, key):

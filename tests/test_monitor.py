@@ -5,7 +5,7 @@ import time
 
 from cloudprovisioner import monitor
 from cloudprovisioner.db import Database
-from tests.support import TEST_TOKEN, http, knob, make_config
+from tests.support import TEST_INSTALL_ID, TEST_TOKEN, http, knob, make_config
 
 VALID = {"name": "web-1", "region": "nyc3", "size": "s-1vcpu-1gb", "image": "ubuntu-24-04-x64"}
 
@@ -69,7 +69,9 @@ def test_adopts_a_droplet_whose_id_was_never_stored(admin, values, db):
 
 
 def test_orphans_are_destroyed_after_the_grace_period(values, sandbox):
-    made = cloud(sandbox, "POST", "droplets", {**VALID, "name": "stray", "tags": ["cloudprovisioner"]})
+    # Carries this installation's tag but names no row (ownership tests cover the rest).
+    ours = f"cloudprovisioner:{TEST_INSTALL_ID}"
+    made = cloud(sandbox, "POST", "droplets", {**VALID, "name": "stray", "tags": [ours]})
     assert made.status == 202
     assert run(values)[1] == ""  # young: left alone
     values["CP_ORPHAN_GRACE"] = "-1"
@@ -126,7 +128,7 @@ def test_a_database_failure_fails_the_run(values):
 
 
 def test_one_call_per_200_droplets(values, sandbox):
-    knob(sandbox, "POST", "/_sandbox/droplets/bulk", {"count": 450, "tags": ["cloudprovisioner"]})
+    knob(sandbox, "POST", "/_sandbox/droplets/bulk", {"count": 450, "tags": [f"cloudprovisioner:{TEST_INSTALL_ID}"]})
     knob(sandbox, "DELETE", "/_sandbox/stats")
     run(values)
     stats = knob(sandbox, "GET", "/_sandbox/stats").json

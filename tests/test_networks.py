@@ -18,13 +18,15 @@ import pytest
 from cloudprovisioner import monitor
 from cloudprovisioner.ids import new_id
 from cloudprovisioner.web import make_app
-from tests.support import TEST_TOKEN, Client, assert_problem, http, knob, make_config, new_public_key
+from tests.support import TEST_INSTALL_ID, TEST_TOKEN, Client, assert_problem, http, knob, make_config, new_public_key
 
 SERVER = {"name": "web-1", "region": "nyc3", "size": "s-1vcpu-1gb", "image": "ubuntu-24-04-x64"}
 WORLD = ["0.0.0.0/0", "::/0"]
 HTTPS = {"protocol": "tcp", "ports": "443", "sources": {"addresses": WORLD}}
 CLOUD_AUTH = {"Authorization": f"Bearer {TEST_TOKEN}"}
-PREFIX = {"firewalls": "cloudprovisioner-firewall-", "vpcs": "cloudprovisioner-vpc-"}
+PREFIX = {"firewalls": f"cloudprovisioner-{TEST_INSTALL_ID}-firewall-",
+          "vpcs": f"cloudprovisioner-{TEST_INSTALL_ID}-vpc-"}
+OURS = f"cloudprovisioner:{TEST_INSTALL_ID}"  # what every tag this installation makes starts with
 
 
 # -- helpers --------------------------------------------------------------------------------------------------
@@ -527,16 +529,16 @@ def test_rules_naming_servers_and_tags_become_tenant_scoped_cloud_tags(admin, re
     assert in_cloud["name"] == PREFIX["firewalls"] + firewall["id"]
     [rule] = in_cloud["inbound_rules"]
     assert rule["protocol"] == "tcp" and rule["ports"] == "5432"
-    assert rule["sources"] == {"tags": [f"cloudprovisioner:{web['id']}", f"cloudprovisioner:t:{tenant}:web"]}
-    assert in_cloud["tags"] == [f"cloudprovisioner:fw:{firewall['id']}"]
+    assert rule["sources"] == {"tags": [f"{OURS}:{web['id']}", f"{OURS}:t:{tenant}:web"]}
+    assert in_cloud["tags"] == [f"{OURS}:fw:{firewall['id']}"]
     # The server tagged `web` carries the scoped tag; another tenant's `web` server carries its own.
-    assert f"cloudprovisioner:t:{tenant}:web" in facts(sandbox, web["instance_id"])["tags"]
+    assert f"{OURS}:t:{tenant}:web" in facts(sandbox, web["instance_id"])["tags"]
     globex = register(tenant="Globex", email="admin@globex.test")
     other = globex.post("/servers", dict(SERVER, tags=["web"])).json
     other_tags = facts(sandbox, other["instance_id"])["tags"]
-    assert "web" in other_tags and f"cloudprovisioner:t:{tenant_of(globex)}:web" in other_tags
-    assert f"cloudprovisioner:t:{tenant}:web" not in other_tags
-    scoped = cloud(sandbox, "GET", f"droplets?tag_name=cloudprovisioner:t:{tenant}:web").json["droplets"]
+    assert "web" in other_tags and f"{OURS}:t:{tenant_of(globex)}:web" in other_tags
+    assert f"{OURS}:t:{tenant}:web" not in other_tags
+    scoped = cloud(sandbox, "GET", f"droplets?tag_name={OURS}:t:{tenant}:web").json["droplets"]
     assert [d["id"] for d in scoped] == [int(web["instance_id"])]
 
 
@@ -609,7 +611,7 @@ def test_patch_rewrites_the_cloud_firewall_and_records_an_update(admin, db, sand
     assert answer.json["operation"]["status"] == "succeeded"
     in_cloud = cloud(sandbox, "GET", f"firewalls/{cloud_id(db, 'firewalls', firewall['id'])}").json["firewall"]
     assert in_cloud["inbound_rules"] == [{"protocol": "tcp", "ports": "22", "sources": {"addresses": ["192.0.2.0/24"]}}]
-    assert in_cloud["tags"] == [f"cloudprovisioner:fw:{firewall['id']}"]
+    assert in_cloud["tags"] == [f"{OURS}:fw:{firewall['id']}"]
     assert operations_of(admin, firewall["id"]) == [("firewall.update", "succeeded"),
                                                     ("firewall.create", "succeeded")]
     stored = db.one("SELECT revision, applied_revision FROM firewalls WHERE id = %s", (firewall["id"],))
@@ -785,20 +787,28 @@ def test_a_firewall_that_vanished_from_the_cloud_is_made_again(admin, db, sandbo
     assert list(ours_in_cloud(sandbox, "firewalls")) == [PREFIX["firewalls"] + firewall["id"]]
 
 
-def test_cloud_objects_no_live_row_explains_are_deleted_and_others_left_alone(admin, db, sandbox, values):
+def test_a_dead_rows_cloud_object_is_deleted_an_unknown_rows_is_held_and_others_left_alone(admin, db, sandbox,
+                                                                                           values):
     keep = make_firewall(admin, "keep")
     dead = make_firewall(admin, "dead")
     # A delete that half failed: the row is deleted, the cloud firewall is still there.
     db.update("UPDATE firewalls SET status = 'deleted', live = NULL WHERE id = %s", (dead["id"],))
-    # Named like ours, with no row at all; and someone else's, not named like ours.
+    # Named like ours for a row this database never had (a restored backup?): held for a person.
+    # Someone else's, named like another installation's or by hand: not ours at all.
     spec = {"inbound_rules": [{"protocol": "tcp", "ports": "22", "sources": {"addresses": WORLD}}]}
     stray = PREFIX["firewalls"] + new_id()
-    assert cloud(sandbox, "POST", "firewalls", dict(spec, name=stray)).status == 202
-    assert cloud(sandbox, "POST", "firewalls", dict(spec, name="hand-made")).status == 202
+    for name in (stray, "hand-made", "cloudprovisioner-firewall-" + new_id(), "cloudprovisioner-other0001-firewall-"
+                 + new_id()):
+        assert cloud(sandbox, "POST", "firewalls", dict(spec, name=name)).status == 202
     status, out = run(values)
-    assert status == 0 and "2 firewalls orphaned" in out, out
-    left = sorted(f["name"] for f in cloud_list(sandbox, "firewalls"))
-    assert left == sorted(["hand-made", PREFIX["firewalls"] + keep["id"]])
+    assert status == 0 and "1 firewalls orphaned" in out and "held firewall" in out, out
+    left = {f["name"] for f in cloud_list(sandbox, "firewalls")}
+    assert PREFIX["firewalls"] + dead["id"] not in left
+    assert {stray, "hand-made", PREFIX["firewalls"] + keep["id"]} <= left
+    assert len(left) == 5
+    [held] = db.query("SELECT kind, name, verdict FROM orphans")
+    assert held == {"kind": "firewall", "name": stray, "verdict": "held"}
+    assert run(values) == (0, "")  # reported once; still held, quietly
 
 
 def test_an_orphan_is_deleted_even_when_no_row_is_live(admin, db, sandbox, values):

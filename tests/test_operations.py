@@ -7,7 +7,7 @@ import time
 import pytest
 
 from cloudprovisioner import monitor, provider
-from tests.support import TEST_TOKEN, assert_problem, http, knob, make_config
+from tests.support import TEST_INSTALL_ID, TEST_TOKEN, assert_problem, http, knob, make_config
 
 VALID = {"name": "web-1", "region": "nyc3", "size": "s-1vcpu-1gb", "image": "ubuntu-24-04-x64"}
 
@@ -19,7 +19,7 @@ def run(values):
 
 
 def droplets_tagged(sandbox, server_id):
-    answer = http("GET", f"{sandbox}droplets?tag_name=cloudprovisioner:{server_id}",
+    answer = http("GET", f"{sandbox}droplets?tag_name=cloudprovisioner:{TEST_INSTALL_ID}:{server_id}",
                   headers={"Authorization": f"Bearer {TEST_TOKEN}"})
     return answer.json["droplets"]
 

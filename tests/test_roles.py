@@ -68,6 +68,7 @@ EXPECTED_LEAST_ROLE = {
     ("POST", "/vmcp-key"): "admin",
     ("DELETE", "/vmcp-key"): "admin",
     ("GET", "/audit"): "admin",
+    ("GET", "/admin/orphans"): "admin",  # and a platform admin (test_identity checks the flag alone)
 }
 # Anyone may call these (they authenticate the caller themselves, if at all).
 EXPECTED_PUBLIC = {("POST", "/auth/register"), ("POST", "/auth/login"), ("POST", "/auth/refresh"),
@@ -118,6 +119,10 @@ class Scene:
         answer = self.admin.post("/servers", SERVER)
         assert answer.status == 202, answer.body
         return answer.json["id"]
+
+    def platform_admin(self):
+        """Flag the caller a platform admin: a role below admin must still be refused."""
+        self.db.update("UPDATE users SET platform_admin = 1 WHERE email = %s", (self.owner_email,))
 
     def operation(self):
         answer = self.admin.post("/servers", SERVER)
@@ -213,6 +218,7 @@ REQUESTS = {
     ("GET", "/operations/{operation_id}"): lambda s: (f"/operations/{s.operation()}", None, 200),
     ("POST", "/operations/{operation_id}/cancel"): lambda s: (f"/operations/{s.operation()}/cancel", None, 202),
     ("GET", "/audit"): lambda s: ("/audit", None, 200),
+    ("GET", "/admin/orphans"): lambda s: (s.platform_admin(), "/admin/orphans", None, 200)[1:],
     ("GET", "/ssh-keys"): lambda s: ("/ssh-keys", None, 200),
     ("POST", "/ssh-keys"): lambda s: ("/ssh-keys", {"name": "laptop", "public_key": new_public_key()}, 201),
     ("GET", "/ssh-keys/{key_id}"): lambda s: (f"/ssh-keys/{s.ssh_key()}", None, 200),

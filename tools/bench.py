@@ -171,7 +171,8 @@ def monitor_scale(dirs, cloud_url, sizes):
     from cloudprovisioner import seed
     from cloudprovisioner.db import Database
     env_file = dirs["CONFDIR"] / "cloudprovisioner.env"
-    db = Database(configuration.load(path=str(env_file)))
+    config = configuration.load(path=str(env_file))
+    db = Database(config)
     tenant = db.one("SELECT id FROM tenants LIMIT 1")["id"]
     root = cloud_url.split("/v2/")[0]
     print("monitor: one run of the installed cron command over N pending servers with active droplets:")
@@ -180,7 +181,7 @@ def monitor_scale(dirs, cloud_url, sizes):
         db.update("DELETE FROM servers")
         post(root + "/_sandbox/reset", {})
         post(root + "/_sandbox/config", {"activate_after": 0})
-        seed.pending_servers(db, cloud_url, tenant, size)
+        seed.pending_servers(db, config, tenant, size)
         knob_delete(root + "/_sandbox/stats")
         started = time.monotonic()
         done = subprocess.run([str(dirs["PREFIX"] / "monitor" / "monitor_new_node"), "--config", str(env_file)],
