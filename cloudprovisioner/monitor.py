@@ -118,9 +118,16 @@ class Run:
         self.db.update("DELETE FROM idempotency_keys WHERE expires_at <= UTC_TIMESTAMP(6) LIMIT 1000")
 
     def _check_installation(self):
-        """The database remembers the installation that first ran a monitor on it: a config with
+        """Code newer than the schema (between `make install` and `make migrate`) does nothing.
+
+        The database remembers the installation that first ran a monitor on it: a config with
         another CP_INSTALL_ID (a lost env file made anew, a copied database) would see none of the
         cloud objects its rows name, so it must not act until a person sets the id back."""
+        from . import SCHEMA_VERSION
+        schema = self.db.one("SELECT MAX(version) AS version FROM schema_migrations")["version"]
+        if schema != SCHEMA_VERSION:
+            raise Refused(f"the database schema is at {schema}, this code needs {SCHEMA_VERSION}: "
+                          "run `cloudprovisioner-admin migrate` (make migrate)")
         mine = ownership.install_id(self.config)
         self.db.update("INSERT IGNORE INTO service_state (name, value, updated_at) "
                        "VALUES (%s, %s, UTC_TIMESTAMP(6))", (INSTALLATION_KEY, mine))

@@ -71,7 +71,8 @@ def _schema_version(db):
 # --- GET /health ---
 
 def health(request):
-    """healthy, degraded (the monitor is stale or never ran) or unhealthy (no database, wrong schema)."""
+    """healthy, degraded (the monitor is stale or never ran, or holds cloud objects for a person) or
+    unhealthy (no database, wrong schema)."""
     from .web import Response
     config, db = request.config, request.db
     schema = _schema_version(db)
@@ -79,14 +80,17 @@ def health(request):
                 "expected_schema_version": SCHEMA_VERSION}
     state = _state(db) if schema is not None else {}
     monitor = _monitor_check(state, config.monitor_max_age)
+    ownership = _ownership_check(db, state) if schema is not None else _ownership_check(None, {})
     cloud = {"rate_limit_remaining": _int(state, "cloud.ratelimit_remaining"),
              "rate_limit_limit": _int(state, "cloud.ratelimit_limit"),
              "observed_at": state.get("cloud.ratelimit_remaining", (None, None))[1]}
     # No database or the wrong schema: nothing works. A stale monitor: requests work, nothing settles.
-    status = "unhealthy" if schema != SCHEMA_VERSION else "healthy" if monitor["status"] == "ok" else "degraded"
+    # Orphans held, or destroys held by the breaker: nothing is lost yet, but a person must look.
+    settled = monitor["status"] == "ok" and ownership["status"] == "ok"
+    status = "unhealthy" if schema != SCHEMA_VERSION else "healthy" if settled else "degraded"
     return Response(503 if status == "unhealthy" else 200,
                     {"status": status, "version": __version__,
-                     "checks": {"database": database, "monitor": monitor, "cloud": cloud}},
+                     "checks": {"database": database, "monitor": monitor, "cloud": cloud, "ownership": ownership}},
                     [("Cache-Control", "no-store")])
 
 
@@ -103,6 +107,15 @@ def _monitor_check(state, max_age):
     _value, at, age = last
     return {"status": "ok" if age <= max_age else "stale", "last_success_at": at, "age_seconds": age,
             "max_age_seconds": max_age}
+
+
+def _ownership_check(db, state):
+    counts = {row["verdict"]: row["n"] for row in db.query(
+        "SELECT verdict, COUNT(*) AS n FROM orphans WHERE approved_at IS NULL GROUP BY verdict")} if db else {}
+    breaker = state.get("monitor.breaker", (None,))[0]
+    attention = breaker or counts
+    return {"status": "attention" if attention else "ok", "orphans_held": counts.get("held", 0),
+            "awaiting_confirmation": counts.get("breaker", 0), "breaker": breaker}
 
 
 def _int(state, name):
@@ -157,6 +170,17 @@ class _Collector:
         failures.add_metric([], db.one("SELECT COUNT(*) AS n FROM audit_log WHERE action = 'sessions.login' "
                                        "AND result <> 'ok'")["n"])
         yield failures
+        orphans = GaugeMetricFamily("cloudprovisioner_orphans", "Cloud objects of this installation that no live "
+                                    "row explains, held for a person, by kind and verdict (held or breaker).",
+                                    labels=["kind", "verdict"])
+        for row in db.query("SELECT kind, verdict, COUNT(*) AS n FROM orphans GROUP BY kind, verdict"):
+            orphans.add_metric([row["kind"], row["verdict"]], row["n"])
+        yield orphans
+        tripped = GaugeMetricFamily("cloudprovisioner_monitor_breaker_tripped",
+                                    "1 while the circuit breaker holds the monitor's destroys.")
+        tripped.add_metric([], 1 if db.one("SELECT 1 AS held FROM service_state WHERE name = 'monitor.breaker'")
+                           else 0)
+        yield tripped
 
     def _counters(self):
         from prometheus_client.core import CounterMetricFamily

@@ -24,7 +24,8 @@ from cloudprovisioner.ids import looks_like_id
 from tests.support import TEST_TOKEN, assert_problem, http, installed_settings, knob, run_cron_job
 
 EMAIL, PASSWORD = "faults@faults.test", "fault injection 123"
-PLATFORM_TAG = "cloudprovisioner"
+# The installed service's own droplet tag, `cloudprovisioner:<its CP_INSTALL_ID>` (set by `ours`).
+INSTALLATION = {}
 CLOUD_AUTH = {"Authorization": f"Bearer {TEST_TOKEN}"}
 # Emptied with the cloud: rows of VPCs or firewalls the sandbox reset has wiped would only be drift.
 NETWORK_TABLES = ("operations", "idempotency_keys", "servers", "firewalls", "vpcs", "workspaces", "ssh_keys")
@@ -46,6 +47,16 @@ def auth(apache):
     tokens = http("POST", apache.url + "/api/auth/login", {"email": EMAIL, "password": PASSWORD})
     assert tokens.status == 200, tokens.body
     return {"Authorization": f"Bearer {tokens.json['access_token']}"}
+
+
+@pytest.fixture(scope="module", autouse=True)
+def ours(installed):
+    from cloudprovisioner import ownership
+    INSTALLATION["tag"] = ownership.install_tag(installed_config(installed))
+
+
+def install_tag():
+    return INSTALLATION["tag"]
 
 
 def installed_config(installed):
@@ -240,7 +251,7 @@ def monitor_ok(installed, **settings):
 
 def wait_all_active(sandbox, count):
     def active():
-        found = droplets_tagged(sandbox, PLATFORM_TAG)
+        found = droplets_tagged(sandbox, install_tag())
         return len(found) == count and all(d["status"] == "active" for d in found)
     wait_for(active, f"{count} active droplets")
 
@@ -253,9 +264,10 @@ def assert_nothing_lost_or_duplicated(edb, sandbox):
     for op in edb.query("SELECT target_id, status FROM operations WHERE kind = 'server.create'"):
         operations.setdefault(op["target_id"], []).append(op["status"])
     by_row = {}
-    for droplet in droplets_tagged(sandbox, PLATFORM_TAG):
-        row_ids = [tag.split(":", 1)[1] for tag in droplet["tags"]
-                   if tag.startswith(PLATFORM_TAG + ":") and looks_like_id(tag.split(":", 1)[1])]
+    prefix = install_tag() + ":"
+    for droplet in droplets_tagged(sandbox, install_tag()):
+        row_ids = [tag[len(prefix):] for tag in droplet["tags"]
+                   if tag.startswith(prefix) and looks_like_id(tag[len(prefix):])]
         assert len(row_ids) == 1, droplet["tags"]
         by_row.setdefault(row_ids[0], []).append(droplet["id"])
     untracked = {row_id: ids for row_id, ids in by_row.items()
@@ -300,7 +312,7 @@ def test_killed_after_the_row_before_the_cloud_got_anything(apache, installed, s
     row = server(edb, server_id)
     assert (row["status"], row["status_reason"]) == ("error", "the create never reached the cloud")
     assert create_operations(edb, server_id) == ["failed"]
-    assert droplets_tagged(sandbox, f"{PLATFORM_TAG}:{server_id}") == []
+    assert droplets_tagged(sandbox, f"{install_tag()}:{server_id}") == []
     assert_nothing_lost_or_duplicated(edb, sandbox)
 
 
@@ -314,7 +326,7 @@ def test_killed_while_the_cloud_creates(apache, installed, sandbox, auth, edb):
     assert server(edb, server_id)["instance_id"] is None
 
     # The cloud finishes the create after all: a droplet nobody stored.
-    [droplet] = wait_for(lambda: droplets_tagged(sandbox, f"{PLATFORM_TAG}:{server_id}"), "the droplet")
+    [droplet] = wait_for(lambda: droplets_tagged(sandbox, f"{install_tag()}:{server_id}"), "the droplet")
     assert cloud_calls(sandbox, "POST /v2/droplets") == 1
     stdout = monitor_ok(installed, CP_CREATE_GRACE="0")
     assert "1 adopted" in stdout or "1 ready" in stdout, stdout
@@ -338,7 +350,7 @@ def test_killed_after_the_cloud_answered_before_the_id_was_stored(apache, instal
     try:
         locker.execute("START TRANSACTION")
         assert locker.one("SELECT id FROM servers WHERE id = %s FOR UPDATE", (server_id,))
-        [droplet] = wait_for(lambda: droplets_tagged(sandbox, f"{PLATFORM_TAG}:{server_id}"), "the droplet")
+        [droplet] = wait_for(lambda: droplets_tagged(sandbox, f"{install_tag()}:{server_id}"), "the droplet")
         waiting = wait_for(lambda: edb.query("SELECT ID FROM information_schema.PROCESSLIST WHERE INFO LIKE %s",
                                              ("UPDATE servers SET instance_id%",)),
                            "the CGI to wait on the row lock")
@@ -370,7 +382,7 @@ def test_a_passing_cloud_500_is_retried_into_one_droplet(apache, sandbox, auth, 
     assert created.json["status"] == "pending" and created.json["instance_id"]
     assert created.json["operation"]["status"] == "running"
     assert cloud_calls(sandbox, "POST /v2/droplets") == 3
-    [droplet] = droplets_tagged(sandbox, f"{PLATFORM_TAG}:{created.json['id']}")
+    [droplet] = droplets_tagged(sandbox, f"{install_tag()}:{created.json['id']}")
     assert str(droplet["id"]) == created.json["instance_id"]
     assert_nothing_lost_or_duplicated(edb, sandbox)
 
@@ -392,7 +404,7 @@ def test_a_persistent_cloud_500_is_a_502_and_leaves_nothing(apache, installed, s
 
     knob(sandbox, "DELETE", "/_sandbox/faults")
     assert monitor_ok(installed) == ""
-    assert droplets_tagged(sandbox, PLATFORM_TAG) == []
+    assert droplets_tagged(sandbox, install_tag()) == []
     assert_nothing_lost_or_duplicated(edb, sandbox)
 
 
@@ -412,7 +424,7 @@ def test_a_cloud_429_is_a_503_with_its_retry_after(apache, installed, sandbox, a
     server_id = the_failed_row(edb)
     assert create_operations(edb, server_id) == ["failed"]
     assert monitor_ok(installed) == ""
-    assert droplets_tagged(sandbox, PLATFORM_TAG) == []
+    assert droplets_tagged(sandbox, install_tag()) == []
     assert_nothing_lost_or_duplicated(edb, sandbox)
 
 
@@ -425,9 +437,9 @@ def test_a_cloud_slower_than_the_timeout_still_ends_with_one_droplet(apache, ins
     assert created.status == 202, (created.body, apache.error_log())
     server_id, instance_id = created.json["id"], int(created.json["instance_id"])
     assert cloud_calls(sandbox, "POST /v2/droplets") == 2
-    wait_for(lambda: len(droplets_tagged(sandbox, f"{PLATFORM_TAG}:{server_id}")) == 2, "the late droplet")
+    wait_for(lambda: len(droplets_tagged(sandbox, f"{install_tag()}:{server_id}")) == 2, "the late droplet")
     assert "1 duplicates destroyed" in monitor_ok(installed)
-    [droplet] = droplets_tagged(sandbox, f"{PLATFORM_TAG}:{server_id}")
+    [droplet] = droplets_tagged(sandbox, f"{install_tag()}:{server_id}")
     assert droplet["id"] == instance_id == server(edb, server_id)["instance_id"]
     assert_nothing_lost_or_duplicated(edb, sandbox)
 
@@ -490,7 +502,7 @@ def test_database_stopped_half_way_through_a_run(apache, installed, mariadb, san
     ids = create_servers(apache, auth, 4)
     victim = ids[1]
     extra = knob(sandbox, "POST", "/_sandbox/droplets/bulk",
-                 {"count": 1, "name_prefix": "dup", "tags": [PLATFORM_TAG], "tag_each": [f"{PLATFORM_TAG}:{victim}"]})
+                 {"count": 1, "name_prefix": "dup", "tags": [install_tag()], "tag_each": [f"{install_tag()}:{victim}"]})
     assert extra.status == 201, extra.body
     wait_all_active(sandbox, 5)
     add_fault(sandbox, delay=3, count=1, method="DELETE", path_prefix=CREATE_PATH)
@@ -508,7 +520,7 @@ def test_database_stopped_half_way_through_a_run(apache, installed, mariadb, san
     # succeeded, in one transaction; nothing is ready without its operation, or the reverse.
     assert server(edb, victim)["status"] == "ready"
     assert_ready_iff_succeeded(edb)
-    [kept] = droplets_tagged(sandbox, f"{PLATFORM_TAG}:{victim}")  # the duplicate's destroy went through
+    [kept] = droplets_tagged(sandbox, f"{install_tag()}:{victim}")  # the duplicate's destroy went through
     assert kept["id"] == server(edb, victim)["instance_id"] != extra.json["ids"][0]
 
     stdout = monitor_ok(installed)
@@ -573,7 +585,7 @@ def test_an_idempotent_retry_storm_makes_one_server(apache, sandbox, auth, edb):
             assert answer.headers["retry-after"]
 
     assert [row["id"] for row in edb.query("SELECT id FROM servers")] == [server_id]
-    assert len(droplets_tagged(sandbox, f"{PLATFORM_TAG}:{server_id}")) == 1
+    assert len(droplets_tagged(sandbox, f"{install_tag()}:{server_id}")) == 1
     assert cloud_calls(sandbox, "POST /v2/droplets") == 1
 
     again = http("POST", url, body("storm"), headers=headers)
@@ -601,4 +613,4 @@ def test_a_delete_during_a_failing_create_is_not_overwritten(apache, installed, 
         "SELECT kind, status FROM operations WHERE target_id = %s", (server_id,))}
     assert kinds == {"server.create": "cancelled", "server.delete": "succeeded"}
     assert server(edb, server_id)["status"] == "deleted"
-    assert droplets_tagged(sandbox, PLATFORM_TAG) == []
+    assert droplets_tagged(sandbox, install_tag()) == []
