@@ -94,15 +94,18 @@ def create_admin(config, args):
         print(f"{adopted} servers from before tenants now belong to tenant {tenant_id}")
 
 
+def _database(config):
+    from contextlib import closing
+
+    from .db import Database
+    return closing(Database(config))
+
+
 def show_orphans(config, args):
     from . import orphans
-    from .db import Database
-    db = Database(config)
-    try:
+    with _database(config) as db:
         rows = orphans.listing(db)
         breaker = db.one("SELECT value FROM service_state WHERE name = 'monitor.breaker'")
-    finally:
-        db.close()
     if breaker:
         print(f"the monitor's {breaker['value']}")
     if not rows:
@@ -117,9 +120,7 @@ def show_orphans(config, args):
 def confirm_destroy(config, args):
     """Show what the circuit breaker holds, and approve exactly that when the admin says yes."""
     from . import orphans
-    from .db import Database
-    db = Database(config)
-    try:
+    with _database(config) as db:
         shown = [row for row in orphans.listing(db, "breaker") if not row["approved_at"]]
         if not shown:
             print("the circuit breaker holds nothing")
@@ -131,36 +132,26 @@ def confirm_destroy(config, args):
             print("nothing approved")
             return 1
         approved = orphans.approve(db, shown)
-    finally:
-        db.close()
     print(f"approved {approved}; the monitor's next run destroys them")
     return 0
 
 
 def adopt(config, args):
     from . import orphans
-    from .db import Database
-    db = Database(config)
-    try:
+    with _database(config) as db:
         server_id = orphans.adopt(config, db, args.droplet_id, args.tenant)
-    finally:
-        db.close()
     print(f"droplet {args.droplet_id} is server {server_id} again")
     return 0
 
 
 def destroy(config, args):
     from . import orphans
-    from .db import Database
-    db = Database(config)
-    try:
+    with _database(config) as db:
         orphans.find(db, args.kind, args.cloud_id)
         if not args.yes and input(f"destroy {args.kind} {args.cloud_id}? type yes: ").strip() != "yes":
             print("nothing destroyed")
             return 1
         orphans.destroy(config, db, args.kind, args.cloud_id)
-    finally:
-        db.close()
     print(f"destroyed {args.kind} {args.cloud_id}")
     return 0
 

@@ -14,7 +14,6 @@ The monitor keeps the list (monitor.py); a person acts on it, from
 import json
 
 from . import ownership, provider
-from .web import Response
 
 COLUMNS = "kind, cloud_id, name, row_id, verdict, reason, first_seen_at, last_seen_at, approved_at"
 
@@ -35,6 +34,7 @@ def represent(row):
 
 def list_orphans(request):
     """GET /api/admin/orphans (platform admins): what the monitor holds for a person."""
+    from .web import Response
     return Response(200, [represent(row) for row in listing(request.db)])
 
 

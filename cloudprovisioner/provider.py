@@ -262,12 +262,7 @@ def list_droplets(config, budget, tag):
 
 def get_droplet(config, budget, droplet_id):
     """The cloud's whole record of one droplet (a dict), or None when it is gone."""
-    try:
-        return _api(config, budget, "GET", f"droplets/{droplet_id}")["droplet"]
-    except CloudError as error:
-        if error.status == 404:
-            return None
-        raise
+    return _found(config, budget, f"droplets/{droplet_id}", "droplet")
 
 
 def tag_droplets(config, budget, tag, droplet_ids):
@@ -304,6 +299,16 @@ def _api(config, budget, method, path, body=None, before_retry=None):
         return _call(config, budget, send, before_retry)
     except _sdk(config, budget)["module"].NotFoundError:
         raise CloudError(f"the cloud has no {path.rstrip('/')}", 404) from None
+
+
+def _found(config, budget, path, key):
+    """GET `path` and answer its `key`, or None when the cloud has no such thing."""
+    try:
+        return _api(config, budget, "GET", path)[key]
+    except CloudError as error:
+        if error.status == 404:
+            return None
+        raise
 
 
 def _gone_ok(config, budget, path):
@@ -395,22 +400,13 @@ def register_key(config, budget, *, name, public_key, fingerprint):
 
 
 def _key_by_fingerprint(config, budget, fingerprint):
-    try:
-        return _api(config, budget, "GET", f"account/keys/{fingerprint}")["ssh_key"]["id"]
-    except CloudError as error:
-        if error.status == 404:
-            return None
-        raise
+    key = account_key(config, budget, fingerprint)
+    return key and key["id"]
 
 
-def account_key(config, budget, cloud_key_id):
-    """The account's key with this id (a dict with its name), or None when it is gone."""
-    try:
-        return _api(config, budget, "GET", f"account/keys/{cloud_key_id}")["ssh_key"]
-    except CloudError as error:
-        if error.status == 404:
-            return None
-        raise
+def account_key(config, budget, id_or_fingerprint):
+    """The account's key with this id or fingerprint (a dict with its name), or None when there is none."""
+    return _found(config, budget, f"account/keys/{id_or_fingerprint}", "ssh_key")
 
 
 def delete_key(config, budget, cloud_key_id):
