@@ -101,6 +101,15 @@ def _database(config):
     return closing(Database(config))
 
 
+def _confirmed(prompt):
+    """A person typed yes; no terminal (cron, a pipe) is a no: --yes says it in a script."""
+    try:
+        return input(prompt).strip() == "yes"
+    except EOFError:
+        print("\nno answer (no terminal?); give --yes to confirm without asking")
+        return False
+
+
 def show_orphans(config, args):
     from . import orphans
     with _database(config) as db:
@@ -128,7 +137,7 @@ def confirm_destroy(config, args):
         print(f"the monitor held back destroying these {len(shown)} objects:")
         for row in shown:
             print(f"  {row['kind']} {row['cloud_id']} {row['name'] or '-'}: {row['reason']}")
-        if not args.yes and input(f"destroy these {len(shown)}? type yes: ").strip() != "yes":
+        if not args.yes and not _confirmed(f"destroy these {len(shown)}? type yes: "):
             print("nothing approved")
             return 1
         approved = orphans.approve(db, shown)
@@ -148,7 +157,7 @@ def destroy(config, args):
     from . import orphans
     with _database(config) as db:
         orphans.find(db, args.kind, args.cloud_id)
-        if not args.yes and input(f"destroy {args.kind} {args.cloud_id}? type yes: ").strip() != "yes":
+        if not args.yes and not _confirmed(f"destroy {args.kind} {args.cloud_id}? type yes: "):
             print("nothing destroyed")
             return 1
         orphans.destroy(config, db, args.kind, args.cloud_id)

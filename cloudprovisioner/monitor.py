@@ -85,15 +85,15 @@ class Run:
 
     def reconcile(self):
         self._check_installation()
-        self.droplets = provider.list_droplets(self.config, self.budget, ownership.install_tag(self.config))
-        by_row = self._droplets_by_row()
-        self._take_over_legacy(by_row)
-        self.objects += len(self.droplets)
-        rows = self.db.query(
-            "SELECT id, status, instance_id, TIMESTAMPDIFF(SECOND, created_at, UTC_TIMESTAMP()) AS age "
-            "FROM servers WHERE status IN ('pending', 'ready', 'deleting')")
-        untagged = by_row.pop(None, [])
         try:
+            self.droplets = provider.list_droplets(self.config, self.budget, ownership.install_tag(self.config))
+            self._take_over_legacy()
+            self.objects += len(self.droplets)
+            by_row = self._droplets_by_row()
+            rows = self.db.query(
+                "SELECT id, status, instance_id, TIMESTAMPDIFF(SECOND, created_at, UTC_TIMESTAMP()) AS age "
+                "FROM servers WHERE status IN ('pending', 'ready', 'deleting')")
+            untagged = by_row.pop(None, [])
             for row in rows:
                 droplets = by_row.pop(row["id"], [])
                 mine = next((d for d in droplets if d.id == row["instance_id"]), None)
@@ -128,13 +128,13 @@ class Run:
         if schema != SCHEMA_VERSION:
             raise Refused(f"the database schema is at {schema}, this code needs {SCHEMA_VERSION}: "
                           "run `cloudprovisioner-admin migrate` (make migrate)")
-        mine = ownership.install_id(self.config)
+        mine = ownership.install_tag(self.config)  # the platform tag too: both name what is ours
         self.db.update("INSERT IGNORE INTO service_state (name, value, updated_at) "
                        "VALUES (%s, %s, UTC_TIMESTAMP(6))", (INSTALLATION_KEY, mine))
         recorded = self.db.one("SELECT value FROM service_state WHERE name = %s", (INSTALLATION_KEY,))["value"]
         if recorded != mine:
-            raise Refused(f"this database belongs to installation {recorded}, but CP_INSTALL_ID is {mine}; "
-                          "set CP_INSTALL_ID back to the database's (nothing was done)")
+            raise Refused(f"this database belongs to installation {recorded}, but CP_PLATFORM_TAG:CP_INSTALL_ID "
+                          f"is {mine}; set them back to the database's (nothing was done)")
 
     def _droplets_by_row(self):
         """Droplets grouped by the row id in their tag; those without one under None."""
@@ -143,37 +143,43 @@ class Run:
             by_row.setdefault(ownership.row_id_in(self.config, droplet.tags), []).append(droplet)
         return by_row
 
-    def _take_over_legacy(self, by_row):
+    def _take_over_legacy(self):
         """Droplets made before installation ids carry only the old tags. One becomes this
         installation's (gets today's tags) only when a live row marked legacy names it; any
-        other droplet with the old tags, another installation's or a hand-made one, is left be."""
+        other droplet with the old tags, another installation's or a hand-made one, is left be.
+
+        The installation's own tag goes on last, after the row's: a run stopped half-way never
+        leaves a droplet listed as ours that does not name its row (it would look like nobody's).
+        Adding a tag twice is harmless, so the next run simply finishes the job.
+        """
         rows = {row["id"]: row for row in self.db.query(
             "SELECT id, tenant_id, instance_id FROM servers WHERE legacy_tags = 1 "
             "AND status IN ('pending', 'ready', 'deleting')")}
         if not rows:
             return
         self._guard_rate_limit()
-        listed = {droplet.id for droplet in self.droplets}
+        ours = ownership.install_tag(self.config)
+        listed = {droplet.id: droplet for droplet in self.droplets}
         wanted, taken = {}, []
         for droplet in provider.list_droplets(self.config, self.budget, ownership.legacy_prefix(self.config)):
             row = rows.get(ownership.row_id_in(self.config, droplet.tags, legacy=True))
-            if droplet.id in listed or row is None or row["instance_id"] not in (None, droplet.id):
+            if row is None or row["instance_id"] not in (None, droplet.id):
                 continue
             forms = ownership.legacy_tag_forms(self.config, row["tenant_id"], droplet.tags)
-            new_tags = [ownership.install_tag(self.config), ownership.tenant_tag(self.config, row["tenant_id"]),
-                        *forms.values()]
-            for tag in new_tags:
+            new_tags = [ownership.tenant_tag(self.config, row["tenant_id"]), *forms.values(), ours]
+            missing = [tag for tag in new_tags if tag not in droplet.tags]
+            for tag in missing:
                 wanted.setdefault(tag, []).append(droplet.id)
-            droplet.tags = droplet.tags + new_tags
-            taken.append((row["id"], droplet))
-        for tag, droplet_ids in wanted.items():
+            taken.append((row["id"], listed.get(droplet.id) or droplet, missing))
+        for tag in sorted(wanted, key=lambda tag: tag == ours):
             self._guard_rate_limit()
-            provider.tag_droplets(self.config, self.budget, tag, droplet_ids)
-        for row_id, droplet in taken:
-            self.log(f"monitor: droplet {droplet.id} of server {row_id} now carries this installation's tags")
-            by_row.setdefault(row_id, []).append(droplet)
-            self.droplets.append(droplet)
+            provider.tag_droplets(self.config, self.budget, tag, wanted[tag])
+        for row_id, droplet, missing in taken:
+            if droplet.id not in listed:
+                self.droplets.append(droplet)
+            droplet.tags = droplet.tags + missing
             self.db.update("UPDATE servers SET legacy_tags = 0 WHERE id = %s", (row_id,))
+            self.log(f"monitor: droplet {droplet.id} of server {row_id} now carries this installation's tags")
         self.counts["taken over"] += len(taken)
 
     def _settle(self, row, droplet):
@@ -181,7 +187,8 @@ class Run:
         if status == "pending":
             self._settle_pending(row, droplet)
         elif status == "ready" and droplet is None:
-            self._change(row, "error", "vanished", "the droplet is gone from the cloud")
+            if self._really_gone(row):
+                self._change(row, "error", "vanished", "the droplet is gone from the cloud")
         elif status == "deleting":
             if droplet is None:
                 self._change(row, "deleted", "deleted", "deleted", deleted_at=True)
@@ -203,8 +210,25 @@ class Run:
             # The create died before storing the droplet id: adopt it by its tag.
             self._change(row, "pending", "adopted", "", instance_id=droplet.id)
         elif droplet is None and row["instance_id"] is None and row["age"] > self.config.create_grace:
-            # Its request died before the cloud made anything (or the cloud refused it).
-            self._change(row, "error", "never created", "the create never reached the cloud")
+            # Its request died before the cloud made anything (or the cloud refused it); asked by
+            # the row's own tag first, since a listing can come back short (see _really_gone).
+            self._guard_rate_limit()
+            found = provider.list_droplets(self.config, self.budget, ownership.row_tag(self.config, row["id"]))
+            if found:
+                self._change(row, "pending", "adopted", "", instance_id=found[0].id)
+            else:
+                self._change(row, "error", "never created", "the create never reached the cloud")
+
+    def _really_gone(self, row):
+        """Whether the cloud says a ready row's droplet is gone, asked by its id. The listing alone is no
+        proof: its pages shift when a droplet is deleted between two of them, so one can be missed, and a
+        row marked error would have its droplet destroyed by the next run."""
+        self._guard_rate_limit()
+        if provider.get_droplet(self.config, self.budget, row["instance_id"]) is None:
+            return True
+        self.log(f"monitor: server {row['id']}: its droplet {row['instance_id']} was missing from the listing "
+                 "but is there; left as it is")
+        return False
 
     def _sweep(self, by_row, spare):
         """Droplets that no live row explains: a dead row's are doomed; one naming a row this database
@@ -342,7 +366,7 @@ class Run:
     def record_orphans(self):
         """Keep `orphans` as this run saw them: what is held, and why; what is gone or explained now
         leaves the list. A droplet held for the first time is powered off if CP_ORPHAN_POWER_OFF says so."""
-        seen = set()
+        seen, new_droplets = set(), []
         for orphan in self.held:
             verdict = "breaker" if orphan in self.doomed else "held"
             seen.add(orphan.key)
@@ -354,7 +378,7 @@ class Run:
                 self.log(f"monitor: held {orphan.kind} {orphan.cloud_id} ({orphan.name}): {orphan.reason}; "
                          "see cloudprovisioner-admin orphans")
                 if verdict == "held" and orphan.droplet is not None:
-                    self._power_off(orphan.droplet)
+                    new_droplets.append(orphan.droplet)
             else:
                 self.db.update("UPDATE orphans SET name = %s, row_id = %s, verdict = %s, reason = %s, "
                                "last_seen_at = UTC_TIMESTAMP(6) WHERE kind = %s AND cloud_id = %s",
@@ -363,6 +387,7 @@ class Run:
             if (row["kind"], row["cloud_id"]) not in seen:
                 self.db.update("DELETE FROM orphans WHERE kind = %s AND cloud_id = %s",
                                (row["kind"], row["cloud_id"]))
+        self._power_off(new_droplets)
 
     def _record_breaker(self):
         if self.tripped:
@@ -372,21 +397,33 @@ class Run:
         else:
             self.db.update("DELETE FROM service_state WHERE name = %s", (BREAKER_KEY,))
 
-    def _power_off(self, droplet):
-        if self.config.orphan_power_off != "yes" or droplet.status != "active":
+    def _power_off(self, droplets):
+        """Power off newly held droplets if CP_ORPHAN_POWER_OFF says so; never more at once than the
+        breaker lets the monitor destroy (a restore from an old backup holds every newer server)."""
+        running = [droplet for droplet in droplets if droplet.status == "active"]
+        if self.config.orphan_power_off != "yes" or not running:
             return
-        try:
-            provider.droplet_action(self.config, self.budget, droplet.id, "power_off")
-            self.log(f"monitor: powered off held droplet {droplet.id} (CP_ORPHAN_POWER_OFF=yes)")
-        except provider.CloudError as exc:
-            self.log(f"monitor: held droplet {droplet.id} not powered off: {exc.message}")
+        if len(running) > self.config.monitor_max_destroy:
+            self.log(f"monitor: {len(running)} held droplets left running: more than CP_MONITOR_MAX_DESTROY "
+                     "at once; see cloudprovisioner-admin orphans")
+            return
+        for droplet in running:
+            self._guard_rate_limit()
+            try:
+                provider.droplet_action(self.config, self.budget, droplet.id, "power_off")
+                self.log(f"monitor: powered off held droplet {droplet.id} (CP_ORPHAN_POWER_OFF=yes)")
+            except provider.CloudError as exc:
+                self.log(f"monitor: held droplet {droplet.id} not powered off: {exc.message}")
 
     def _statuses(self, row_ids):
+        """The dead rows among these (error or deleted): only they doom a droplet. A row that turned live
+        since this run read the table (an admin's `adopt`) is not among them, so its droplet is kept."""
         found = {}
         for start in range(0, len(row_ids), 500):
             chunk = row_ids[start:start + 500]
             marks = ", ".join(["%s"] * len(chunk))
-            for row in self.db.query(f"SELECT id, status FROM servers WHERE id IN ({marks})", chunk):
+            for row in self.db.query(f"SELECT id, status FROM servers WHERE id IN ({marks}) "
+                                     "AND status IN ('error', 'deleted')", chunk):
                 found[row["id"]] = row["status"]
         return found
 

@@ -110,6 +110,8 @@ def sync(db, config, budget, table, row, listed=None):
         if row["status"] == "deleting":
             if row["cloud_id"]:
                 kind_module.delete_in_cloud(config, budget, row["cloud_id"])
+                if table == "vpcs":  # its range is free now, not at the monitor's next listing
+                    db.update("DELETE FROM account_vpcs WHERE cloud_id = %s", (row["cloud_id"],))
             _settle(db, table, row, "deleted", f"{what}.delete", "succeeded")
             return "deleted"
         if row["cloud_id"] and listed is not None and row["cloud_id"] not in listed:

@@ -69,7 +69,11 @@ def adopt(config, db, droplet_id, tenant_id=None):
     server_id = ownership.row_id_in(config, tags)
     if server_id is None or db.one("SELECT 1 AS known FROM servers WHERE id = %s", (server_id,)):
         raise OrphanError(f"droplet {droplet_id} names no server, or one this database already has")
-    tenant_id = tenant_id or ownership.tenant_in(config, tags)
+    tagged = ownership.tenant_in(config, tags)
+    if tenant_id and tagged and tenant_id != tagged:
+        raise OrphanError(f"droplet {droplet_id} belongs to tenant {tagged} by its tags (and firewall rules); "
+                          f"it cannot be adopted into {tenant_id}")
+    tenant_id = tenant_id or tagged
     if not tenant_id or not db.one("SELECT 1 AS known FROM tenants WHERE id = %s", (tenant_id,)):
         raise OrphanError(f"no tenant {tenant_id or '(none named on the droplet)'} here; name one with --tenant")
     with db.transaction():
@@ -90,11 +94,12 @@ def _row_values(config, db, droplet, server_id, tenant_id, tags):
     firewall_prefix = ownership.firewall_tag(config, "")
     named = [tag[len(firewall_prefix):] for tag in tags if tag.startswith(firewall_prefix)]
     firewalls = list(db.tenant_rows("firewalls", "id", tenant_id, named, " AND status <> 'deleted'"))
-    addresses = {net["type"]: net["ip_address"] for net in droplet["networks"]["v4"]}
+    addresses = {net.get("type"): net.get("ip_address") for net in (droplet.get("networks") or {}).get("v4", [])}
     own_tags = [tag for tag in tags if not tag.lower().startswith(config.platform_tag.lower())]
     created = (droplet.get("created_at") or "").replace("T", " ").rstrip("Z") or None
     return (server_id, tenant_id, workspace and workspace["id"], vpc and vpc["id"],
-            "adopted from the cloud by an admin", droplet["name"], droplet["region"]["slug"], droplet["size_slug"],
+            "adopted from the cloud by an admin", droplet.get("name") or f"droplet-{droplet['id']}",
+            (droplet.get("region") or {}).get("slug") or "", droplet.get("size_slug") or "",
             (droplet.get("image") or {}).get("slug") or "", json.dumps(own_tags), json.dumps(firewalls),
             droplet["id"], addresses.get("public"), addresses.get("private"), created)
 

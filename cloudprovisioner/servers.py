@@ -24,15 +24,23 @@ COLUMNS = ("id, owner, description, name, region, size, image, tags, instance_id
            "firewall_ids, ssh_key_ids")
 
 def user_tag(config):
-    """A tag a user may set: the cloud's tag rules, at most 64 characters, not the platform's own."""
+    """A tag a user may set: the cloud's tag rules, at most 64 characters, not the platform's own.
+
+    The default platform tag is reserved too, whatever this installation's is: a tag like
+    `cloudprovisioner:<install id>` on a user's server would make another installation in the same
+    account take it for its own.
+    """
+    from .config import DEFAULTS
     check_pattern = text(64, TAG_PATTERN, "tags may hold only letters, digits, '_', '-' and ':'",
                          allow_empty=False)
-    reserved = config.platform_tag.lower()
+    reserved = {config.platform_tag.lower(), DEFAULTS["CP_PLATFORM_TAG"]}
 
     def check(value):
         value = check_pattern(value)
-        if value.lower() == reserved or value.lower().startswith(reserved + ":"):
-            raise ValueError(f"tags starting with {config.platform_tag!r} are reserved")
+        lowered = value.lower()
+        taken = next((tag for tag in reserved if lowered == tag or lowered.startswith(tag + ":")), None)
+        if taken:
+            raise ValueError(f"tags starting with {taken!r} are reserved")
         return value
     return check
 

@@ -29,9 +29,11 @@ NAME_HINT = "must be 1-63 lower-case letters, digits and '-', starting with a le
 PRIVATE = ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16")
 RANGE_LOCK = "cloudprovisioner.vpc-ranges"
 DEFAULT_ATTEMPTS = 4  # blocks a default VPC tries when the cloud says a range is taken
-# Ranges in the cloud account that are not a VPC of ours (another installation's, or hand-made).
+# Ranges in the cloud account that no live VPC row of ours holds: another installation's, hand-made,
+# or one of ours whose row is deleted while the cloud still has it.
 FOREIGN_RANGES = ("SELECT range_first, range_last, ip_range, region FROM account_vpcs WHERE range_first <= %s "
-                  "AND range_last >= %s AND cloud_id NOT IN (SELECT cloud_id FROM vpcs WHERE cloud_id IS NOT NULL)")
+                  "AND range_last >= %s AND cloud_id NOT IN (SELECT cloud_id FROM vpcs WHERE cloud_id IS NOT NULL "
+                  "AND live = 1)")
 
 
 def ip_range(value):
@@ -173,7 +175,11 @@ def _taken_in_account(request, vpc_id):
     tried. Answers whether it was that."""
     from . import provider
     db = request.db
-    remember_account_ranges(db, provider.list_vpcs(request.config, provider.request_budget(request.config)))
+    try:
+        listed = provider.list_vpcs(request.config, provider.request_budget(request.config))
+    except provider.CloudError:
+        return False  # the cloud's refusal stands, as the user's answer
+    remember_account_ranges(db, listed)
     row = db.one("SELECT range_first, range_last FROM vpcs WHERE id = %s AND cloud_id IS NULL", (vpc_id,))
     if row is None or not db.one(FOREIGN_RANGES + " LIMIT 1", (row["range_last"], row["range_first"])):
         return False

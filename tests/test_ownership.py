@@ -14,7 +14,7 @@ import time
 import pytest
 
 from cloudprovisioner import admin as admin_commands
-from cloudprovisioner import monitor
+from cloudprovisioner import monitor, orphans, provider, servers
 from cloudprovisioner.ids import new_id
 from tests.support import TEST_INSTALL_ID, TEST_TOKEN, Client, assert_problem, http, knob, make_config
 
@@ -119,8 +119,10 @@ def test_a_database_with_another_installation_id_refuses_to_act(admin, values, s
     [server] = ready_servers(admin, values, 1)
     admin.delete(f"/servers/{server['id']}")
     status, out, err = run(values, CP_INSTALL_ID="someoneelse1")
-    assert status == 1 and out == "" and "belongs to installation testinstall01" in err
+    assert status == 1 and out == "" and f"belongs to installation {OURS}" in err
     assert db.one("SELECT status FROM servers")["status"] == "deleting"  # nothing done
+    status, out, err = run(values, CP_PLATFORM_TAG="cp")  # the platform tag is half of what names ours
+    assert status == 1 and out == "" and "cp:testinstall01" in err
     assert run(values)[0] == 0
 
 
@@ -350,3 +352,106 @@ def test_objects_made_before_installation_ids_are_taken_over_only_when_a_row_exp
     assert theirs in droplet_ids(sandbox)
     assert run(values, CP_ORPHAN_GRACE="-1") == (0, "", "")
     assert db.one("SELECT legacy_tags FROM servers")["legacy_tags"] == 0
+
+
+# -- what a listing, a race or a half-finished run must not make the monitor destroy ------------------------
+
+def test_a_droplet_missing_from_a_short_listing_is_not_taken_for_vanished(admin, values, sandbox, db, monkeypatch):
+    """Pages shift when a droplet is deleted between two of them: one listed late is missed. Its row must
+    not become error (the next run would destroy the droplet as a dead row's)."""
+    servers_made = sorted(ready_servers(admin, values, 3), key=lambda server: int(server["instance_id"]))
+    monkeypatch.setattr(provider, "PAGE_SIZE", 2)  # stands for 200, with more than 200 droplets
+    real_api = provider._api
+
+    def api(config, budget, method, path, body=None, before_retry=None):
+        answer = real_api(config, budget, method, path, body, before_retry)
+        if (method, path, (body or {}).get("page")) == ("GET", "droplets/", 1) and not api.done:
+            api.done = True  # a user deletes a server on page 1 while the monitor is between pages
+            assert admin.delete(f"/servers/{servers_made[0]['id']}").status == 202
+        return answer
+    api.done = False
+    monkeypatch.setattr(provider, "_api", api)
+    status, out, _ = run(values)
+    assert status == 0 and "vanished" not in out and "was missing from the listing but is there" in out, out
+    monkeypatch.setattr(provider, "_api", real_api)
+    run(values)
+    assert [s["status"] for s in admin.get("/servers").json] == ["ready", "ready"]
+    assert droplet_ids(sandbox, OURS) == sorted(int(s["instance_id"]) for s in servers_made[1:])
+
+
+def test_an_admins_adopt_during_a_run_keeps_the_droplet(admin, values, sandbox, db, monkeypatch):
+    kept, lost = ready_servers(admin, values, 2)
+    forget(db, lost["id"])
+    run(values)
+    statuses = monitor.Run._statuses
+
+    def adopt_meanwhile(self, row_ids):
+        orphans.adopt(make_config(values), db, lost["instance_id"])  # the admin, in another process
+        return statuses(self, row_ids)
+    monkeypatch.setattr(monitor.Run, "_statuses", adopt_meanwhile)
+    status, out, _ = run(values)
+    assert status == 0 and "destroying" not in out, out
+    assert droplet_ids(sandbox, OURS) == sorted(int(s["instance_id"]) for s in (kept, lost))
+    monkeypatch.setattr(monitor.Run, "_statuses", statuses)
+    assert run(values) == (0, "", "")
+    assert admin.get(f"/servers/{lost['id']}").json["status"] == "ready"
+
+
+def test_a_legacy_take_over_stopped_half_way_is_finished_by_the_next_run(admin, values, sandbox, db):
+    [server] = ready_servers(admin, values, 1)
+    make_legacy(sandbox, db, server)
+    knob(sandbox, "POST", "/_sandbox/config", {"ratelimit_remaining": 103})  # the floor is 100
+    provider.rate_limit.clear()
+    status, out, err = run(values, CP_ORPHAN_GRACE="-1")
+    assert status == 0 and "rate limit is low" in out and err == "", (out, err)
+    knob(sandbox, "POST", "/_sandbox/config", {"ratelimit_remaining": 5000})
+    provider.rate_limit.clear()
+    status, out, err = run(values, CP_ORPHAN_GRACE="-1")
+    assert status == 0 and "1 taken over" in out and "destroy" not in out and "vanished" not in out, (out, err)
+    assert admin.get(f"/servers/{server['id']}").json["status"] == "ready"
+    assert f"{OURS}:{server['id']}" in cloud(sandbox, "GET", f"droplets/{server['instance_id']}").json[
+        "droplet"]["tags"]
+
+
+def test_a_user_tag_with_the_default_platform_tag_is_refused_whatever_this_installations_is(values):
+    """Else a tenant of an installation with another CP_PLATFORM_TAG could tag a server
+    `cloudprovisioner:<our id>`, and our monitor would take it for ours."""
+    check = servers.user_tag(make_config(dict(values, CP_PLATFORM_TAG="cp")))
+    for tag in (OURS, "cloudprovisioner", "CloudProvisioner:x", "cp:anything"):
+        with pytest.raises(ValueError, match="reserved"):
+            check(tag)
+    assert check("cloudprovisioners") == "cloudprovisioners"
+
+
+def test_a_restore_that_holds_many_droplets_powers_none_of_them_off(admin, values, sandbox, db):
+    made = ready_servers(admin, values, 7)
+    for server in made:
+        forget(db, server["id"])
+    status, out, _ = run(values, CP_ORPHAN_POWER_OFF="yes")
+    assert status == 0 and "7 held droplets left running" in out and "powered off" not in out, out
+    time.sleep(1.2)
+    assert {d["status"] for d in cloud(sandbox, "GET", "droplets?per_page=200").json["droplets"]} == {"active"}
+
+
+def test_confirming_with_no_terminal_approves_nothing(admin, values, db, tmp_path, monkeypatch):
+    servers_made = ready_servers(admin, values, 7)
+    db.update("UPDATE servers SET status = 'error'")
+    assert run(values)[0] == 1
+    monkeypatch.setattr("sys.stdin", io.StringIO(""))
+    code, printed = admin_cli(values, tmp_path, "confirm-destroy")
+    assert code == 1 and "give --yes" in printed
+    assert db.one("SELECT COUNT(*) AS n FROM orphans WHERE approved_at IS NOT NULL")["n"] == 0
+    assert len(servers_made) == 7
+
+
+def make_legacy(sandbox, db, server):
+    """Put a server's droplet back as the code before installation ids left it: only the old tags."""
+    firewall = db.one("SELECT id FROM firewalls")
+    for tag in cloud(sandbox, "GET", f"droplets/{server['instance_id']}").json["droplet"]["tags"]:
+        cloud(sandbox, "DELETE", f"tags/{tag}/resources",
+              {"resources": [{"resource_id": server["instance_id"], "resource_type": "droplet"}]})
+    for tag in ("cloudprovisioner", f"cloudprovisioner:{server['id']}", f"cloudprovisioner:fw:{firewall['id']}"):
+        cloud(sandbox, "POST", "tags", {"name": tag})
+        cloud(sandbox, "POST", f"tags/{tag}/resources",
+              {"resources": [{"resource_id": server["instance_id"], "resource_type": "droplet"}]})
+    db.update("UPDATE servers SET legacy_tags = 1")
