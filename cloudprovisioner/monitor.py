@@ -106,7 +106,6 @@ class Run:
                                            "duplicates destroyed")
             self._sweep(by_row, untagged)
             self._follow_actions()
-            self._refresh_account_vpcs()
             for table in ("vpcs", "firewalls"):
                 self._sync_network(table)
             self._destroy_doomed()
@@ -267,32 +266,30 @@ class Run:
                                 operation["id"]))
                 self.counts["actions done"] += 1
 
-    def _refresh_account_vpcs(self):
-        """Every VPC range in the account, whoever made it, for the default-VPC allocator (vpcs.py):
-        one listing a run, kept in `account_vpcs` so that no request pays a cloud call for it."""
-        from . import vpcs
-        self._guard_rate_limit()
-        self.listed_vpcs = {item["id"]: item for item in provider.list_vpcs(self.config, self.budget)}
-        vpcs.remember_account_ranges(self.db, self.listed_vpcs.values())
-
     def _sync_network(self, table):
         """Make the cloud's VPCs or firewalls match the rows: create, adopt, rewrite, delete.
 
-        A pending row is left alone while the request that wrote it may still be talking
-        to the cloud (its budget plus a margin), so the two never both create it.
+        The rows are read after the listing, and a row written since the listing began is left for
+        the next run: the listing cannot show what a request did meanwhile (a VPC made, a firewall
+        deleted). A pending row is also left alone while the request that wrote it may still be
+        talking to the cloud (its budget plus a margin), so the two never both create it. The VPC
+        listing is every VPC in the account, whoever made it: kept in `account_vpcs` for the range
+        allocator (vpcs.py), so that no request pays a cloud call for it.
         """
-        from . import networks
+        from . import networks, vpcs
         module, what = networks.module(table), networks.TYPES[table]
+        if table == "firewalls" and not self.db.one("SELECT 1 AS made FROM firewalls LIMIT 1"):
+            return  # this installation never made one: nothing in the cloud can be ours
+        since = self.db.one("SELECT DATE_FORMAT(UTC_TIMESTAMP(6), '%Y-%m-%d %H:%i:%s.%f') AS now")["now"]
+        self._guard_rate_limit()
+        lister = provider.list_vpcs if table == "vpcs" else provider.list_firewalls
+        listed = {item["id"]: item for item in lister(self.config, self.budget)}
+        if table == "vpcs":
+            vpcs.remember_account_ranges(self.db, listed.values())
         rows = self.db.query(f"SELECT {module.COLUMNS}, tenant_id, "
                              "TIMESTAMPDIFF(SECOND, updated_at, UTC_TIMESTAMP()) AS age "
-                             f"FROM {table} WHERE status IN ('pending', 'ready', 'deleting') ORDER BY id")
-        if table == "vpcs":
-            listed = self.listed_vpcs
-        else:
-            if not rows and not self.db.one(f"SELECT 1 AS made FROM {table} LIMIT 1"):
-                return  # this installation never made one: nothing in the cloud can be ours
-            self._guard_rate_limit()
-            listed = {item["id"]: item for item in provider.list_firewalls(self.config, self.budget)}
+                             f"FROM {table} WHERE status IN ('pending', 'ready', 'deleting') AND updated_at < %s "
+                             "ORDER BY id", (since,))
         for row in rows:
             if row["status"] == "pending" and row["age"] <= self.config.cloud_budget + 10:
                 continue
@@ -306,9 +303,9 @@ class Run:
                 continue
             if done:
                 self.counts[f"{what}s {done}"] = self.counts.get(f"{what}s {done}", 0) + 1
-        self._sweep_network(table, listed)
+        self._sweep_network(table, listed, since)
 
-    def _sweep_network(self, table, listed):
+    def _sweep_network(self, table, listed, since):
         """Our VPCs or firewalls (named with this installation's id) that no live row explains: one
         whose row is deleted, or that is a second object for its row, is doomed (a delete or a create
         that half failed); one naming a row this database has never seen is held for a person."""
@@ -319,10 +316,12 @@ class Run:
                  if item.get("name", "").startswith(prefix)}
         self.objects += len(named)
         known = {row["id"]: row for row in self.db.query(
-            f"SELECT id, status, cloud_id FROM {table} WHERE id IN ({', '.join(['%s'] * len(named))})",
-            list(named))} if named else {}
+            f"SELECT id, status, cloud_id, updated_at >= %s AS changed FROM {table} "
+            f"WHERE id IN ({', '.join(['%s'] * len(named))})", [since, *named])} if named else {}
         for row_id, (cloud_id, name) in named.items():
             row = known.get(row_id)
+            if row is not None and row["changed"]:
+                continue  # written since the listing: the next run sees both sides as they are
             if row is None:
                 self._hold(Orphan(what, cloud_id, name, row_id, f"names {what} {row_id}, which this database "
                                                                 "has never seen (restored from a backup? "
@@ -485,6 +484,12 @@ def _age(created_at):
     return (datetime.now(UTC) - then).total_seconds()
 
 
+def lock_name(config):
+    """CP_MONITOR_LOCK for this installation: a MySQL named lock spans the whole server, and
+    installations whose databases share one must not make each other's monitors step aside."""
+    return f"{config.monitor_lock}.{ownership.install_id(config)}"
+
+
 def run_once(config, out=sys.stdout, err=sys.stderr):
     """One monitor run. Answer the exit status: 0 done or skipped, 1 failed, refused, or held by the breaker."""
     def log(message):
@@ -492,7 +497,7 @@ def run_once(config, out=sys.stdout, err=sys.stderr):
     started, calls_before = time.monotonic(), provider.calls["count"]
     db = Database(config)
     try:
-        if not db.get_lock(config.monitor_lock, 0):
+        if not db.get_lock(lock_name(config), 0):
             return 0  # Another monitor (maybe on another host) is running: its work, not ours.
         run = Run(config, db, log)
         run.reconcile()

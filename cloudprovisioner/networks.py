@@ -115,8 +115,13 @@ def sync(db, config, budget, table, row, listed=None):
             _settle(db, table, row, "deleted", f"{what}.delete", "succeeded")
             return "deleted"
         if row["cloud_id"] and listed is not None and row["cloud_id"] not in listed:
-            db.update(f"UPDATE {table} SET cloud_id = NULL WHERE id = %s AND cloud_id = %s",
-                      (row["id"], row["cloud_id"]))
+            # Gone from the listing: asked by its id first (a listing pages by offset and can come back
+            # short), and forgotten only if the row is still as it was read.
+            if provider.network_object(config, budget, what, row["cloud_id"]) is not None:
+                return None
+            if not db.update(f"UPDATE {table} SET cloud_id = NULL WHERE id = %s AND cloud_id = %s AND status = %s",
+                             (row["id"], row["cloud_id"], row["status"])):
+                return None
             row = {**row, "cloud_id": None}
         if not row["cloud_id"]:
             # Found by its name (or, made before installation ids, by its old name) and adopted.

@@ -338,6 +338,11 @@ def create_vpc(config, budget, *, name, region, ip_range, description):
     return _create(config, budget, "vpcs", "vpcs", "vpc", body)
 
 
+def network_object(config, budget, kind, cloud_id):
+    """A VPC's or firewall's record (`kind` is vpc or firewall), or None when the cloud has none."""
+    return _found(config, budget, f"{kind}s/{cloud_id}", kind)
+
+
 def rename_vpc(config, budget, cloud_id, name):
     return _api(config, budget, "PATCH", f"vpcs/{cloud_id}", {"name": name})
 

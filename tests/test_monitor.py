@@ -95,12 +95,24 @@ def test_a_held_lock_makes_the_run_step_aside(admin, values, config):
     admin.request("POST", "/servers", VALID)
     wait_active()
     other = Database(config)
-    assert other.get_lock(config.monitor_lock)
+    assert other.get_lock(monitor.lock_name(config))
     try:
         assert run(values) == (0, "", "")
     finally:
         other.close()
     assert "1 ready" in run(values)[1]
+
+
+def test_another_installations_lock_on_the_same_server_does_not_stop_this_one(admin, values, config):
+    """A named lock spans the MariaDB server: another installation's database may live on it."""
+    admin.request("POST", "/servers", VALID)
+    wait_active()
+    other = Database(config)
+    assert other.get_lock(monitor.lock_name(make_config(dict(values, CP_INSTALL_ID="otherinst01"))))
+    try:
+        assert "1 ready" in run(values)[1]
+    finally:
+        other.close()
 
 
 def test_a_cloud_failure_is_retried_within_the_run(admin, values, sandbox, db):

@@ -455,3 +455,35 @@ def make_legacy(sandbox, db, server):
         cloud(sandbox, "POST", f"tags/{tag}/resources",
               {"resources": [{"resource_id": server["instance_id"], "resource_type": "droplet"}]})
     db.update("UPDATE servers SET legacy_tags = 1")
+
+
+def test_what_requests_do_to_networks_while_the_monitor_lists_them_is_left_for_the_next_run(admin, values, sandbox,
+                                                                                           db, monkeypatch):
+    """A VPC made, and a VPC and a firewall deleted, between the monitor's listing and its reading of the rows:
+    none is taken for lost (made again, or marked error) or for an orphan (counted by the breaker)."""
+    doomed_vpc = admin.post("/vpcs", {"name": "gone", "region": "nyc3", "ip_range": "10.211.0.0/20"}).json
+    doomed_wall = admin.post("/firewalls", {"name": "web", "inbound_rules": [SSH]}).json
+    assert run(values)[0] == 0
+    listers = {"list_vpcs": provider.list_vpcs, "list_firewalls": provider.list_firewalls}
+    late = {}
+
+    def meanwhile(name, change):
+        def lister(config, budget):
+            listed = listers[name](config, budget)
+            change()
+            return listed
+        monkeypatch.setattr(provider, name, lister)
+
+    def vpcs_change():
+        late["vpc"] = admin.post("/vpcs", {"name": "late", "region": "nyc3", "ip_range": "10.212.0.0/20"}).json
+        assert admin.delete(f"/vpcs/{doomed_vpc['id']}").status == 202
+    meanwhile("list_vpcs", vpcs_change)
+    meanwhile("list_firewalls", lambda: admin.delete(f"/firewalls/{doomed_wall['id']}"))
+    status, out, err = run(values)
+    assert status == 0 and err == "" and "created" not in out and "orphaned" not in out, (out, err)
+    monkeypatch.undo()
+    assert run(values)[0] == 0
+    assert admin.get(f"/vpcs/{late['vpc']['id']}").json["status"] == "ready"
+    assert [v["name"] for v in admin.get("/vpcs").json] == ["late"]
+    assert [f["name"] for f in admin.get("/firewalls").json] == []
+    assert names(sandbox, "firewalls") == set()
