@@ -216,11 +216,15 @@ def test_the_monitor_stops_acting_when_the_rate_limit_runs_low(admin, values, sa
         assert int(cloud.headers["ratelimit-remaining"]) < 100
         provider.rate_limit.clear()
         # A stray droplet would be destroyed, but not while the cloud's budget is nearly spent.
-        knob(sandbox, "POST", "/_sandbox/droplets/bulk", {"count": 1, "tags": ["cloudprovisioner"]})
+        knob(sandbox, "POST", "/_sandbox/droplets/bulk", {"count": 1, "tags": [f"cloudprovisioner:{TEST_INSTALL_ID}"]})
         values["CP_ORPHAN_GRACE"] = "-1"
         status, out, _ = run(values)
         assert status == 0 and "rate limit is low" in out and "destroying" not in out
-        # What needs no cloud call still happened: the drifted row was repaired.
-        assert db.one("SELECT status FROM servers WHERE id = %s", (server["id"],))["status"] == "error"
+        # Nor is the drifted row called vanished: that takes the cloud's word (a call) for its droplet.
+        assert db.one("SELECT status FROM servers WHERE id = %s", (server["id"],))["status"] == "ready"
     finally:
         knob(sandbox, "POST", "/_sandbox/config", {"ratelimit_remaining": 5000})
+    provider.rate_limit.clear()
+    status, out, _ = run(values)
+    assert status == 0 and "1 vanished" in out and "1 orphans destroyed" in out, out
+    assert db.one("SELECT status FROM servers WHERE id = %s", (server["id"],))["status"] == "error"
