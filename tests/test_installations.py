@@ -431,3 +431,28 @@ def test_a_database_restored_from_an_earlier_dump_destroys_nothing_it_cannot_pro
     assert not droplet_exists(sandbox, third["instance_id"])
     assert "no orphans" in admin_cli(site.prefix, "orphans").stdout
     assert http("GET", site.url + "/health").json["status"] == "healthy"
+
+
+# -- the circuit breaker, as cron and the operator meet it ----------------------------------------------------
+
+def test_a_run_that_would_destroy_many_is_held_until_the_operator_confirms(site_a, sandbox):
+    site = site_a
+    servers = create_ready(site, *(f"many-{n}" for n in range(7)))
+    with database(site.prefix) as db:  # seven rows dead at once: more likely a bad restore than real
+        db.update("UPDATE servers SET status = 'error' WHERE id IN (%s, %s, %s, %s, %s, %s, %s)",
+                  [server["id"] for server in servers])
+    for _ in range(2):  # cron mails the one line, every run, until someone looks
+        job = site.monitor()
+        assert job.returncode == 1 and job.stderr.count("\n") == 1 and "circuit breaker" in job.stderr, job
+        assert all(droplet_exists(sandbox, server["instance_id"]) for server in servers)
+    health = http("GET", site.url + "/health").json
+    assert health["status"] == "degraded" and health["checks"]["ownership"]["awaiting_confirmation"] == 7
+    unasked = admin_cli(site.prefix, "confirm-destroy")  # no terminal: nothing is approved by accident
+    assert unasked.returncode == 1 and unasked.stdout.count("  droplet ") == 7 and "--yes" in unasked.stdout
+    assert site.monitor().returncode == 1
+    confirmed = admin_cli(site.prefix, "confirm-destroy", "--yes")
+    assert confirmed.returncode == 0 and "approved 7" in confirmed.stdout, confirmed
+    job = site.monitor()
+    assert job.returncode == 0 and "7 destroyed" in job.stdout, (job.stdout, job.stderr)
+    assert not any(droplet_exists(sandbox, server["instance_id"]) for server in servers)
+    assert http("GET", site.url + "/health").json["checks"]["ownership"]["status"] == "ok"
