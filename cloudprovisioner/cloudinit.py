@@ -1,9 +1,13 @@
 """The user data a new droplet boots with: the user's own document plus ours, which keeps SSH password login off.
 
 `merge(user_data)` returns what goes to the cloud. With no user data that is
-PLATFORM_CONFIG alone; otherwise a MIME multi-part document, written here as
-plain text (importing `email` would cost every CGI request its start-up time),
-holding the user's document first and ours last. The caller checks sizes.
+PLATFORM_CONFIG alone; otherwise a MIME multi-part document, made with the
+standard library's `email` package (cloud-init reads it back with the same
+package), holding the user's document first and ours last. The caller checks
+sizes. `email` is imported inside merge(), so only a server create with user
+data pays for it, about 14 ms on the 2-core test host (2026-11-29), ~13 ms of
+it `.venv/bin/python -X importtime -c "import email.mime.multipart" 2>&1 |
+tail -1`; every other request pays nothing.
 
 How cloud-init reads it (cited so the choices below can be checked again):
 
@@ -33,7 +37,6 @@ This is a safe default, not a jail: user data may run scripts as root, and a
 script can switch password login back on.
 """
 
-import base64
 import os
 
 _HEADER = (
@@ -72,6 +75,7 @@ MIME_START = "content-type: multipart/"
 NOT_CLOUD_INIT = ("user_data must be a cloud-init document: it has to start with "
                   + ", ".join(STARTS) + " or Content-Type: multipart/ (a MIME multi-part document).")
 NOT_UNICODE = "user_data must be valid Unicode text: it holds an unpaired surrogate."
+TOO_DEEP = "user_data's MIME multi-part document is nested too deeply: keep it to a few levels of multipart."
 
 
 def merge(user_data):
@@ -82,12 +86,18 @@ def merge(user_data):
         user_data.encode("utf-8")
     except UnicodeEncodeError:
         raise ValueError(NOT_UNICODE) from None
-    parts = [_user_part(user_data),
-             _part("text/cloud-config", _HEADER + _SSHD_FILE, merge_type=_APPEND_TO_USERS,
-                   filename="cloudprovisioner-sshd-file"),
-             _part("text/cloud-config", _HEADER + _PASSWORD_LOGIN_OFF, merge_type=_REPLACE_USERS,
-                   filename="cloudprovisioner-ssh-pwauth")]
-    return _multipart(_boundary(user_data), parts)
+    import email.mime.multipart
+    import email.policy
+    document = email.mime.multipart.MIMEMultipart(boundary=_boundary(user_data))
+    document.attach(_user_part(user_data))
+    document.attach(_part(_HEADER + _SSHD_FILE, _APPEND_TO_USERS, "cloudprovisioner-sshd-file"))
+    document.attach(_part(_HEADER + _PASSWORD_LOGIN_OFF, _REPLACE_USERS, "cloudprovisioner-ssh-pwauth"))
+    try:
+        # email.policy.default without a line length writes every header as it is, where the default
+        # (compat32) policy would rewrite a header of the user's holding non-ASCII as one encoded word.
+        return document.as_string(policy=email.policy.default)
+    except RecursionError:  # email writes nested multiparts recursively
+        raise ValueError(TOO_DEEP) from None
 
 
 def content_type(text):
@@ -101,23 +111,36 @@ def content_type(text):
 
 def _user_part(text):
     # A MIME document already is a part: its own headers lead it, and cloud-init walks into it.
+    # It is read here as cloud-init reads it (email's parser) and written back as one part of ours.
     if text[:len(MIME_START)].lower() == MIME_START:
-        return text
-    kind = content_type(text)
-    if text.isascii():
-        return _part(kind, text)
-    # cloud-init decodes 8bit parts with raw-unicode-escape (email's get_payload(decode=True) on a
-    # message parsed from str), which garbles anything past ASCII; base64 hands it back byte for byte.
-    return _part(kind, base64.encodebytes(text.encode("utf-8")).decode("ascii"), encoding="base64")
+        import email
+        try:
+            return email.message_from_string(text)
+        except RecursionError:  # email reads nested multiparts recursively
+            raise ValueError(TOO_DEEP) from None
+    subtype = content_type(text).partition("/")[2]
+    if text.isascii() and "\r" not in text:
+        return _text(text, subtype, "us-ascii")  # 7bit: the text as it is
+    # base64 hands the text back byte for byte where 7bit cannot. Past ASCII: cloud-init decodes an 8bit
+    # part with raw-unicode-escape (email's get_payload(decode=True) on a message parsed from str), which
+    # garbles it. A CR: email writes every line break of a text part as "\n", so CRs would be lost.
+    return _text(text, subtype, "utf-8")
 
 
-def _part(kind, body, encoding="8bit", merge_type=None, filename=None):
-    headers = [f'Content-Type: {kind}; charset="utf-8"', f"Content-Transfer-Encoding: {encoding}"]
-    if merge_type:
-        headers.append(f"Merge-Type: {merge_type}")
-    if filename:
-        headers.append(f'Content-Disposition: attachment; filename="{filename}"')
-    return "\n".join(headers) + "\n\n" + body
+def _part(body, merge_type, filename):
+    """One of our cloud-config parts."""
+    part = _text(body, "cloud-config", "us-ascii")
+    part["Merge-Type"] = merge_type
+    part.add_header("Content-Disposition", "attachment", filename=filename)
+    return part
+
+
+def _text(body, subtype, charset):
+    """A text/<subtype> part: 7bit for us-ascii, base64 for utf-8 (email.charset's choice)."""
+    import email.mime.text
+    part = email.mime.text.MIMEText(body, subtype, charset)
+    del part["MIME-Version"]  # the document's own says it; 18 bytes a part off the cloud's 64 KiB
+    return part
 
 
 def _boundary(text):
@@ -125,18 +148,3 @@ def _boundary(text):
         boundary = f"==cloudprovisioner-{os.urandom(16).hex()}=="
         if boundary not in text:
             return boundary
-
-
-def _multipart(boundary, parts):
-    chunks = [f'Content-Type: multipart/mixed; boundary="{boundary}"\nMIME-Version: 1.0\n\n']
-    for part in parts:
-        chunks.append(f"--{boundary}\n{part}{_line_break(part)}")
-    chunks.append(f"--{boundary}--\n")
-    return "".join(chunks)
-
-
-def _line_break(part):
-    """The line break that goes before a boundary: MIME counts it as the boundary's (RFC 2046,
-    section 5.1.1), so the parser removes exactly one and the part keeps its own last one.
-    After a lone CR, a lone LF would join it into one CRLF, which the parser would then remove."""
-    return "\r\n" if part.endswith("\r") else "\n"

@@ -7,9 +7,14 @@ strength, comment, canonical line and the fingerprints DigitalOcean and
 wrong and what to do. Those messages never quote the pasted text: it may be a
 private key pasted by mistake, and messages end up in answers and logs.
 
-The SSH wire format (RFC 4251 section 5, RFC 4253 section 6.6, RFC 5656,
-RFC 8709) is read here by hand: importing `cryptography` would cost every CGI
-request its start-up time.
+The key itself (the SSH wire format: RFC 4251 section 5, RFC 4253 section 6.6,
+RFC 5656, RFC 8709) is read by `cryptography`'s load_ssh_public_key, imported
+inside _read_key() as vmcpkeys.py does: only a request that parses a key (POST
+/api/ssh-keys) pays for the import. The checks before it are ours, for the
+sentences: cryptography refuses with vaguer messages, and accepts kinds we
+refuse (ssh-dss, sk-...@openssh.com, certificates: it returns a certificate's
+key) or numbers ssh-keygen fingerprints differently (an mpint with a needless
+leading zero), hence the comparison with its canonical blob in _read_key().
 """
 
 import base64
@@ -27,20 +32,7 @@ MAX_COMMENT = 255
 RSA_MIN_BITS = 2048
 RSA_MAX_BITS = 16384  # OpenSSH's own ceiling (OPENSSH_RSA_MAX_MODULUS_SIZE)
 
-# NIST curves: the curve's name inside the blob, its size, the field prime p and the coefficient b
-# of y^2 = x^3 - 3x + b (FIPS 186-4, appendix D.1.2), for checking that a point lies on its curve.
-CURVES = {
-    "ecdsa-sha2-nistp256": ("nistp256", 256, 2**256 - 2**224 + 2**192 + 2**96 - 1, int(
-        "5ac635d8aa3a93e7b3ebbd55769886bc651d06b0cc53b0f63bce3c3e27d2604b", 16)),
-    "ecdsa-sha2-nistp384": ("nistp384", 384, 2**384 - 2**128 - 2**96 + 2**32 - 1, int(
-        "b3312fa7e23ee7e4988e056be3f82d19181d9c6efe8141120314088f5013875a"
-        "c656398d8a2ed19d2a85c8edd3ec2aef", 16)),
-    "ecdsa-sha2-nistp521": ("nistp521", 521, 2**521 - 1, int(
-        "0051953eb9618e1c9a1f929a21a0b68540eea2da725b99b315f3b8b489918ef1"
-        "09e156193951ec7e937b1652c0bd3bb1bf073573df883d2c34f1ef451fd46b50"
-        "3f00", 16)),
-}
-ACCEPTED = ("ssh-ed25519", *CURVES, "ssh-rsa")
+ACCEPTED = ("ssh-ed25519", "ecdsa-sha2-nistp256", "ecdsa-sha2-nistp384", "ecdsa-sha2-nistp521", "ssh-rsa")
 # Names a pasted line may start with that we recognise but refuse (or that mark authorized_keys options).
 KNOWN_TYPE = re.compile(r"ssh-ed25519|ecdsa-sha2-nistp\d+|ssh-rsa|ssh-dss"
                         r"|sk-\S+@openssh\.com|\S+-cert-v01@openssh\.com")
@@ -97,7 +89,7 @@ def parse(text):
     line = _one_line(text)
     algorithm, encoded, comment = _fields(line)
     blob = _decode(algorithm, encoded)
-    kind, bits = _check_blob(algorithm, blob)
+    kind, bits = _check_key(algorithm, blob)
     return PublicKey(kind, algorithm, bits, _check_comment(comment), blob)
 
 
@@ -161,17 +153,9 @@ def _invalid(algorithm):
     return f"This is not a valid {algorithm} public key: paste the line from your .pub file again, unchanged."
 
 
-def _check_blob(algorithm, blob):
-    """(kind, bits) after checking the blob holds what its declared type says, and nothing more."""
-    try:
-        reader = _Reader(blob)
-        if reader.text() != algorithm:
-            raise _Malformed
-        kind, bits = _READERS[algorithm](algorithm, reader)
-        if not reader.done():
-            raise _Malformed
-    except _Malformed:
-        raise ValueError(_invalid(algorithm)) from None
+def _check_key(algorithm, blob):
+    """(kind, bits) of the key in the blob, after checking it holds what its declared type says, and nothing more."""
+    kind, bits = _read_key(algorithm, blob)
     if kind == "rsa" and bits < RSA_MIN_BITS:
         raise ValueError(f"This RSA key has {bits} bits, fewer than the {RSA_MIN_BITS} required: "
                          "create a new key with `ssh-keygen -t ed25519` (or `ssh-keygen -t rsa -b 4096`).")
@@ -181,35 +165,34 @@ def _check_blob(algorithm, blob):
     return kind, bits
 
 
-def _ed25519(algorithm, reader):
-    if len(reader.string()) != 32:
-        raise _Malformed
-    return "ed25519", 256
+def _read_key(algorithm, blob):
+    """(kind, bits) of the key `cryptography` reads from the blob, or ValueError(_invalid(algorithm)).
 
-
-def _ecdsa(algorithm, reader):
-    curve, bits, p, b = CURVES[algorithm]
-    if reader.text() != curve:
-        raise _Malformed
-    point = reader.string()
-    size = (bits + 7) // 8
-    # Only the uncompressed form (0x04 || X || Y) is valid in SSH (RFC 5656 section 3.1).
-    if len(point) != 1 + 2 * size or point[0] != 4:
-        raise _Malformed
-    x, y = int.from_bytes(point[1:1 + size], "big"), int.from_bytes(point[1 + size:], "big")
-    if x >= p or y >= p or (y * y - (x * x * x - 3 * x + b)) % p:
-        raise _Malformed
-    return "ecdsa", bits
-
-
-def _rsa(algorithm, reader):
-    exponent, modulus = reader.mpint(), reader.mpint()
-    if exponent < 3 or exponent % 2 == 0 or modulus % 2 == 0:
-        raise _Malformed
-    return "rsa", modulus.bit_length()
-
-
-_READERS = {"ssh-ed25519": _ed25519, "ssh-rsa": _rsa, **dict.fromkeys(CURVES, _ecdsa)}
+    cryptography checks the type named inside the blob against the line's, an Ed25519 key's length, that
+    an ECDSA point is uncompressed (NotImplementedError otherwise), within its field and on its curve, that
+    an RSA exponent is odd, >= 3 and below the modulus, and that nothing follows the key. It takes an RSA
+    number with a needless leading zero, which ssh-keygen reads but fingerprints without the zero: taking
+    it would store a fingerprint that ssh-keygen does not give the key, and let one key be added twice. So
+    the blob must also be the one cryptography writes back for the key (public_bytes), which makes the
+    fingerprints (of the pasted blob) those ssh-keygen shows."""
+    from cryptography.exceptions import UnsupportedAlgorithm
+    from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
+    from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat, load_ssh_public_key
+    line = algorithm.encode("ascii") + b" " + base64.b64encode(blob)
+    try:
+        key = load_ssh_public_key(line)
+        canonical = key.public_bytes(Encoding.OpenSSH, PublicFormat.OpenSSH)
+    except (ValueError, NotImplementedError, UnsupportedAlgorithm):
+        raise ValueError(_invalid(algorithm)) from None
+    if canonical != line:
+        raise ValueError(_invalid(algorithm))
+    if isinstance(key, ed25519.Ed25519PublicKey):
+        return "ed25519", 256
+    if isinstance(key, ec.EllipticCurvePublicKey):
+        return "ecdsa", key.curve.key_size
+    if isinstance(key, rsa.RSAPublicKey) and key.public_numbers().n % 2:  # cryptography takes an even modulus
+        return "rsa", key.key_size
+    raise ValueError(_invalid(algorithm))
 
 
 def _check_comment(comment):
@@ -218,44 +201,6 @@ def _check_comment(comment):
     if not comment.isprintable():
         raise ValueError(COMMENT_UNPRINTABLE)
     return comment
-
-
-class _Malformed(Exception):
-    """The blob does not hold a key of its declared type (always reported as one sentence by the caller)."""
-
-
-class _Reader:
-    """Reads SSH wire-format fields from a blob; any shortfall is _Malformed."""
-
-    def __init__(self, blob):
-        self.blob, self.offset = blob, 0
-
-    def string(self):
-        if self.offset + 4 > len(self.blob):
-            raise _Malformed
-        length = int.from_bytes(self.blob[self.offset:self.offset + 4], "big")
-        start, self.offset = self.offset + 4, self.offset + 4 + length
-        if self.offset > len(self.blob):
-            raise _Malformed
-        return self.blob[start:self.offset]
-
-    def text(self):
-        try:
-            return self.string().decode("ascii")
-        except UnicodeDecodeError:
-            raise _Malformed from None
-
-    def mpint(self):
-        """A non-negative mpint (RFC 4251 section 5): a set top bit would make it negative. Only the minimal
-        encoding is taken: OpenSSH drops needless leading zeros before it fingerprints a key, so a blob with
-        any would be fingerprinted here unlike `ssh-keygen -l` does, and one key could be added twice."""
-        data = self.string()
-        if not data or data[0] & 0x80 or (data[0] == 0 and (len(data) == 1 or not data[1] & 0x80)):
-            raise _Malformed
-        return int.from_bytes(data, "big")
-
-    def done(self):
-        return self.offset == len(self.blob)
 
 
 # ---------------------------------------------------------------- API

@@ -197,6 +197,30 @@ def test_hand_written_mime_document_is_walked_into():
     check_platform_parts(parts[2:])
 
 
+def test_users_mime_headers_are_kept_as_written():
+    # Not rewritten as RFC 2047 encoded words, which would hide the filename from cloud-init (get_filename).
+    user_data = ('Content-Type: multipart/mixed; boundary="XYZ"\nMIME-Version: 1.0\n\n'
+                 '--XYZ\nContent-Type: text/x-shellscript\nContent-Disposition: attachment; filename="café.sh"\n'
+                 "X-Long: " + "a" * 200 + "\n\n#!/bin/sh\necho one\n--XYZ--\n")
+    document = cloudinit.merge(user_data)
+    assert 'Content-Disposition: attachment; filename="café.sh"\n' in document
+    assert "X-Long: " + "a" * 200 + "\n" in document
+    _, parts = read(document)
+    assert parts[0][1].get_filename() == "café.sh"
+    check_platform_parts(parts[1:])
+
+
+@pytest.mark.parametrize("depth", [400, 3000])  # email fails writing the one, reading the other
+def test_users_mime_document_nested_too_deeply_is_refused(depth):
+    # email reads and writes nested multiparts recursively: too deep a document is a 422, not a 500.
+    user_data = "".join(f'Content-Type: multipart/mixed; boundary="b{i}"\nMIME-Version: 1.0\n\n--b{i}\n'
+                        for i in range(depth))
+    user_data += "Content-Type: text/x-shellscript\n\n#!/bin/sh\n" + "".join(f"--b{i}--\n" for i in range(depth))
+    with pytest.raises(ValueError) as caught:
+        cloudinit.merge(user_data)
+    assert str(caught.value) == cloudinit.TOO_DEEP
+
+
 # ---------------------------------------------------------------- the user's text, byte for byte
 
 TEXTS = {
@@ -230,7 +254,9 @@ def test_users_text_comes_back_byte_for_byte(name):
     assert payload(user) == user_data.encode("utf-8")
     # cloud-init's util.fully_decoded_payload: the bytes decoded as UTF-8.
     assert payload(user).decode("utf-8", "surrogateescape") == user_data
-    assert user["Content-Transfer-Encoding"] == ("8bit" if user_data.isascii() else "base64")
+    # 7bit where the text goes as it is; base64 past ASCII, and for a CR, which email's writer would turn into "\n".
+    assert user["Content-Transfer-Encoding"] == ("7bit" if user_data.isascii() and "\r" not in user_data
+                                                 else "base64")
     assert len(parts) == 3
     check_platform_parts(parts[1:])
     assert message.get_boundary() not in user_data

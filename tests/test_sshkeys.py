@@ -441,6 +441,20 @@ def test_rsa_number_with_a_needless_leading_zero_is_refused(tmp_path, keys):
         refused(line, sshkeys._invalid("ssh-rsa"))
 
 
+def test_rsa_key_with_an_even_modulus_is_refused(keys):
+    # cryptography reads one (it checks the exponent only): the check after it refuses it, as before.
+    key_type, exponent, modulus = fields_of(blob_of(keys["rsa2048"][1]))
+    even = (int.from_bytes(modulus, "big") + 1).to_bytes(len(modulus), "big")
+    refused(with_blob(keys["rsa2048"][1], wire(key_type, exponent, even)), sshkeys._invalid("ssh-rsa"))
+
+
+def test_rsa_exponent_not_below_the_modulus_is_refused(keys):
+    # cryptography refuses an exponent >= the modulus; the hand-written parser it replaced took it.
+    key_type, _, modulus = fields_of(blob_of(keys["rsa2048"][1]))
+    line = with_blob(keys["rsa2048"][1], wire(key_type, modulus, modulus))
+    refused(line, sshkeys._invalid("ssh-rsa"))
+
+
 def test_negative_rsa_number_is_refused(keys):
     key_type, exponent, modulus = fields_of(blob_of(keys["rsa2048"][1]))
     assert modulus[0] == 0  # the top bit of a 2048-bit modulus is set, hence the zero before it
