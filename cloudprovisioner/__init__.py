@@ -1,7 +1,7 @@
 """CloudProvisioner: create, track and destroy cloud VMs through a REST API.
 
 Nothing is imported here on purpose: every CGI request imports this package,
-and each import costs start-up time (see DESIGN.md).
+and each import costs start-up time.
 """
 
 __version__ = "0.1.0"

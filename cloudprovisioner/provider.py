@@ -5,7 +5,7 @@ Only writes and the monitor import this module; `digitalocean` pulls in
 
 The SDK reads its base URL and timeout from the environment, and child
 objects never see a Manager's `end_point`, so both are set in os.environ
-before each call (DESIGN.md). The SDK neither retries nor shows the answer's
+before each call. The SDK neither retries nor shows the answer's
 headers, so every SDK object here records the last HTTP answer it got (see
 `_Recorder`); from that we retry a 429 after `retry-after`/`ratelimit-reset`,
 and 5xx and connection failures with bounded exponential backoff and jitter,

@@ -14,7 +14,7 @@ from .web import Response, list_page, list_query
 
 STATUSES = ("pending", "ready", "error", "deleting", "deleted")
 
-# DigitalOcean's own rules (DESIGN.md).
+# DigitalOcean's own rules for droplet names, tags and user data.
 NAME_PATTERN = r"[a-zA-Z0-9]?[a-z0-9A-Z.\-]*[a-z0-9A-Z]"
 TAG_PATTERN = r"[a-zA-Z0-9_\-:]+"
 USER_DATA_LIMIT = 64 * 1024

@@ -2,7 +2,7 @@
 
 Handlers are named by strings and imported on first use, so a request pays
 only for the modules on its own path (CGI starts a new interpreter per
-request; see DESIGN.md).
+request, and `make bench` shows what each import costs it).
 """
 
 import json

@@ -18,8 +18,8 @@ import pytest
 from cloudprovisioner import migrate
 from cloudprovisioner.config import parse_env_file
 from cloudprovisioner.db import Database
-from cloudprovisioner.devstack import Apache, MariaDB, Process
 from cloudprovisioner.web import make_app
+from devtools.devstack import Apache, MariaDB, Process
 from tests.support import TEST_INSTALL_ID, TEST_SECRET, TEST_TOKEN, Client, MailServer, knob, make_config
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -51,10 +51,10 @@ def mariadb(stack_dir):
 @pytest.fixture(scope="session")
 def sandbox(stack_dir):
     """The local cloud API; its URL. Droplets turn active after one second."""
-    process = Process([sys.executable, "-m", "cloudprovisioner.sandbox", "--port", "0",
+    process = Process([sys.executable, "-m", "docloud", "--port", "0",
                        "--state", stack_dir / "sandbox.sqlite3", "--activate-after", "1",
                        "--token", TEST_TOKEN], None, stack_dir / "sandbox.log",
-                      ready_line_prefix="sandbox listening on ")
+                      ready_line_prefix="sandbox listening on ", cwd=ROOT)
     line = process.start()
     yield line.split()[-1]
     process.stop()

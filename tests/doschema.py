@@ -3,12 +3,12 @@
     errors = validate(reply_json, "resources/droplets/responses/existing_droplet.yml")
     assert errors == []
 
-A model path is relative to the do-openapi folder (../shared/do-openapi next
-to the repository, or $DO_OPENAPI_DIR) and may carry a fragment
-("shared/pages.yml#/pagination"). A response file (one with `content`) stands
-for its application/json schema. Relative `$ref`s are inlined, and OpenAPI's
-`nullable: true` becomes a type that accepts null, so the result is a plain
-Draft 2020-12 schema.
+A model path is relative to the do-openapi folder (tests/data/do-openapi: the
+models the tests use, copied unchanged from DigitalOcean; or $DO_OPENAPI_DIR)
+and may carry a fragment ("shared/pages.yml#/pagination"). A response file (one
+with `content`) stands for its application/json schema. Relative `$ref`s are
+inlined, and OpenAPI's `nullable: true` becomes a type that accepts null, so the
+result is a plain Draft 2020-12 schema.
 """
 
 import datetime
@@ -43,7 +43,7 @@ def openapi_dir():
     override = os.environ.get("DO_OPENAPI_DIR")
     if override:
         return Path(override)
-    return Path(__file__).resolve().parents[1].parent / "shared" / "do-openapi"
+    return Path(__file__).resolve().parent / "data" / "do-openapi"
 
 
 @functools.cache

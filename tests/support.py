@@ -148,7 +148,7 @@ class MailServer:
     def start(self):
         from aiosmtpd.controller import Controller
 
-        from cloudprovisioner.devstack import free_port
+        from devtools.devstack import free_port
         self.port = free_port()
         self.controller = Controller(self, hostname="127.0.0.1", port=self.port)
         self.controller.start()

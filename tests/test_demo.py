@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from cloudprovisioner.devstack import free_port
+from devtools.devstack import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 

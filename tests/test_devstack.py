@@ -1,4 +1,4 @@
-"""Tests for cloudprovisioner.devstack: real MariaDB, Apache and processes.
+"""Tests for devtools.devstack: real MariaDB, Apache and processes.
 
 Base directories come from ``tempfile.mkdtemp(dir="/tmp")`` rather than
 pytest's ``tmp_path``: as root, Apache runs CGI as www-data, which cannot
@@ -20,7 +20,7 @@ from pathlib import Path
 import MySQLdb
 import pytest
 
-from cloudprovisioner.devstack import (
+from devtools.devstack import (
     Apache,
     MariaDB,
     Process,

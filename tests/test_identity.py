@@ -14,8 +14,8 @@ import pytest
 from cloudprovisioner import accounts, auth, mailer, sessions
 from cloudprovisioner import admin as admin_commands
 from cloudprovisioner.db import Database
-from cloudprovisioner.devstack import free_port
 from cloudprovisioner.web import make_app
+from devtools.devstack import free_port
 from tests.support import TEST_SECRET, Client, assert_problem, make_config
 
 PASSWORD = "correct horse battery"

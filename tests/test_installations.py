@@ -25,7 +25,7 @@ import pytest
 from cloudprovisioner import config as configuration
 from cloudprovisioner.config import parse_env_file
 from cloudprovisioner.db import Database
-from cloudprovisioner.devstack import Apache
+from devtools.devstack import Apache
 from tests.support import TEST_TOKEN, assert_problem, http, installed_settings, knob, run_cron_job
 
 ROOT = Path(__file__).resolve().parents[1]

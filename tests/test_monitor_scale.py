@@ -3,14 +3,15 @@
 
 import io
 
-from cloudprovisioner import monitor, seed
+from cloudprovisioner import monitor
+from devtools import bulk_servers
 from tests.support import knob, make_config
 
 
 def test_ten_thousand_pending_servers_settle_in_one_run_with_fifty_calls(admin, values, db, sandbox):
     knob(sandbox, "POST", "/_sandbox/config", {"activate_after": 0})
     tenant = admin.get("/me").json["tenant_id"]
-    seed.pending_servers(db, make_config(values), tenant, 10_000)
+    bulk_servers.pending_servers(db, make_config(values), tenant, 10_000)
     knob(sandbox, "DELETE", "/_sandbox/stats")
     out = io.StringIO()
     assert monitor.run_once(make_config(values), out, io.StringIO()) == 0

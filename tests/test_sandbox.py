@@ -41,7 +41,7 @@ class RunningSandbox:
 
     def __init__(self, state_path, *extra_args):
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "cloudprovisioner.sandbox", "--host", "127.0.0.1",
+            [sys.executable, "-m", "docloud", "--host", "127.0.0.1",
              "--port", "0", "--state", str(state_path), "--token", TOKEN, *extra_args],
             cwd=ROOT, stdout=subprocess.PIPE, text=True)
         self.url = self._ready_url()
@@ -938,7 +938,7 @@ def test_reset_keeps_only_the_default_vpcs(sandbox):
 
 
 def test_only_loopback_addresses_are_accepted():
-    answer = subprocess.run([sys.executable, "-m", "cloudprovisioner.sandbox", "--host",
+    answer = subprocess.run([sys.executable, "-m", "docloud", "--host",
                              "0.0.0.0", "--port", "0", "--state", os.devnull],
                             cwd=ROOT, capture_output=True, text=True, timeout=10)
     assert answer.returncode == 2 and "loopback" in answer.stderr

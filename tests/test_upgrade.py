@@ -13,7 +13,7 @@ import time
 import pytest
 
 from cloudprovisioner.config import parse_env_file
-from cloudprovisioner.devstack import Apache
+from devtools.devstack import Apache
 from tests.support import TEST_TOKEN, http, knob, run_cron_job
 
 SERVER = {"name": "old-1", "region": "fra1", "size": "s-1vcpu-1gb", "image": "debian-12-x64"}

@@ -27,7 +27,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from cloudprovisioner.devstack import Apache, MariaDB, Process  # noqa: E402
+from devtools.devstack import Apache, MariaDB, Process  # noqa: E402
 
 TRIVIAL = """#!{python} -I
 import json
@@ -125,9 +125,9 @@ def main():
         mariadb = MariaDB(base / "db")
         mariadb.start()
         services.append(mariadb)
-        cloud = Process([sys.executable, "-m", "cloudprovisioner.sandbox", "--port", "0", "--state",
+        cloud = Process([sys.executable, "-m", "docloud", "--port", "0", "--state",
                          str(base / "cloud.sqlite3")], None, base / "cloud.log",
-                        ready_line_prefix="sandbox listening on ")
+                        ready_line_prefix="sandbox listening on ", cwd=ROOT)
         cloud_url = cloud.start().split()[-1]
         services.append(cloud)
         dirs = install(base, mariadb, cloud_url)
@@ -168,8 +168,8 @@ def report(url, args):
 
 def monitor_scale(dirs, cloud_url, sizes):
     from cloudprovisioner import config as configuration
-    from cloudprovisioner import seed
     from cloudprovisioner.db import Database
+    from devtools import bulk_servers
     env_file = dirs["CONFDIR"] / "cloudprovisioner.env"
     config = configuration.load(path=str(env_file))
     db = Database(config)
@@ -181,7 +181,7 @@ def monitor_scale(dirs, cloud_url, sizes):
         db.update("DELETE FROM servers")
         post(root + "/_sandbox/reset", {})
         post(root + "/_sandbox/config", {"activate_after": 0})
-        seed.pending_servers(db, config, tenant, size)
+        bulk_servers.pending_servers(db, config, tenant, size)
         knob_delete(root + "/_sandbox/stats")
         started = time.monotonic()
         done = subprocess.run([str(dirs["PREFIX"] / "monitor" / "monitor_new_node"), "--config", str(env_file)],

@@ -21,7 +21,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from cloudprovisioner.config import parse_env_file  # noqa: E402
-from cloudprovisioner.devstack import Apache, MariaDB, Process, check_traversable, wait_for_port  # noqa: E402
+from devtools.devstack import Apache, MariaDB, Process, check_traversable, wait_for_port  # noqa: E402
 
 CLOUD_TOKEN = "demo-token"  # the sandbox accepts only this; a real deployment sets a DigitalOcean token
 MONITOR_INTERVAL = 10  # seconds; cron runs it every 60, the demo is impatient
@@ -66,10 +66,10 @@ def start(args):
 
 
 def start_sandbox(base, port):
-    process = Process([sys.executable, "-m", "cloudprovisioner.sandbox", "--port", str(port),
+    process = Process([sys.executable, "-m", "docloud", "--port", str(port),
                        "--state", str(base / "cloud.sqlite3"), "--activate-after", "10",
                        "--token", CLOUD_TOKEN], None, base / "cloud.log",
-                      ready_line_prefix="sandbox listening on ")
+                      ready_line_prefix="sandbox listening on ", cwd=ROOT)
     line = process.start()
     (base / "cloud.pid").write_text(str(process.pid))
     return line.split()[-1]

@@ -1,15 +1,16 @@
 """Many pending servers at once, for the monitor's scale test and benchmark.
 
 Rows (with their create operations) are inserted in chunks, and the cloud
-side is made with the sandbox's bulk knob, each droplet tagged with its row's
-tag as a real create would: exactly what the monitor sees after N creates.
+side is made with the sandbox's bulk knob (docloud), each droplet tagged with
+its row's tag as a real create would: exactly what the monitor sees after N
+creates. A test and benchmark fixture, not part of the product.
 """
 
 import json
 import urllib.request
 
-from . import ownership
-from .ids import new_id
+from cloudprovisioner import ownership
+from cloudprovisioner.ids import new_id
 
 CHUNK = 1000
 

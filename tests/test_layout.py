@@ -1,0 +1,106 @@
+"""The repository's layout: the product apart from its dev tools, and tests that need nothing outside the repository.
+
+cloudprovisioner/ is the product, the only package the wheel (`make install`) ships. docloud/ (the local
+cloud API) and devtools/ (throwaway MariaDB and Apache, fixtures) sit beside it: they may import the product,
+never the other way round.
+"""
+
+import ast
+import shutil
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import yaml
+
+from tests import doschema
+
+ROOT = Path(__file__).resolve().parents[1]
+PRODUCT = ROOT / "cloudprovisioner"
+# The installed command shims are product code too (Makefile SHIMS).
+SHIMS = ("cgi-bin/api", "monitor/monitor_new_node", "monitor/send_mail", "bin/cloudprovisioner-admin")
+NOT_PRODUCT = ("docloud", "devtools", "tests")
+LEFT_OUT_OF_THE_COPY = (".venv", ".git", "__pycache__", ".hypothesis", "build", "*.egg-info", ".pytest_cache")
+
+
+def build_wheel(tmp_path):
+    """The wheel `make install` installs, built as it builds it (pip, here from a copy of the tree)."""
+    source = tmp_path / "source"
+    shutil.copytree(ROOT, source, ignore=shutil.ignore_patterns(*LEFT_OUT_OF_THE_COPY), symlinks=True)
+    built = subprocess.run([sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--disable-pip-version-check",
+                            "--wheel-dir", str(tmp_path / "wheel"), str(source)],
+                           capture_output=True, text=True, timeout=300)
+    assert built.returncode == 0, built.stdout + built.stderr
+    (wheel,) = (tmp_path / "wheel").glob("*.whl")
+    return zipfile.ZipFile(wheel)
+
+
+def test_the_wheel_holds_the_product_and_nothing_else(tmp_path):
+    wheel = build_wheel(tmp_path)
+    names = wheel.namelist()
+    top = {name.split("/")[0] for name in names}
+    assert top == {"cloudprovisioner", "cloudprovisioner-0.1.0.dist-info"}, top
+    shipped = {name.removeprefix("cloudprovisioner/") for name in names if name.startswith("cloudprovisioner/")}
+    assert shipped == {path.name for path in PRODUCT.glob("*.py")} | {"openapi.json"}
+    for name in shipped:
+        assert not any(word in name for word in ("sandbox", "devstack", "seed", "test")), name
+    assert wheel.read("cloudprovisioner-0.1.0.dist-info/top_level.txt").split() == [b"cloudprovisioner"]
+
+
+def imported_modules(path):
+    """Modules a file imports (absolute imports), or names as strings for a lazy import ("pkg.mod:func")."""
+    tree = ast.parse(path.read_text(), str(path))
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            yield from (alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.level == 0:
+            yield node.module
+        elif isinstance(node, ast.Constant) and isinstance(node.value, str):
+            yield node.value.partition(":")[0]
+
+
+def imports_of(files, packages):
+    return sorted(f"{path.relative_to(ROOT)}: {module}" for path in files for module in imported_modules(path)
+                  if module.split(".")[0] in packages)
+
+
+def test_the_product_never_imports_the_dev_tools_or_the_tests():
+    product = [*PRODUCT.rglob("*.py"), *(ROOT / shim for shim in SHIMS)]
+    assert len(product) > 30
+    assert imports_of(product, NOT_PRODUCT) == []
+
+
+def test_the_dev_tools_never_import_the_tests():
+    tools = [*(ROOT / "docloud").rglob("*.py"), *(ROOT / "devtools").rglob("*.py")]
+    assert imports_of(tools, {"tests"}) == []
+    # The local cloud API is standard library only: it starts fast, with any Python 3.11+.
+    assert imports_of((ROOT / "docloud").rglob("*.py"), {"cloudprovisioner", "devtools"}) == []
+
+
+def refs(node):
+    if isinstance(node, dict):
+        for key, value in node.items():
+            if key == "$ref" and isinstance(value, str):
+                yield value
+            else:
+                yield from refs(value)
+    elif isinstance(node, list):
+        for value in node:
+            yield from refs(value)
+
+
+def test_the_digitalocean_models_are_in_the_repository_and_complete(monkeypatch):
+    monkeypatch.delenv("DO_OPENAPI_DIR", raising=False)
+    models = doschema.openapi_dir().resolve()
+    assert models.is_relative_to(ROOT)
+    assert (models / "LICENSE").is_file() and (models / "README.md").is_file()
+    files = list(models.rglob("*.yml"))
+    assert files
+    for path in files:
+        for ref in refs(yaml.safe_load(path.read_text())):
+            file_part = ref.partition("#")[0]
+            if not file_part:  # within the same file
+                continue
+            target = (path.parent / file_part).resolve()
+            assert target.is_relative_to(models) and target.is_file(), f"{path.relative_to(models)}: {ref}"
