@@ -1,6 +1,6 @@
 # CloudProvisioner. The two commands a new machine needs:
 #   make demo   run the whole service locally (sandbox cloud, MariaDB, Apache on :8080, monitor)
-#   make test   run every test
+#   make test   run every test (those that need no service first; `make test-unit` runs only them)
 # Both install what they need first (Debian packages, then the venv in .venv).
 
 PREFIX ?= /opt/cloudprovisioner
@@ -19,7 +19,7 @@ VENV = .venv
 SHIMS = cgi-bin/api monitor/monitor_new_node monitor/send_mail bin/cloudprovisioner-admin
 FILL = sed -e 's|/opt/cloudprovisioner|$(PREFIX)|g' -e 's|/etc/cloudprovisioner|$(CONFDIR)|g'
 
-.PHONY: deps venv test lint demo demo-stop bench install migrate admin
+.PHONY: deps venv test test-unit lint demo demo-stop bench install migrate admin
 
 deps:
 	@sh tools/install-deps
@@ -35,6 +35,10 @@ venv: deps $(VENV)/.installed
 test: venv
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/pytest
+
+# The tests that need no service (no MariaDB, cloud API, SMTP or Apache): seconds, not minutes.
+test-unit: venv
+	$(VENV)/bin/pytest -m unit
 
 lint: venv
 	$(VENV)/bin/ruff check .

@@ -30,6 +30,18 @@ EVERY_TABLE = ("orphans", "account_vpcs", "counters", "service_state",
                "login_throttle", "outbox", "api_tokens", "refresh_tokens", "sessions", "users", "tenants")
 
 
+# Fixtures that start a real service: a test that uses none of them (even through other fixtures) is a
+# `unit` test, runnable alone with `make test-unit` in seconds, and run first by `make test`.
+SERVICES = {"mariadb", "sandbox", "smtp", "installed", "apache"}
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if not SERVICES & set(getattr(item, "fixturenames", ())) and not item.get_closest_marker("services"):
+            item.add_marker(pytest.mark.unit)
+    items.sort(key=lambda item: item.get_closest_marker("unit") is None)  # stable: unit tests first
+
+
 @pytest.fixture(scope="session")
 def stack_dir():
     path = Path(tempfile.mkdtemp(prefix="cp-test-", dir="/tmp"))

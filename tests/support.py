@@ -43,7 +43,10 @@ def encode(body, content_type):
 
 
 def call(app, method, path, body=None, content_type=None, headers=None, script_name="/api"):
-    """Drive the WSGI app in-process the way CGIHandler would."""
+    """Drive the WSGI app in-process the way CGIHandler would, through wsgiref's validator: an answer
+    that breaks the WSGI rules (a status or header of the wrong type, a body that is not bytes, a
+    `wsgi.input` read the wrong way, an iterable never closed) fails the test that made it."""
+    from wsgiref.validate import validator
     data, content_type = encode(body, content_type)
     path, _, query = path.partition("?")
     environ = {"REQUEST_METHOD": method, "SCRIPT_NAME": script_name, "PATH_INFO": path, "REMOTE_ADDR": "127.0.0.1",
@@ -60,7 +63,11 @@ def call(app, method, path, body=None, content_type=None, headers=None, script_n
     def start_response(status, response_headers):
         started["status"] = int(status.split()[0])
         started["headers"] = response_headers
-    body_bytes = b"".join(app(environ, start_response))
+    answer = validator(app)(environ, start_response)
+    try:
+        body_bytes = b"".join(answer)
+    finally:
+        answer.close()
     return Answer(started["status"], started["headers"], body_bytes)
 
 

@@ -9,6 +9,8 @@ import pytest
 
 from devtools.devstack import free_port
 
+pytestmark = pytest.mark.services  # `make demo` starts MariaDB, Apache, the local cloud API and the monitor
+
 ROOT = Path(__file__).resolve().parents[1]
 
 

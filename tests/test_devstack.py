@@ -31,6 +31,8 @@ from devtools.devstack import (
     wait_for_port,
 )
 
+pytestmark = pytest.mark.services  # the launchers start real MariaDB and Apache servers
+
 IS_ROOT = os.geteuid() == 0
 APP_DB, APP_USER, APP_PASSWORD = "cp_test", "cp_app", "s3cret'pw\\x"
 
