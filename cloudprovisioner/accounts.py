@@ -169,7 +169,7 @@ def update_user(request):
                 db.update(f"UPDATE users SET {column} = %s, updated_at = UTC_TIMESTAMP(6) WHERE id = %s",
                           (fields[column], user_id))
         if fields.get("disabled"):
-            _end_sessions(db, user_id, "account disabled")
+            auth.revoke_sessions(db, "account disabled", user_id=user_id)
     return Response(200, load_user(db, tenant_id, user_id))
 
 
@@ -185,7 +185,7 @@ def delete_user(request):
                   "updated_at = UTC_TIMESTAMP(6) WHERE id = %s", (f"deleted-{user_id}@deleted.invalid", user_id))
         db.update("UPDATE api_tokens SET revoked_at = UTC_TIMESTAMP(6) WHERE user_id = %s AND revoked_at IS NULL",
                   (user_id,))
-        _end_sessions(db, user_id, "account deleted")
+        auth.revoke_sessions(db, "account deleted", user_id=user_id)
     return Response(204)
 
 
@@ -200,7 +200,3 @@ def _keep_an_admin(db, tenant_id, leaving_id):
     if others["n"] == 0:
         raise Problem(409, "last-admin", "this is the tenant's last active admin; make another admin first")
 
-
-def _end_sessions(db, user_id, reason):
-    db.update("UPDATE sessions SET revoked_at = UTC_TIMESTAMP(6), revoked_reason = %s "
-              "WHERE user_id = %s AND revoked_at IS NULL", (reason, user_id))

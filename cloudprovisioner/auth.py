@@ -67,6 +67,13 @@ class Principal:
         self.platform_admin = platform_admin
 
 
+def revoke_sessions(db, reason, *, user_id=None, session_id=None):
+    """End one login session, or every live one of a user: the one revoking query."""
+    column, value = ("id", session_id) if session_id else ("user_id", user_id)
+    db.update(f"UPDATE sessions SET revoked_at = UTC_TIMESTAMP(6), revoked_reason = %s "
+              f"WHERE {column} = %s AND revoked_at IS NULL", (reason, value))
+
+
 def unauthorized(detail, error="invalid_token"):
     challenge = 'Bearer realm="cloudprovisioner"'
     if error:

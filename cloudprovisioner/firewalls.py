@@ -15,14 +15,12 @@ changed like any other's; it cannot be deleted.
 
 import json
 
-from . import networks, operations
+from . import desired_state, operations
 from .errors import Problem, invalid
 from .ids import looks_like_id
-from .validation import Field, boolean, list_of, text, validate
+from .validation import Field, boolean, list_of, short_name, validate
 from .web import Response, list_page, list_query
 
-NAME_PATTERN = r"[a-z0-9][a-z0-9-]{0,62}"
-NAME_HINT = "must be 1-63 lower-case letters, digits and '-', starting with a letter or digit"
 PROTOCOLS = ("tcp", "udp", "icmp")
 WORLD = ("0.0.0.0/0", "::/0")
 MAX_RULES = 50
@@ -130,7 +128,7 @@ def _opens_world(rule):
 def schema(config, partial=False):
     """POST needs a name and inbound rules; PATCH any of them."""
     return {
-        "name": Field(text(63, NAME_PATTERN, NAME_HINT, allow_empty=False), required=not partial),
+        "name": Field(short_name(), required=not partial),
         "inbound_rules": Field(list_of(_rule(config, "sources"), MAX_RULES), required=not partial),
         "outbound_rules": Field(list_of(_rule(config, "destinations"), MAX_RULES),
                                 **({} if partial else {"default": OPEN_OUTBOUND})),
@@ -270,10 +268,10 @@ def create_firewall(request):
     fields = validate(request.fields(), schema(request.config))
     _check_rules(request, fields)
     _name_not_kept(fields, is_default=False)
-    firewall_id = request.audit_target = networks.insert(
+    firewall_id = request.audit_target = desired_state.insert(
         request.db, request.principal, "firewalls", "firewall.create", _values(fields, is_default=False),
         name=fields["name"])
-    return networks.accepted(request, "firewalls", firewall_id, "firewall.create")
+    return desired_state.accepted(request, "firewalls", firewall_id, "firewall.create")
 
 
 def _name_not_kept(fields, is_default):
@@ -301,13 +299,13 @@ def update_firewall(request):
         changes = {key: json.dumps(fields[key]) for key in ("inbound_rules", "outbound_rules") if key in fields}
         if "name" in fields:
             changes["name"] = fields["name"]
-        networks.check_name_free(db, "firewalls", request.principal.tenant_id, changes.get("name"), firewall_id)
+        desired_state.check_name_free(db, "firewalls", request.principal.tenant_id, changes.get("name"), firewall_id)
         sets = ", ".join(f"{column} = %s" for column in changes)
         db.update(f"UPDATE firewalls SET {sets}{', ' if sets else ''}revision = revision + 1, status = 'pending', "
                   "status_reason = '', updated_at = UTC_TIMESTAMP(6) WHERE id = %s", (*changes.values(), firewall_id))
         operations.finish_open(db, firewall_id, "firewall.update", "cancelled", "replaced by a later change")
         operations.start(db, request.principal, "firewall.update", firewall_id, target_type="firewall")
-    return networks.accepted(request, "firewalls", firewall_id, "firewall.update")
+    return desired_state.accepted(request, "firewalls", firewall_id, "firewall.update")
 
 
 def delete_firewall(request):
@@ -322,7 +320,7 @@ def delete_firewall(request):
     if users:
         raise Problem(409, "firewall-in-use", f"{users} server(s) are behind this firewall; deleting it would "
                                               "leave them open. Delete those servers first")
-    return networks.delete(request, "firewalls", "firewall", row)
+    return desired_state.delete(request, "firewalls", "firewall", row)
 
 
 # ---------------------------------------------------------------- defaults
@@ -341,10 +339,10 @@ def ensure_default(request):
     found = find()
     if found is None:
         fields = {"name": DEFAULT_NAME, "inbound_rules": default_rules(config), "outbound_rules": OPEN_OUTBOUND}
-        firewall_id = networks.insert(db, request.principal, "firewalls", "firewall.create",
+        firewall_id = desired_state.insert(db, request.principal, "firewalls", "firewall.create",
                                       _values(fields, is_default=True), name=DEFAULT_NAME, racing_ok=True)
         if firewall_id is not None:  # else another request made it meanwhile
-            networks.apply_now(request, "firewalls", firewall_id, "firewall.create")
+            desired_state.apply_now(request, "firewalls", firewall_id, "firewall.create")
         found = find()
         if found is None:
             raise Problem(503, "busy", "the default firewall is being made; try again", headers=[("Retry-After", "2")])

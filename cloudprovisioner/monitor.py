@@ -276,8 +276,8 @@ class Run:
         listing is every VPC in the account, whoever made it: kept in `account_vpcs` for the range
         allocator (vpcs.py), so that no request pays a cloud call for it.
         """
-        from . import networks, vpcs
-        module, what = networks.module(table), networks.TYPES[table]
+        from . import desired_state, vpcs
+        module, what = desired_state.module(table), desired_state.TYPES[table]
         if table == "firewalls" and not self.db.one("SELECT 1 AS made FROM firewalls LIMIT 1"):
             return  # this installation never made one: nothing in the cloud can be ours
         since = self.db.one("SELECT DATE_FORMAT(UTC_TIMESTAMP(6), '%Y-%m-%d %H:%i:%s.%f') AS now")["now"]
@@ -295,7 +295,7 @@ class Run:
                 continue
             self._guard_rate_limit()
             try:
-                done = networks.sync(self.db, self.config, self.budget, table, row, listed)
+                done = desired_state.sync(self.db, self.config, self.budget, table, row, listed)
             except provider.CloudError as exc:
                 if exc.retryable:
                     raise
@@ -309,8 +309,8 @@ class Run:
         """Our VPCs or firewalls (named with this installation's id) that no live row explains: one
         whose row is deleted, or that is a second object for its row, is doomed (a delete or a create
         that half failed); one naming a row this database has never seen is held for a person."""
-        from . import networks
-        what = networks.TYPES[table]
+        from . import desired_state
+        what = desired_state.TYPES[table]
         prefix = ownership.cloud_prefix(self.config, what)
         named = {item["name"][len(prefix):]: (cloud_id, item["name"]) for cloud_id, item in listed.items()
                  if item.get("name", "").startswith(prefix)}

@@ -1,7 +1,7 @@
 """Operations: every action that completes later, with its status and outcome.
 
 A create, a delete and a power action (and a firewall's or VPC's create,
-update or delete, see networks.py) each write an operation row in the
+update or delete, see desired_state.py) each write an operation row in the
 same transaction as the change that starts it. The monitor moves them on
 (running -> succeeded or failed) in the same transaction as the server row,
 so the two always agree. Status: pending (not yet accepted by the cloud),

@@ -62,7 +62,7 @@ def refresh(request):
             return Response(200, _tokens(config, db, row, row["session_id"]), [("Cache-Control", "no-store")])
         if row is not None and row["used_at"] and not row["revoked_at"]:
             # A replay: whoever holds the newer token, the session can no longer be trusted.
-            _revoke(db, row["session_id"], "refresh token reused")
+            auth.revoke_sessions(db, "refresh token reused", session_id=row["session_id"])
             request.audit_actor = (row["tenant_id"], row["id"])
             request.audit_target = row["session_id"]
     raise auth.unauthorized(refusal)
@@ -96,7 +96,7 @@ def logout(request):
             raise auth.unauthorized("unknown refresh token")
         session_id = row["session_id"]
     request.audit_target = session_id
-    _revoke(db, session_id, "logout")
+    auth.revoke_sessions(db, "logout", session_id=session_id)
     return Response(204)
 
 
@@ -116,11 +116,6 @@ def _tokens(config, db, user, session_id):
     return {"access_token": access_token(config, user, session_id), "token_type": "Bearer",
             "expires_in": config.access_token_ttl, "refresh_token": refresh_token,
             "refresh_expires_in": config.refresh_token_ttl}
-
-
-def _revoke(db, session_id, reason):
-    db.update("UPDATE sessions SET revoked_at = UTC_TIMESTAMP(6), revoked_reason = %s "
-              "WHERE id = %s AND revoked_at IS NULL", (reason, session_id))
 
 
 def _refuse_if_blocked(db, scopes):

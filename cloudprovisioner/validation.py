@@ -11,6 +11,9 @@ import re
 from .errors import invalid
 
 MISSING = object()
+# The names of firewalls, VPCs and workspaces: short, lower case, safe in a URL and in a cloud name.
+NAME_PATTERN = r"[a-z0-9][a-z0-9-]{0,62}"
+NAME_HINT = "must be 1-63 lower-case letters, digits and '-', starting with a letter or digit"
 
 
 class Field:
@@ -67,6 +70,11 @@ def text(max_length, pattern=None, pattern_hint=None, allow_empty=True):
             raise ValueError(pattern_hint or f"must match {pattern}")
         return value
     return check
+
+
+def short_name():
+    """A firewall's, VPC's or workspace's name (NAME_PATTERN)."""
+    return text(63, NAME_PATTERN, NAME_HINT, allow_empty=False)
 
 
 def byte_text(max_bytes):

@@ -17,15 +17,13 @@ it since the monitor last looked, the account is listed again and the next
 free block is tried.
 """
 
-from . import networks
+from . import desired_state
 from .errors import Problem
-from .validation import Field, one_of, text, validate
+from .validation import Field, one_of, short_name, text, validate
 from .web import Response, list_page, list_query
 
 COLUMNS = ("id, name, description, region, ip_range, is_default, cloud_id, status, status_reason, "
            "created_at, updated_at, deleted_at")
-NAME_PATTERN = r"[a-z0-9][a-z0-9-]{0,62}"
-NAME_HINT = "must be 1-63 lower-case letters, digits and '-', starting with a letter or digit"
 PRIVATE = ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16")
 RANGE_LOCK = "cloudprovisioner.vpc-ranges"
 DEFAULT_ATTEMPTS = 4  # blocks a default VPC tries when the cloud says a range is taken
@@ -55,7 +53,7 @@ def ip_range(value):
 
 
 def _name(value):
-    value = text(63, NAME_PATTERN, NAME_HINT, allow_empty=False)(value)
+    value = short_name()(value)
     if value.startswith("default-"):
         raise ValueError("names starting with 'default-' are kept for the default VPC of each region")
     return value
@@ -97,9 +95,9 @@ def get_vpc(request):
 def create_vpc(request):
     """POST /api/vpcs: check the range against the platform, then row, operation and cloud."""
     fields = validate(request.fields(), create_schema(request.config))
-    networks.check_name_free(request.db, "vpcs", request.principal.tenant_id, fields["name"])
+    desired_state.check_name_free(request.db, "vpcs", request.principal.tenant_id, fields["name"])
     vpc_id = request.audit_target = _insert(request, fields, is_default=False)
-    return networks.accepted(request, "vpcs", vpc_id, "vpc.create")
+    return desired_state.accepted(request, "vpcs", vpc_id, "vpc.create")
 
 
 def delete_vpc(request):
@@ -110,7 +108,7 @@ def delete_vpc(request):
                              (vpc_id,))["n"]
     if members:
         raise Problem(409, "vpc-not-empty", f"{members} server(s) are still in this VPC; delete them first")
-    return networks.delete(request, "vpcs", "vpc", row)
+    return desired_state.delete(request, "vpcs", "vpc", row)
 
 
 def _insert(request, fields, is_default, racing_ok=False):
@@ -127,7 +125,7 @@ def _insert(request, fields, is_default, racing_ok=False):
         _refuse_overlap(request, first, last)
         values = {key: fields[key] for key in ("name", "description", "region", "ip_range")}
         values.update(range_first=first, range_last=last, is_default=int(is_default))
-        return networks.insert(db, request.principal, "vpcs", "vpc.create", values, fields["name"], racing_ok)
+        return desired_state.insert(db, request.principal, "vpcs", "vpc.create", values, fields["name"], racing_ok)
     finally:
         db.release_lock(RANGE_LOCK)
 
@@ -162,7 +160,7 @@ def ensure_default(request, region):
         vpc_id = _insert(request, fields, is_default=True, racing_ok=True)
         if vpc_id:
             try:
-                networks.apply_now(request, "vpcs", vpc_id, "vpc.create")
+                desired_state.apply_now(request, "vpcs", vpc_id, "vpc.create")
             except Problem as refused:
                 if refused.status != 422 or not _taken_in_account(request, vpc_id):
                     raise

@@ -10,17 +10,15 @@ import re
 
 from .errors import Problem
 from .ids import new_id
-from .validation import Field, text, validate
+from .validation import NAME_PATTERN, Field, short_name, text, validate
 from .web import Response, list_page, list_query
 
-NAME_PATTERN = r"[a-z0-9][a-z0-9-]{0,62}"
-NAME_HINT = "must be 1-63 lower-case letters, digits and '-', starting with a letter or digit"
 DEFAULT = "default"
 COLUMNS = "id, name, description, created_at"
 
 
 def name_field():
-    return text(63, NAME_PATTERN, NAME_HINT, allow_empty=False)
+    return short_name()
 
 
 def represent(row):

@@ -5,8 +5,9 @@ one transaction, then tries the cloud at once. If the cloud cannot be reached
 or rate-limits us, the answer is still 202 and the monitor, which runs `sync`
 over every row that is not settled, finishes the job; a row that died half-way
 (its request killed after the cloud made the object) is found again by its
-cloud name, which holds the installation's id and the row's (ownership.py). The cloud refusing outright (a 4xx) is
-final: the row becomes `error` and the client gets a 422 with the cloud's words.
+cloud name, which holds the installation's id and the row's (ownership.py).
+The cloud refusing outright (a 4xx) is final: the row becomes `error` and the
+client gets a 422 with the cloud's words.
 """
 
 from . import operations
