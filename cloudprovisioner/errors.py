@@ -50,3 +50,11 @@ def invalid(errors):
 
 def not_found(what="resource"):
     return Problem(404, "not-found", f"no such {what}")
+
+
+def cloud_problem(error):
+    """The cloud's failure as our answer: 503 when it rate-limits us, else 502; Retry-After when known."""
+    headers = [("Retry-After", str(error.retry_after))] if error.retry_after else []
+    if error.rate_limited:
+        return Problem(503, "cloud-rate-limited", error.message, headers=headers)
+    return Problem(502, "cloud-error", error.message, headers=headers)

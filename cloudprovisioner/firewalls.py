@@ -73,7 +73,7 @@ def _server_ref(value):
 
 
 def _targets(config, value):
-    from .servers import user_tag
+    from .ownership import user_tag
     if not isinstance(value, dict) or not value:
         raise ValueError("must be an object with addresses, servers and/or tags")
     checks = {"addresses": _address, "servers": _server_ref, "tags": user_tag(config)}

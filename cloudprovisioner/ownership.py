@@ -25,6 +25,7 @@ import re
 from .config import ConfigError
 
 INSTALL_ID_PATTERN = re.compile(r"[a-z0-9]{8,32}")
+TAG_PATTERN = r"[a-zA-Z0-9_\-:]+"  # the cloud's rule for tags
 
 
 def install_id(config):
@@ -89,6 +90,29 @@ def cloud_name(config, kind, row_id):
 
 def key_name(config, fingerprint):
     return f"{_name_part(config)}-{install_id(config)}-{fingerprint.replace(':', '')}"
+
+
+def user_tag(config):
+    """A tag a user may set: the cloud's tag rules, at most 64 characters, not the platform's own.
+
+    The default platform tag is reserved too, whatever this installation's is: a tag like
+    `cloudprovisioner:<install id>` on a user's server would make another installation in the same
+    account take it for its own.
+    """
+    from .config import DEFAULTS
+    from .validation import text
+    check_pattern = text(64, TAG_PATTERN, "tags may hold only letters, digits, '_', '-' and ':'",
+                         allow_empty=False)
+    reserved = {config.platform_tag.lower(), DEFAULTS["CP_PLATFORM_TAG"]}
+
+    def check(value):
+        value = check_pattern(value)
+        lowered = value.lower()
+        taken = next((tag for tag in reserved if lowered == tag or lowered.startswith(tag + ":")), None)
+        if taken:
+            raise ValueError(f"tags starting with {taken!r} are reserved")
+        return value
+    return check
 
 
 # --- the forms used before installation ids, read only to take those objects over ---

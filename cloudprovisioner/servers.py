@@ -7,43 +7,21 @@ process dies in between, the monitor still finds the droplet by its tag.
 
 import json
 
-from .errors import Problem, invalid
+from .errors import Problem, cloud_problem, invalid
 from .ids import looks_like_id, new_id
+from .ownership import user_tag
 from .validation import Field, byte_text, list_of, one_of, text, validate
 from .web import Response, list_page, list_query
 
 STATUSES = ("pending", "ready", "error", "deleting", "deleted")
 
-# DigitalOcean's own rules for droplet names, tags and user data.
+# DigitalOcean's own rules for droplet names and user data (tags: ownership.TAG_PATTERN).
 NAME_PATTERN = r"[a-zA-Z0-9]?[a-z0-9A-Z.\-]*[a-z0-9A-Z]"
-TAG_PATTERN = r"[a-zA-Z0-9_\-:]+"
 USER_DATA_LIMIT = 64 * 1024
 
 COLUMNS = ("id, owner, description, name, region, size, image, tags, instance_id, status, "
            "status_reason, public_ip, private_ip, created_at, ready_at, deleted_at, workspace_id, vpc_id, "
            "firewall_ids, ssh_key_ids")
-
-def user_tag(config):
-    """A tag a user may set: the cloud's tag rules, at most 64 characters, not the platform's own.
-
-    The default platform tag is reserved too, whatever this installation's is: a tag like
-    `cloudprovisioner:<install id>` on a user's server would make another installation in the same
-    account take it for its own.
-    """
-    from .config import DEFAULTS
-    check_pattern = text(64, TAG_PATTERN, "tags may hold only letters, digits, '_', '-' and ':'",
-                         allow_empty=False)
-    reserved = {config.platform_tag.lower(), DEFAULTS["CP_PLATFORM_TAG"]}
-
-    def check(value):
-        value = check_pattern(value)
-        lowered = value.lower()
-        taken = next((tag for tag in reserved if lowered == tag or lowered.startswith(tag + ":")), None)
-        if taken:
-            raise ValueError(f"tags starting with {taken!r} are reserved")
-        return value
-    return check
-
 
 def _object_id(what):
     def check(value):
@@ -314,14 +292,6 @@ def destroy_now(request, server_id):
         except provider.CloudError as exc:
             from .web import log
             log(request.environ, f"droplet {row['instance_id']} not destroyed yet ({exc.message}); the monitor will")
-
-
-def cloud_problem(error):
-    """The cloud's failure as our answer: 503 when it rate-limits us, else 502; Retry-After when known."""
-    headers = [("Retry-After", str(error.retry_after))] if error.retry_after else []
-    if error.rate_limited:
-        return Problem(503, "cloud-rate-limited", error.message, headers=headers)
-    return Problem(502, "cloud-error", error.message, headers=headers)
 
 
 def set_status(db, server_id, status, reason):

@@ -304,7 +304,7 @@ def cloud_ids(request, key_ids):
     unknown key). Each is looked up by fingerprint every time, one call a key: a key someone removed
     from the account behind our back is added again instead of failing the create."""
     from . import ownership, provider
-    from .servers import cloud_problem
+    from .errors import cloud_problem
     if not key_ids:
         return []
     rows = request.db.tenant_rows("ssh_keys", "id, name, public_key, fingerprint, cloud_key_id",

@@ -14,7 +14,7 @@ import time
 import pytest
 
 from cloudprovisioner import admin as admin_commands
-from cloudprovisioner import monitor, orphans, provider, servers
+from cloudprovisioner import monitor, orphans, ownership, provider
 from cloudprovisioner.ids import new_id
 from tests.support import TEST_INSTALL_ID, TEST_TOKEN, Client, assert_problem, http, knob, make_config
 
@@ -416,7 +416,7 @@ def test_a_legacy_take_over_stopped_half_way_is_finished_by_the_next_run(admin, 
 def test_a_user_tag_with_the_default_platform_tag_is_refused_whatever_this_installations_is(values):
     """Else a tenant of an installation with another CP_PLATFORM_TAG could tag a server
     `cloudprovisioner:<our id>`, and our monitor would take it for ours."""
-    check = servers.user_tag(make_config(dict(values, CP_PLATFORM_TAG="cp")))
+    check = ownership.user_tag(make_config(dict(values, CP_PLATFORM_TAG="cp")))
     for tag in (OURS, "cloudprovisioner", "CloudProvisioner:x", "cp:anything"):
         with pytest.raises(ValueError, match="reserved"):
             check(tag)
