@@ -20,7 +20,17 @@ from cloudprovisioner.config import parse_env_file
 from cloudprovisioner.db import Database
 from cloudprovisioner.web import make_app
 from devtools.devstack import Apache, MariaDB, Process
-from tests.support import TEST_INSTALL_ID, TEST_SECRET, TEST_TOKEN, Client, MailServer, knob, make_config
+from tests.support import (
+    TEST_INSTALL_ID,
+    TEST_SECRET,
+    TEST_TOKEN,
+    Client,
+    MailServer,
+    configure_install,
+    knob,
+    make_config,
+    make_install,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 # Children before parents, so foreign keys never object.
@@ -173,21 +183,12 @@ def member(admin):
 def installed(stack_dir, mariadb, sandbox, smtp):
     """`make install` into a scratch prefix, configured for the test services, database `cp_e2e` migrated."""
     prefix = stack_dir / "install"
-    dirs = {"PREFIX": prefix, "CONFDIR": prefix / "etc", "APACHE_CONFDIR": prefix / "apache",
-            "CRONDIR": prefix / "cron.d"}
-    subprocess.run(["make", "-C", str(ROOT), "install", *(f"{k}={v}" for k, v in dirs.items())],
-                   check=True, capture_output=True, timeout=900)
-    password = secrets.token_urlsafe(18)
-    mariadb.create_app_database("cp_e2e", "cp_e2e", password)
+    make_install(ROOT, prefix)
     env_file = prefix / "etc" / "cloudprovisioner.env"
     # make install generated the signing secret, readable by the web server's group only.
     assert len(parse_env_file(env_file.read_text())["CP_JWT_SECRET"]) >= 32
     assert oct(env_file.stat().st_mode & 0o777) == "0o640"
-    settings = {"CP_DB_SOCKET": mariadb.socket, "CP_DB_NAME": "cp_e2e", "CP_DB_USER": "cp_e2e",
-                "CP_DB_PASSWORD": password, "CP_DO_TOKEN": "test-token", "CP_DO_API_URL": sandbox,
-                "CP_MAX_BODY_BYTES": "100000", "CP_SMTP_HOST": "127.0.0.1", "CP_SMTP_PORT": str(smtp.port)}
-    lines = [line for line in env_file.read_text().splitlines() if line.split("=")[0] not in settings]
-    env_file.write_text("\n".join(lines + [f"{k}={v}" for k, v in settings.items()]) + "\n")
+    configure_install(prefix, mariadb, sandbox, smtp, "cp_e2e")
     migrate = [str(prefix / "bin" / "cloudprovisioner-admin"), "--config", str(env_file), "migrate"]
     assert "applied 001_servers.sql" in subprocess.run(migrate, check=True, capture_output=True,
                                                        text=True).stdout

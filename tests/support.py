@@ -164,6 +164,30 @@ class MailServer:
         self.controller.stop()
 
 
+def make_install(source, prefix):
+    """`make install` from the tree `source` into a scratch prefix, its config, Apache and cron files inside it."""
+    dirs = {"PREFIX": prefix, "CONFDIR": prefix / "etc", "APACHE_CONFDIR": prefix / "apache",
+            "CRONDIR": prefix / "cron.d"}
+    done = subprocess.run(["make", "-C", str(source), "install", *(f"{k}={v}" for k, v in dirs.items())],
+                          capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+def configure_install(prefix, mariadb, sandbox_url, smtp, database):
+    """Point an installed env file at the test services, with a database (and user) of its own; answers
+    the env file. Everything `make install` generated (secrets, the installation id) is kept."""
+    import secrets
+    password = secrets.token_urlsafe(18)
+    mariadb.create_app_database(database, database, password)
+    env_file = prefix / "etc" / "cloudprovisioner.env"
+    settings = {"CP_DB_SOCKET": mariadb.socket, "CP_DB_NAME": database, "CP_DB_USER": database,
+                "CP_DB_PASSWORD": password, "CP_DO_TOKEN": TEST_TOKEN, "CP_DO_API_URL": sandbox_url,
+                "CP_MAX_BODY_BYTES": "100000", "CP_SMTP_HOST": "127.0.0.1", "CP_SMTP_PORT": str(smtp.port)}
+    lines = [line for line in env_file.read_text().splitlines() if line.split("=")[0] not in settings]
+    env_file.write_text("\n".join(lines + [f"{k}={v}" for k, v in settings.items()]) + "\n")
+    return env_file
+
+
 def run_cron_job(prefix, script, timeout=120):
     """Run a job's line from the installed cron file as cron would: its user, its command."""
     line = next(line for line in (prefix / "cron.d" / "cloudprovisioner").read_text().splitlines()

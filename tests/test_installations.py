@@ -13,7 +13,6 @@ import contextlib
 import ipaddress
 import os
 import re
-import secrets
 import shutil
 import subprocess
 import time
@@ -26,7 +25,16 @@ from cloudprovisioner import config as configuration
 from cloudprovisioner.config import parse_env_file
 from cloudprovisioner.db import Database
 from devtools.devstack import Apache
-from tests.support import TEST_TOKEN, assert_problem, http, installed_settings, knob, run_cron_job
+from tests.support import (
+    TEST_TOKEN,
+    assert_problem,
+    configure_install,
+    http,
+    installed_settings,
+    knob,
+    make_install,
+    run_cron_job,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 CLOUD = {"Authorization": f"Bearer {TEST_TOKEN}"}
@@ -137,18 +145,8 @@ def installed_b(stack_dir, mariadb, sandbox, smtp):
     """A second `make install`, as conftest's `installed` does it: its own prefix, database `cp_e2e_b` and
     installation id, the same cloud account and SMTP server."""
     prefix = stack_dir / "install-b"
-    dirs = {"PREFIX": prefix, "CONFDIR": prefix / "etc", "APACHE_CONFDIR": prefix / "apache",
-            "CRONDIR": prefix / "cron.d"}
-    subprocess.run(["make", "-C", str(ROOT), "install", *(f"{k}={v}" for k, v in dirs.items())],
-                   check=True, capture_output=True, timeout=900)
-    password = secrets.token_urlsafe(18)
-    mariadb.create_app_database("cp_e2e_b", "cp_e2e_b", password)
-    env_file = prefix / "etc" / "cloudprovisioner.env"
-    settings = {"CP_DB_SOCKET": mariadb.socket, "CP_DB_NAME": "cp_e2e_b", "CP_DB_USER": "cp_e2e_b",
-                "CP_DB_PASSWORD": password, "CP_DO_TOKEN": TEST_TOKEN, "CP_DO_API_URL": sandbox,
-                "CP_MAX_BODY_BYTES": "100000", "CP_SMTP_HOST": "127.0.0.1", "CP_SMTP_PORT": str(smtp.port)}
-    lines = [line for line in env_file.read_text().splitlines() if line.split("=")[0] not in settings]
-    env_file.write_text("\n".join(lines + [f"{k}={v}" for k, v in settings.items()]) + "\n")
+    make_install(ROOT, prefix)
+    configure_install(prefix, mariadb, sandbox, smtp, "cp_e2e_b")
     migrate = admin_cli(prefix, "migrate")
     assert migrate.returncode == 0 and "applied 001_servers.sql" in migrate.stdout, migrate.stderr
     yield prefix

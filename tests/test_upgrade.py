@@ -14,7 +14,7 @@ import pytest
 
 from cloudprovisioner.config import parse_env_file
 from devtools.devstack import Apache
-from tests.support import TEST_TOKEN, http, knob, run_cron_job
+from tests.support import TEST_TOKEN, configure_install, http, knob, make_install, run_cron_job
 
 SERVER = {"name": "old-1", "region": "fra1", "size": "s-1vcpu-1gb", "image": "debian-12-x64"}
 ROOT = __import__("pathlib").Path(__file__).resolve().parents[1]
@@ -32,14 +32,6 @@ def release_before_installation_ids(into):
     archive = subprocess.run(["git", "-C", str(ROOT), "archive", f"{added[-1]}^"], check=True, capture_output=True)
     subprocess.run(["tar", "-x", "-C", str(into)], input=archive.stdout, check=True)
     return into
-
-
-def install(source, prefix):
-    dirs = {"PREFIX": prefix, "CONFDIR": prefix / "etc", "APACHE_CONFDIR": prefix / "apache",
-            "CRONDIR": prefix / "cron.d"}
-    done = subprocess.run(["make", "-C", str(source), "install", *(f"{k}={v}" for k, v in dirs.items())],
-                          capture_output=True, text=True, timeout=900)
-    assert done.returncode == 0, done.stdout + done.stderr
 
 
 def admin_command(prefix, *argv):
@@ -63,14 +55,8 @@ def monitor(prefix):
 def old_installation(stack_dir, mariadb, sandbox, smtp):
     """The old release installed and configured, its database migrated by its own admin command."""
     prefix = stack_dir / "upgrade"
-    install(release_before_installation_ids(stack_dir / "old-release"), prefix)
-    mariadb.create_app_database("cp_upgrade", "cp_upgrade", "upgrade-password-123")
-    env_file = prefix / "etc" / "cloudprovisioner.env"
-    settings = {"CP_DB_SOCKET": mariadb.socket, "CP_DB_NAME": "cp_upgrade", "CP_DB_USER": "cp_upgrade",
-                "CP_DB_PASSWORD": "upgrade-password-123", "CP_DO_TOKEN": TEST_TOKEN, "CP_DO_API_URL": sandbox,
-                "CP_SMTP_HOST": "127.0.0.1", "CP_SMTP_PORT": str(smtp.port)}
-    lines = [line for line in env_file.read_text().splitlines() if line.split("=")[0] not in settings]
-    env_file.write_text("\n".join(lines + [f"{k}={v}" for k, v in settings.items()]) + "\n")
+    make_install(release_before_installation_ids(stack_dir / "old-release"), prefix)
+    env_file = configure_install(prefix, mariadb, sandbox, smtp, "cp_upgrade")
     assert "CP_INSTALL_ID" not in parse_env_file(env_file.read_text())  # the old release knows none
     admin_command(prefix, "migrate")
     return prefix
@@ -102,7 +88,7 @@ def test_an_upgraded_installation_keeps_its_servers_and_takes_them_over(old_inst
     assert all("cloudprovisioner" in droplet["tags"] for droplet in before.values())  # the old tags
 
     # The upgrade, as the README says: install over it, migrate, and cron goes on.
-    install(ROOT, prefix)
+    make_install(ROOT, prefix)
     assert "applied 007_ownership.sql" in admin_command(prefix, "migrate")
     install_id = parse_env_file((prefix / "etc" / "cloudprovisioner.env").read_text())["CP_INSTALL_ID"]
     ours = f"cloudprovisioner:{install_id}"
