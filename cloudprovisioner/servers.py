@@ -9,7 +9,6 @@ import json
 
 from .errors import Problem, cloud_problem, invalid
 from .ids import looks_like_id, new_id
-from .ownership import user_tag
 from .validation import Field, byte_text, list_of, one_of, text, validate
 from .web import Response, list_page, list_query
 
@@ -32,6 +31,7 @@ def _object_id(what):
 
 
 def create_schema(config):
+    from .ownership import user_tag  # a create's, not a read's
     from .workspaces import name_field
     return {
         "name": Field(text(255, NAME_PATTERN, "must be a host name: letters, digits, '.' and '-'",
