@@ -9,8 +9,8 @@ import uuid
 from . import auth
 from .errors import Problem
 from .ids import new_id
+from .responses import Response
 from .validation import Field, boolean, one_of, text, validate
-from .web import Response
 
 EMAIL_PATTERN = r"[^@\s]+@[^@\s]+\.[^@\s]+"
 BCRYPT_LIMIT = 72

@@ -9,8 +9,8 @@ import secrets
 from . import auth
 from .errors import Problem
 from .ids import new_id
+from .responses import Response
 from .validation import Field, integer, one_of, text, validate
-from .web import Response
 
 COLUMNS = ("id, name, role, created_at, expires_at, revoked_at, "
            "expires_at IS NOT NULL AND expires_at <= UTC_TIMESTAMP(6) AS expired")

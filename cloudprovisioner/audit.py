@@ -5,8 +5,8 @@ Rows are written by web.py after the handler has answered, so failures
 rows, newest first.
 """
 
+from .responses import Response, page
 from .validation import Field, integer, text, validate
-from .web import Response, page
 
 RESULTS = {401: "denied", 403: "denied", 429: "denied"}
 TIME_FORMAT = "%Y-%m-%dT%H:%M:%SZ"

@@ -13,7 +13,7 @@ client gets a 422 with the cloud's words.
 from . import operations
 from .errors import Problem
 from .ids import new_id
-from .web import Response
+from .responses import Response
 
 TYPES = {"firewalls": "firewall", "vpcs": "vpc"}
 
@@ -73,7 +73,7 @@ def _any_row(request, table, row_id):
 def apply_now(request, table, row_id, kind):
     """One attempt at making the cloud match the row, inside the request's budget."""
     from . import provider
-    from .web import log
+    from .responses import log
     row = request.db.one(f"SELECT {module(table).COLUMNS}, tenant_id FROM {table} WHERE id = %s", (row_id,))
     try:
         sync(request.db, request.config, provider.request_budget(request.config), table, row)

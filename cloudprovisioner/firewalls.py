@@ -18,8 +18,8 @@ import json
 from . import desired_state, operations
 from .errors import Problem, invalid
 from .ids import looks_like_id
+from .responses import Response, list_page, list_query
 from .validation import Field, boolean, list_of, short_name, validate
-from .web import Response, list_page, list_query
 
 PROTOCOLS = ("tcp", "udp", "icmp")
 WORLD = ("0.0.0.0/0", "::/0")

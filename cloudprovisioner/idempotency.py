@@ -56,7 +56,7 @@ def key_of(request):
 
 def run(request, handler, replay_resource):
     """Answer through the key: replay, refuse, or run `handler` and store its answer."""
-    from .web import Response
+    from .responses import Response
     key = key_of(request)
     body = request.raw_body()
     fingerprint = hashlib.sha256(b"\n".join((request.method.encode(), request.path.encode(),

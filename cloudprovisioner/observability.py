@@ -41,7 +41,7 @@ def count_request(request, status):
 # --- GET /api/openapi.json and /api/version ---
 
 def openapi_document(request):
-    from .web import Response
+    from .responses import Response
     response = Response(200)
     with open(OPENAPI_DOCUMENT, "rb") as document:
         response.body = document.read()
@@ -50,7 +50,7 @@ def openapi_document(request):
 
 
 def version(request):
-    from .web import Response
+    from .responses import Response
     try:
         with open(REVISION_FILE, encoding="ascii") as handle:
             revision = handle.read().strip()
@@ -73,7 +73,7 @@ def _schema_version(db):
 def health(request):
     """healthy, degraded (the monitor is stale or never ran, or holds cloud objects for a person) or
     unhealthy (no database, wrong schema)."""
-    from .web import Response
+    from .responses import Response
     config, db = request.config, request.db
     schema = _schema_version(db)
     database = {"status": "ok" if schema is not None else "down", "schema_version": schema,
@@ -128,7 +128,7 @@ def _int(state, name):
 def metrics(request):
     """Prometheus text format, for a tenant admin or the configured scrape token."""
     from . import auth
-    from .web import Response
+    from .responses import Response
     token = auth.bearer_token(request) or ""
     scrape_token = request.config.metrics_token
     if not (scrape_token and hmac.compare_digest(token.encode(), scrape_token.encode())):

@@ -12,8 +12,8 @@ import json
 
 from .errors import Problem
 from .ids import new_id
+from .responses import Response, list_page, list_query
 from .validation import Field, one_of, text
-from .web import Response, list_page, list_query
 
 KINDS = ("server.create", "server.delete", "server.reboot", "server.power_off", "server.power_on",
          "firewall.create", "firewall.update", "firewall.delete", "vpc.create", "vpc.delete")

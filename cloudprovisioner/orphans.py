@@ -34,7 +34,7 @@ def represent(row):
 
 def list_orphans(request):
     """GET /api/admin/orphans (platform admins): what the monitor holds for a person."""
-    from .web import Response
+    from .responses import Response
     return Response(200, [represent(row) for row in listing(request.db)])
 
 

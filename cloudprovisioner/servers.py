@@ -9,8 +9,8 @@ import json
 
 from .errors import Problem, cloud_problem, invalid
 from .ids import looks_like_id, new_id
+from .responses import Response, list_page, list_query
 from .validation import Field, byte_text, list_of, one_of, text, validate
-from .web import Response, list_page, list_query
 
 STATUSES = ("pending", "ready", "error", "deleting", "deleted")
 
@@ -290,7 +290,7 @@ def destroy_now(request, server_id):
         try:
             provider.destroy_droplet(request.config, provider.request_budget(request.config), row["instance_id"])
         except provider.CloudError as exc:
-            from .web import log
+            from .responses import log
             log(request.environ, f"droplet {row['instance_id']} not destroyed yet ({exc.message}); the monitor will")
 
 

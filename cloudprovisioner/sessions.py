@@ -12,8 +12,8 @@ import time
 from . import accounts, auth
 from .errors import Problem
 from .ids import new_id
+from .responses import Response
 from .validation import Field, text, validate
-from .web import Response
 
 WRONG_CREDENTIALS = "the email or password is wrong"
 

@@ -24,8 +24,8 @@ import re
 
 from .errors import Problem, invalid
 from .ids import new_id
+from .responses import Response, list_page, list_query, log
 from .validation import Field, one_of, text, validate
-from .web import Response, list_page, list_query, log
 
 MAX_INPUT_BYTES = 16 * 1024
 MAX_COMMENT = 255

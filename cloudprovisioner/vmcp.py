@@ -20,8 +20,8 @@ import json
 from .config import ConfigError
 from .errors import Problem, invalid
 from .ids import looks_like_id, new_id
+from .responses import Response, list_page, list_query
 from .validation import Field, byte_text, integer, text, validate
-from .web import Response, list_page, list_query
 
 COLUMNS = "id, name, parameters, created_at, updated_at"
 NAME_PATTERN = r"[a-zA-Z0-9+\-_~]+"

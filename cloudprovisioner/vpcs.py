@@ -19,8 +19,8 @@ free block is tried.
 
 from . import desired_state
 from .errors import Problem
+from .responses import Response, list_page, list_query
 from .validation import Field, one_of, short_name, text, validate
-from .web import Response, list_page, list_query
 
 COLUMNS = ("id, name, description, region, ip_range, is_default, cloud_id, status, status_reason, "
            "created_at, updated_at, deleted_at")

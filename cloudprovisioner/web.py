@@ -12,6 +12,7 @@ import sys
 
 from . import config as configuration
 from .errors import TITLES, Problem, not_found
+from .responses import JSON_TYPE, Response, log
 
 PUBLIC = None  # a route anyone may call (it authenticates the caller itself, if at all)
 
@@ -86,7 +87,6 @@ _REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{8,64}")
 
 DRAIN_LIMIT = 16 * 1024 * 1024
 FORM_TYPE = "application/x-www-form-urlencoded"
-JSON_TYPE = "application/json"
 
 
 class Request:
@@ -258,60 +258,6 @@ def _unquote(text):
         raw += bytes.fromhex(piece[:2]) + piece[2:].encode()
     return raw.decode("utf-8")
 
-class Response:
-    def __init__(self, status, body=None, headers=(), content_type=JSON_TYPE):
-        self.status = status
-        self.headers = list(headers)
-        if body is None:
-            self.body = b""
-        else:
-            # The newline keeps a shell prompt off the end of curl's output.
-            self.body = json.dumps(body, separators=(",", ":")).encode() + b"\n"
-            self.headers.append(("Content-Type", content_type))
-
-
-def list_query(request, filters):
-    """The query string checked against `filters` (a validation schema) plus the page's limit and cursor."""
-    from .ids import id_cursor
-    from .validation import Field, integer, validate
-    return validate({name: request.arg(name) for name in request.query},
-                    {**filters, "limit": Field(integer(1, 200), default=request.config.page_size),
-                     "cursor": Field(id_cursor)})
-
-
-def list_page(request, path, select, where, params, args, represent, newest_first=False):
-    """200 with one keyset page of `select` (SELECT ... FROM table) under the `where` conditions,
-    ordered by id from the cursor on, and a Link to the next page."""
-    from .ids import cursor_for
-    if "cursor" in args:
-        where, params = [*where, "id < %s" if newest_first else "id > %s"], [*params, args["cursor"]]
-    rows = request.db.query(f"{select} WHERE {' AND '.join(where)} ORDER BY id{' DESC' if newest_first else ''} "
-                            "LIMIT %s", (*params, args["limit"] + 1))
-    rows, headers = page(request, path, args, rows, lambda last: cursor_for(last["id"]))
-    return Response(200, [represent(row) for row in rows], headers)
-
-
-def page(request, path, args, rows, cursor_of):
-    """Cut a keyset page (rows were fetched with LIMIT limit + 1) and link the next one.
-
-    The next link repeats the query as the client sent it (escaped), with a new cursor.
-    """
-    if len(rows) <= args["limit"]:
-        return rows, []
-    rows = rows[:args["limit"]]
-    query = {key: request.arg(key) for key in request.query if key != "cursor"}
-    query["cursor"] = cursor_of(rows[-1])
-    link = request.url(path) + "?" + "&".join(f"{_quote(key)}={_quote(str(value))}" for key, value in query.items())
-    return rows, [("Link", f'<{link}>; rel="next"')]
-
-
-_UNRESERVED = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~:")
-
-
-def _quote(text):
-    """Percent-encode for a URL query (urllib.parse.quote, without importing urllib.parse)."""
-    return "".join(char if char in _UNRESERVED else "".join(f"%{byte:02X}" for byte in char.encode("utf-8"))
-                   for char in text)
 
 
 STATUS_LINES = {
@@ -452,13 +398,6 @@ def _problem_response(problem, request_id):
     response.body = problem.body(request_id)
     response.headers.append(("Content-Type", "application/problem+json"))
     return response
-
-
-def log(environ, message):
-    """One line to the server's error log (stderr under CGI); never to the client."""
-    stream = environ.get("wsgi.errors", sys.stderr)
-    stream.write(f"cloudprovisioner: {message}\n")
-    stream.flush()
 
 
 def make_app(config=None):

@@ -10,8 +10,8 @@ import re
 
 from .errors import Problem
 from .ids import new_id
+from .responses import Response, list_page, list_query
 from .validation import NAME_PATTERN, Field, short_name, text, validate
-from .web import Response, list_page, list_query
 
 DEFAULT = "default"
 COLUMNS = "id, name, description, created_at"
