@@ -15,22 +15,37 @@ from .errors import Problem
 from .ids import new_id
 from .responses import Response
 
-TYPES = {"firewalls": "firewall", "vpcs": "vpc"}
+
+class Family:
+    """What this lifecycle needs of firewalls or of VPCs (each module makes its own, its FAMILY): their
+    table, what one is called, how a row is read and shown, and how it is made true in the cloud."""
+
+    def __init__(self, table, what, columns, represent, create_in_cloud, update_in_cloud, delete_in_cloud,
+                 needs_update):
+        self.table = table
+        self.what = what
+        self.columns = columns
+        self.represent = represent
+        self.create_in_cloud = create_in_cloud
+        self.update_in_cloud = update_in_cloud
+        self.delete_in_cloud = delete_in_cloud
+        self.needs_update = needs_update
 
 
-def check_name_free(db, table, tenant_id, name, own_id=None):
+def check_name_free(db, family, tenant_id, name, own_id=None):
     if name is None:
         return
-    row = db.one(f"SELECT id FROM {table} WHERE tenant_id = %s AND name = %s AND live = 1", (tenant_id, name))
+    row = db.one(f"SELECT id FROM {family.table} WHERE tenant_id = %s AND name = %s AND live = 1",
+                 (tenant_id, name))
     if row and row["id"] != own_id:
-        raise _name_taken(table, name)
+        raise _name_taken(family, name)
 
 
-def _name_taken(table, name):
-    return Problem(409, f"{TYPES[table]}-name-taken", f"you already have a {TYPES[table]} called {name!r}")
+def _name_taken(family, name):
+    return Problem(409, f"{family.what}-name-taken", f"you already have a {family.what} called {name!r}")
 
 
-def insert(db, principal, table, kind, values, name, racing_ok=False):
+def insert(db, principal, family, kind, values, name, racing_ok=False):
     """The row (pending) and its create operation in one transaction; answers the id.
 
     A name already taken is a 409, or None with `racing_ok` (two requests making the same default).
@@ -39,89 +54,88 @@ def insert(db, principal, table, kind, values, name, racing_ok=False):
     columns = ", ".join(values)
     marks = ", ".join(["%s"] * len(values))
     with db.transaction():
-        made = db.insert_new(f"INSERT INTO {table} (id, tenant_id, {columns}, status, created_at, updated_at) "
-                             f"VALUES (%s, %s, {marks}, 'pending', UTC_TIMESTAMP(6), UTC_TIMESTAMP(6))",
+        made = db.insert_new(f"INSERT INTO {family.table} (id, tenant_id, {columns}, status, created_at, "
+                             f"updated_at) VALUES (%s, %s, {marks}, 'pending', UTC_TIMESTAMP(6), UTC_TIMESTAMP(6))",
                              (row_id, principal.tenant_id, *values.values()))
         if not made:
             if racing_ok:
                 return None
-            raise _name_taken(table, name)
-        operations.start(db, principal, kind, row_id, target_type=TYPES[table])
+            raise _name_taken(family, name)
+        operations.start(db, principal, kind, row_id, target_type=family.what)
     return row_id
 
 
-def accepted(request, table, row_id, kind):
+def accepted(request, family, row_id, kind):
     """Try the cloud now, then answer 202 with the row and the operation that tracks it."""
-    apply_now(request, table, row_id, kind)
-    return answer(request, table, row_id, kind)
+    apply_now(request, family, row_id, kind)
+    return answer(request, family, row_id, kind)
 
 
-def answer(request, table, row_id, kind):
-    body = module(table).represent(_any_row(request, table, row_id))
+def answer(request, family, row_id, kind):
+    body = family.represent(_any_row(request, family, row_id))
     operation = request.db.one(f"SELECT {operations.COLUMNS} FROM operations WHERE target_id = %s AND kind = %s "
                                "ORDER BY id DESC LIMIT 1", (row_id, kind))
     body["operation"] = operations.represent(operation)
-    return Response(202, body, [("Location", request.url(f"/{table.replace('_', '-')}/{row_id}")),
+    return Response(202, body, [("Location", request.url(f"/{family.table.replace('_', '-')}/{row_id}")),
                                 ("Operation-Location", request.url(f"/operations/{operation['id']}"))])
 
 
-def _any_row(request, table, row_id):
-    return request.db.one(f"SELECT {module(table).COLUMNS} FROM {table} WHERE id = %s AND tenant_id = %s",
+def _any_row(request, family, row_id):
+    return request.db.one(f"SELECT {family.columns} FROM {family.table} WHERE id = %s AND tenant_id = %s",
                           (row_id, request.principal.tenant_id))
 
 
-def apply_now(request, table, row_id, kind):
+def apply_now(request, family, row_id, kind):
     """One attempt at making the cloud match the row, inside the request's budget."""
     from . import provider
     from .responses import log
-    row = request.db.one(f"SELECT {module(table).COLUMNS}, tenant_id FROM {table} WHERE id = %s", (row_id,))
+    row = request.db.one(f"SELECT {family.columns}, tenant_id FROM {family.table} WHERE id = %s", (row_id,))
     try:
-        sync(request.db, request.config, provider.request_budget(request.config), table, row)
+        sync(request.db, request.config, provider.request_budget(request.config), family, row)
     except provider.CloudError as exc:
         if exc.retryable:
-            log(request.environ, f"{TYPES[table]} {row_id}: {exc.message}; the monitor will retry")
+            log(request.environ, f"{family.what} {row_id}: {exc.message}; the monitor will retry")
             return
         raise Problem(422, "cloud-refused", exc.message) from None
 
 
-def delete(request, table, what, row):
+def delete(request, family, what, row):
     """DELETE: mark the row deleting with its operation, then try the cloud at once."""
     db = request.db
     with db.transaction():
-        changed = db.update(f"UPDATE {table} SET status = 'deleting', status_reason = 'deletion requested', "
+        changed = db.update(f"UPDATE {family.table} SET status = 'deleting', status_reason = 'deletion requested', "
                             "updated_at = UTC_TIMESTAMP(6) WHERE id = %s AND status NOT IN ('deleting', 'deleted')",
                             (row["id"],))
         if changed:
             for kind in (f"{what}.create", f"{what}.update"):
                 operations.finish_open(db, row["id"], kind, "cancelled", f"the {what} was deleted")
             operations.start(db, request.principal, f"{what}.delete", row["id"], target_type=what)
-    return accepted(request, table, row["id"], f"{what}.delete")
+    return accepted(request, family, row["id"], f"{what}.delete")
 
 
-def sync(db, config, budget, table, row, listed=None):
+def sync(db, config, budget, family, row, listed=None):
     """Make the cloud match one row: delete, create (or adopt) or update it. Answers what it did.
 
     `listed` is the cloud's objects by id when the caller (the monitor) has listed them: then a
     ready row whose object is gone is made again, and a firewall whose rules drifted is rewritten.
     """
     from . import ownership, provider
-    kind_module = module(table)
-    what = TYPES[table]
+    what = family.what
     try:
         if row["status"] == "deleting":
             if row["cloud_id"]:
-                kind_module.delete_in_cloud(config, budget, row["cloud_id"])
-                if table == "vpcs":  # its range is free now, not at the monitor's next listing
+                family.delete_in_cloud(config, budget, row["cloud_id"])
+                if family.table == "vpcs":  # its range is free now, not at the monitor's next listing
                     db.update("DELETE FROM account_vpcs WHERE cloud_id = %s", (row["cloud_id"],))
-            _settle(db, table, row, "deleted", f"{what}.delete", "succeeded")
+            _settle(db, family, row, "deleted", f"{what}.delete", "succeeded")
             return "deleted"
         if row["cloud_id"] and listed is not None and row["cloud_id"] not in listed:
             # Gone from the listing: asked by its id first (a listing pages by offset and can come back
             # short), and forgotten only if the row is still as it was read.
             if provider.network_object(config, budget, what, row["cloud_id"]) is not None:
                 return None
-            if not db.update(f"UPDATE {table} SET cloud_id = NULL WHERE id = %s AND cloud_id = %s AND status = %s",
-                             (row["id"], row["cloud_id"], row["status"])):
+            if not db.update(f"UPDATE {family.table} SET cloud_id = NULL WHERE id = %s AND cloud_id = %s "
+                             "AND status = %s", (row["id"], row["cloud_id"], row["status"])):
                 return None
             row = {**row, "cloud_id": None}
         if not row["cloud_id"]:
@@ -129,26 +143,26 @@ def sync(db, config, budget, table, row, listed=None):
             names = (ownership.cloud_name(config, what, row["id"]),
                      ownership.legacy_cloud_name(config, what, row["id"]))
             adopted = next((item_id for item_id, item in (listed or {}).items() if item.get("name") in names), None)
-            cloud_id = adopted or kind_module.create_in_cloud(config, budget, row)
-            db.update(f"UPDATE {table} SET cloud_id = %s WHERE id = %s", (cloud_id, row["id"]))
+            cloud_id = adopted or family.create_in_cloud(config, budget, row)
+            db.update(f"UPDATE {family.table} SET cloud_id = %s WHERE id = %s", (cloud_id, row["id"]))
             row = {**row, "cloud_id": cloud_id}
             done = "created"
-        elif kind_module.needs_update(config, row, listed.get(row["cloud_id"]) if listed else None):
-            kind_module.update_in_cloud(config, budget, row)
+        elif family.needs_update(config, row, listed.get(row["cloud_id"]) if listed else None):
+            family.update_in_cloud(config, budget, row)
             done = "updated"
         elif row["status"] == "ready":
             return None
         else:
             done = "settled"
-        _settle(db, table, row, "ready", None, "succeeded")
+        _settle(db, family, row, "ready", None, "succeeded")
         return done
     except provider.CloudError as exc:
         if not exc.retryable and row["status"] != "deleting":
-            _settle(db, table, row, "error", None, "failed", exc.message)
+            _settle(db, family, row, "error", None, "failed", exc.message)
         raise
 
 
-def _settle(db, table, row, status, kind, outcome, reason=""):
+def _settle(db, family, row, status, kind, outcome, reason=""):
     """The row's new status and its open operations' outcome, in one guarded transaction:
     a change that came in meanwhile (a newer revision, a delete) is left for the next sync."""
     guard = ["id = %s", "status = %s"]
@@ -159,17 +173,13 @@ def _settle(db, table, row, status, kind, outcome, reason=""):
     sets = "status = %s, status_reason = %s, updated_at = UTC_TIMESTAMP(6)"
     if status == "deleted":
         sets += ", live = NULL, deleted_at = UTC_TIMESTAMP(6)"
-    elif status == "error" and table == "vpcs" and not row["cloud_id"]:
+    elif status == "error" and family.table == "vpcs" and not row["cloud_id"]:
         sets += ", live = NULL"  # a VPC the cloud refused holds no range (and no name) of ours
     if "revision" in row and status == "ready":
         sets += ", applied_revision = revision"
     with db.transaction():
-        if db.update(f"UPDATE {table} SET {sets} WHERE {' AND '.join(guard)}", (status, reason[:1000], *args)):
-            what = TYPES[table]
+        if db.update(f"UPDATE {family.table} SET {sets} WHERE {' AND '.join(guard)}", (status, reason[:1000], *args)):
+            what = family.what
             for open_kind in ([kind] if kind else [f"{what}.create", f"{what}.update"]):
                 operations.finish_open(db, row["id"], open_kind, outcome, reason)
 
-
-def module(table):
-    from . import firewalls, vpcs
-    return {"firewalls": firewalls, "vpcs": vpcs}[table]

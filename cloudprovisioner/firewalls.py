@@ -269,9 +269,9 @@ def create_firewall(request):
     _check_rules(request, fields)
     _name_not_kept(fields, is_default=False)
     firewall_id = request.audit_target = desired_state.insert(
-        request.db, request.principal, "firewalls", "firewall.create", _values(fields, is_default=False),
+        request.db, request.principal, FAMILY, "firewall.create", _values(fields, is_default=False),
         name=fields["name"])
-    return desired_state.accepted(request, "firewalls", firewall_id, "firewall.create")
+    return desired_state.accepted(request, FAMILY, firewall_id, "firewall.create")
 
 
 def _name_not_kept(fields, is_default):
@@ -299,13 +299,13 @@ def update_firewall(request):
         changes = {key: json.dumps(fields[key]) for key in ("inbound_rules", "outbound_rules") if key in fields}
         if "name" in fields:
             changes["name"] = fields["name"]
-        desired_state.check_name_free(db, "firewalls", request.principal.tenant_id, changes.get("name"), firewall_id)
+        desired_state.check_name_free(db, FAMILY, request.principal.tenant_id, changes.get("name"), firewall_id)
         sets = ", ".join(f"{column} = %s" for column in changes)
         db.update(f"UPDATE firewalls SET {sets}{', ' if sets else ''}revision = revision + 1, status = 'pending', "
                   "status_reason = '', updated_at = UTC_TIMESTAMP(6) WHERE id = %s", (*changes.values(), firewall_id))
         operations.finish_open(db, firewall_id, "firewall.update", "cancelled", "replaced by a later change")
         operations.start(db, request.principal, "firewall.update", firewall_id, target_type="firewall")
-    return desired_state.accepted(request, "firewalls", firewall_id, "firewall.update")
+    return desired_state.accepted(request, FAMILY, firewall_id, "firewall.update")
 
 
 def delete_firewall(request):
@@ -320,7 +320,7 @@ def delete_firewall(request):
     if users:
         raise Problem(409, "firewall-in-use", f"{users} server(s) are behind this firewall; deleting it would "
                                               "leave them open. Delete those servers first")
-    return desired_state.delete(request, "firewalls", "firewall", row)
+    return desired_state.delete(request, FAMILY, "firewall", row)
 
 
 # ---------------------------------------------------------------- defaults
@@ -339,10 +339,10 @@ def ensure_default(request):
     found = find()
     if found is None:
         fields = {"name": DEFAULT_NAME, "inbound_rules": default_rules(config), "outbound_rules": OPEN_OUTBOUND}
-        firewall_id = desired_state.insert(db, request.principal, "firewalls", "firewall.create",
+        firewall_id = desired_state.insert(db, request.principal, FAMILY, "firewall.create",
                                       _values(fields, is_default=True), name=DEFAULT_NAME, racing_ok=True)
         if firewall_id is not None:  # else another request made it meanwhile
-            desired_state.apply_now(request, "firewalls", firewall_id, "firewall.create")
+            desired_state.apply_now(request, FAMILY, firewall_id, "firewall.create")
         found = find()
         if found is None:
             raise Problem(503, "busy", "the default firewall is being made; try again", headers=[("Retry-After", "2")])
@@ -375,3 +375,7 @@ def _require_in_cloud(rows):
         raise Problem(503, "firewall-not-ready", f"the firewall {row['name']} is not made in the cloud yet; "
                                                  "the monitor will make it within a minute or two",
                       headers=[("Retry-After", "60")])
+
+
+FAMILY = desired_state.Family("firewalls", "firewall", COLUMNS, represent, create_in_cloud, update_in_cloud,
+                              delete_in_cloud, needs_update)

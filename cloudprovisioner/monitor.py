@@ -106,8 +106,9 @@ class Run:
                                            "duplicates destroyed")
             self._sweep(by_row, untagged)
             self._follow_actions()
-            for table in ("vpcs", "firewalls"):
-                self._sync_network(table)
+            from . import firewalls, vpcs
+            for family in (vpcs.FAMILY, firewalls.FAMILY):
+                self._sync_network(family)
             self._destroy_doomed()
             self.record_orphans()
             self._record_breaker()
@@ -266,7 +267,7 @@ class Run:
                                 operation["id"]))
                 self.counts["actions done"] += 1
 
-    def _sync_network(self, table):
+    def _sync_network(self, family):
         """Make the cloud's VPCs or firewalls match the rows: create, adopt, rewrite, delete.
 
         The rows are read after the listing, and a row written since the listing began is left for
@@ -277,7 +278,7 @@ class Run:
         allocator (vpcs.py), so that no request pays a cloud call for it.
         """
         from . import desired_state, vpcs
-        module, what = desired_state.module(table), desired_state.TYPES[table]
+        table, what = family.table, family.what
         if table == "firewalls" and not self.db.one("SELECT 1 AS made FROM firewalls LIMIT 1"):
             return  # this installation never made one: nothing in the cloud can be ours
         since = self.db.one("SELECT DATE_FORMAT(UTC_TIMESTAMP(6), '%Y-%m-%d %H:%i:%s.%f') AS now")["now"]
@@ -286,7 +287,7 @@ class Run:
         listed = {item["id"]: item for item in lister(self.config, self.budget)}
         if table == "vpcs":
             vpcs.remember_account_ranges(self.db, listed.values())
-        rows = self.db.query(f"SELECT {module.COLUMNS}, tenant_id, "
+        rows = self.db.query(f"SELECT {family.columns}, tenant_id, "
                              "TIMESTAMPDIFF(SECOND, updated_at, UTC_TIMESTAMP()) AS age "
                              f"FROM {table} WHERE status IN ('pending', 'ready', 'deleting') AND updated_at < %s "
                              "ORDER BY id", (since,))
@@ -295,7 +296,7 @@ class Run:
                 continue
             self._guard_rate_limit()
             try:
-                done = desired_state.sync(self.db, self.config, self.budget, table, row, listed)
+                done = desired_state.sync(self.db, self.config, self.budget, family, row, listed)
             except provider.CloudError as exc:
                 if exc.retryable:
                     raise
@@ -303,14 +304,13 @@ class Run:
                 continue
             if done:
                 self.counts[f"{what}s {done}"] = self.counts.get(f"{what}s {done}", 0) + 1
-        self._sweep_network(table, listed, since)
+        self._sweep_network(family, listed, since)
 
-    def _sweep_network(self, table, listed, since):
+    def _sweep_network(self, family, listed, since):
         """Our VPCs or firewalls (named with this installation's id) that no live row explains: one
         whose row is deleted, or that is a second object for its row, is doomed (a delete or a create
         that half failed); one naming a row this database has never seen is held for a person."""
-        from . import desired_state
-        what = desired_state.TYPES[table]
+        table, what = family.table, family.what
         prefix = ownership.cloud_prefix(self.config, what)
         named = {item["name"][len(prefix):]: (cloud_id, item["name"]) for cloud_id, item in listed.items()
                  if item.get("name", "").startswith(prefix)}

@@ -95,9 +95,9 @@ def get_vpc(request):
 def create_vpc(request):
     """POST /api/vpcs: check the range against the platform, then row, operation and cloud."""
     fields = validate(request.fields(), create_schema(request.config))
-    desired_state.check_name_free(request.db, "vpcs", request.principal.tenant_id, fields["name"])
+    desired_state.check_name_free(request.db, FAMILY, request.principal.tenant_id, fields["name"])
     vpc_id = request.audit_target = _insert(request, fields, is_default=False)
-    return desired_state.accepted(request, "vpcs", vpc_id, "vpc.create")
+    return desired_state.accepted(request, FAMILY, vpc_id, "vpc.create")
 
 
 def delete_vpc(request):
@@ -108,7 +108,7 @@ def delete_vpc(request):
                              (vpc_id,))["n"]
     if members:
         raise Problem(409, "vpc-not-empty", f"{members} server(s) are still in this VPC; delete them first")
-    return desired_state.delete(request, "vpcs", "vpc", row)
+    return desired_state.delete(request, FAMILY, "vpc", row)
 
 
 def _insert(request, fields, is_default, racing_ok=False):
@@ -125,7 +125,7 @@ def _insert(request, fields, is_default, racing_ok=False):
         _refuse_overlap(request, first, last)
         values = {key: fields[key] for key in ("name", "description", "region", "ip_range")}
         values.update(range_first=first, range_last=last, is_default=int(is_default))
-        return desired_state.insert(db, request.principal, "vpcs", "vpc.create", values, fields["name"], racing_ok)
+        return desired_state.insert(db, request.principal, FAMILY, "vpc.create", values, fields["name"], racing_ok)
     finally:
         db.release_lock(RANGE_LOCK)
 
@@ -160,7 +160,7 @@ def ensure_default(request, region):
         vpc_id = _insert(request, fields, is_default=True, racing_ok=True)
         if vpc_id:
             try:
-                desired_state.apply_now(request, "vpcs", vpc_id, "vpc.create")
+                desired_state.apply_now(request, FAMILY, vpc_id, "vpc.create")
             except Problem as refused:
                 if refused.status != 422 or not _taken_in_account(request, vpc_id):
                     raise
@@ -246,3 +246,7 @@ def needs_update(config, row, cloud):
 def update_in_cloud(config, budget, row):
     from . import ownership, provider
     provider.rename_vpc(config, budget, row["cloud_id"], ownership.cloud_name(config, "vpc", row["id"]))
+
+
+FAMILY = desired_state.Family("vpcs", "vpc", COLUMNS, represent, create_in_cloud, update_in_cloud, delete_in_cloud,
+                              needs_update)
