@@ -270,7 +270,7 @@ def test_network_fields_match_the_validation_schemas():
         assert paged <= _query_names(path), path
         assert all(f'"{name}": Field(' in source for name in _query_names(path) - paged), path
         assert source.count("Field(") == len(_query_names(path) - paged), path
-    assert all(f'"{name}": Field(' in _handler_source("web:list_query") for name in ("limit", "cursor"))
+    assert all(f'"{name}": Field(' in _handler_source("responses:list_query") for name in ("limit", "cursor"))
 
 
 def test_vmcp_fields_match_the_validation_schemas():
