@@ -83,7 +83,7 @@ def cancel_operation(request):
     The server is then deleted like any other: its droplet, if it appears at
     all, is destroyed by this request or by the monitor once it shows up.
     """
-    from . import servers
+    from . import server_rows
     db, tenant_id = request.db, request.principal.tenant_id
     operation_id = request.audit_target = request.params["operation_id"]
     with db.transaction():
@@ -93,6 +93,6 @@ def cancel_operation(request):
         if row["kind"] != "server.create":
             raise Problem(409, "not-cancellable", f"a {row['kind']} cannot be called back once sent to the cloud")
         mark(db, operation_id, "cancelled", "cancelled by request")
-        servers.set_status(db, row["target_id"], "deleting", "create cancelled")
-    servers.destroy_now(request, row["target_id"])
+        server_rows.set_status(db, row["target_id"], "deleting", "create cancelled")
+    server_rows.destroy_now(request, row["target_id"])
     return Response(202, represent(load(db, tenant_id, operation_id)))

@@ -10,17 +10,13 @@ import json
 from .errors import Problem, cloud_problem, invalid
 from .ids import looks_like_id, new_id
 from .responses import Response, list_page, list_query
+from .server_rows import COLUMNS, STATUSES, represent, set_status
 from .validation import Field, byte_text, list_of, one_of, text, validate
-
-STATUSES = ("pending", "ready", "error", "deleting", "deleted")
 
 # DigitalOcean's own rules for droplet names and user data (tags: ownership.TAG_PATTERN).
 NAME_PATTERN = r"[a-zA-Z0-9]?[a-z0-9A-Z.\-]*[a-z0-9A-Z]"
 USER_DATA_LIMIT = 64 * 1024
 
-COLUMNS = ("id, owner, description, name, region, size, image, tags, instance_id, status, "
-           "status_reason, public_ip, private_ip, created_at, ready_at, deleted_at, workspace_id, vpc_id, "
-           "firewall_ids, ssh_key_ids")
 
 def _object_id(what):
     def check(value):
@@ -59,29 +55,7 @@ def list_schema(config):
     }
 
 
-def represent(row):
-    return {
-        "id": row["id"],
-        "owner": row["owner"],
-        "description": row["description"],
-        "name": row["name"],
-        "region": row["region"],
-        "size": row["size"],
-        "image": row["image"],
-        "tags": json.loads(row["tags"]),
-        "instance_id": str(row["instance_id"]) if row["instance_id"] else None,
-        "status": row["status"],
-        "status_reason": row["status_reason"],
-        "public_ip": row["public_ip"] or "",
-        "private_ip": row["private_ip"] or "",
-        "created_at": row["created_at"],
-        "ready_at": row["ready_at"],
-        "deleted_at": row["deleted_at"],
-        "workspace_id": row["workspace_id"],
-        "vpc_id": row["vpc_id"],
-        "firewall_ids": json.loads(row["firewall_ids"] or "[]"),
-        "ssh_key_ids": json.loads(row["ssh_key_ids"] or "[]"),
-    }
+
 
 
 def load_row(request, server_id):
@@ -280,20 +254,3 @@ def server_action(request):
                                     status="running", cloud_action_id=action_id)
     operation = operations.represent(operations.load(db, request.principal.tenant_id, operation_id))
     return Response(202, operation, [("Location", request.url(f"/operations/{operation_id}"))])
-
-
-def destroy_now(request, server_id):
-    """Best effort: destroy a server's droplet at once if its id is known; else the monitor will."""
-    from . import provider
-    row = request.db.one("SELECT instance_id FROM servers WHERE id = %s", (server_id,))
-    if row and row["instance_id"]:
-        try:
-            provider.destroy_droplet(request.config, provider.request_budget(request.config), row["instance_id"])
-        except provider.CloudError as exc:
-            from .responses import log
-            log(request.environ, f"droplet {row['instance_id']} not destroyed yet ({exc.message}); the monitor will")
-
-
-def set_status(db, server_id, status, reason):
-    db.update("UPDATE servers SET status = %s, status_reason = %s, updated_at = UTC_TIMESTAMP(6) "
-              "WHERE id = %s", (status, reason[:1000], server_id))

@@ -45,20 +45,20 @@ def create_workspace(request):
 
 def get_workspace(request):
     """GET /api/workspaces/<name>: the workspace, its servers' counts by status, and its live servers."""
-    from . import servers
+    from . import server_rows
     db, tenant_id = request.db, request.principal.tenant_id
     name = request.params["workspace_name"]
     row = find(request, name)
     if row is None:
         raise Problem(404, "not-found", "no such workspace")
     where, params = member_condition(row)
-    counts = {status: 0 for status in servers.STATUSES}
+    counts = {status: 0 for status in server_rows.STATUSES}
     for count in db.query(f"SELECT status, COUNT(*) AS n FROM servers WHERE tenant_id = %s AND {where} "
                           "GROUP BY status", (tenant_id, *params)):
         counts[count["status"]] = count["n"]
-    members = db.query(f"SELECT {servers.COLUMNS} FROM servers WHERE tenant_id = %s AND {where} "
+    members = db.query(f"SELECT {server_rows.COLUMNS} FROM servers WHERE tenant_id = %s AND {where} "
                        "AND status <> 'deleted' ORDER BY id LIMIT 1000", (tenant_id, *params))
-    body = represent(row) | {"counts": counts, "servers": [servers.represent(member) for member in members]}
+    body = represent(row) | {"counts": counts, "servers": [server_rows.represent(member) for member in members]}
     return Response(200, body)
 
 

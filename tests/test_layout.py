@@ -104,3 +104,64 @@ def test_the_digitalocean_models_are_in_the_repository_and_complete(monkeypatch)
                 continue
             target = (path.parent / file_part).resolve()
             assert target.is_relative_to(models) and target.is_file(), f"{path.relative_to(models)}: {ref}"
+
+
+# -- the package's own import graph ---------------------------------------------------------------------------
+
+ROUTE_STRING = __import__("re").compile(r"^([a-z_]+):[a-z_]+$")
+
+
+def product_imports():
+    """{module: modules of the package it imports}, top-level and lazy imports both, and the modules the route
+    strings of web.py ("servers:create_server") name: it imports those on first use."""
+    names = {path.stem for path in PRODUCT.glob("*.py")} - {"__init__"}
+    graph = {}
+    for name in names:
+        tree = ast.parse((PRODUCT / f"{name}.py").read_text())
+        found = set()
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom) and node.level == 1:
+                found |= {node.module} if node.module else {alias.name for alias in node.names}
+            elif isinstance(node, ast.ImportFrom) and (node.module or "").startswith("cloudprovisioner."):
+                found.add(node.module.split(".")[1])
+            elif name == "web" and isinstance(node, ast.Constant) and isinstance(node.value, str):
+                match = ROUTE_STRING.match(node.value)
+                if match and match.group(1) in names:
+                    found.add(match.group(1))
+        graph[name] = found & names - {name}
+    return graph
+
+
+def a_cycle(graph):
+    """One import cycle as a list of modules, or None."""
+    state, path = {}, []
+
+    def visit(node):
+        state[node] = "open"
+        path.append(node)
+        for target in sorted(graph[node]):
+            if state.get(target) == "open":
+                return path[path.index(target):] + [target]
+            if target not in state and (cycle := visit(target)):
+                return cycle
+        state[node] = "done"
+        path.pop()
+        return None
+    return next((cycle for node in sorted(graph) if node not in state and (cycle := visit(node))), None)
+
+
+def test_the_package_has_no_import_cycle():
+    graph = product_imports()
+    assert graph["web"] >= {"servers", "firewalls", "observability"}  # the route strings are read
+    assert a_cycle(graph) is None, " -> ".join(a_cycle(graph))
+
+
+def test_nothing_in_the_package_imports_the_wsgi_application():
+    """web.py imports the handlers by name; a handler (or anything below) that imported it back would make
+    the application and its handlers one knot again. They answer with responses.py."""
+    assert [name for name, imported in product_imports().items() if "web" in imported] == []
+
+
+def test_the_cycle_finder_finds_cycles():
+    assert a_cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": set()}) == ["a", "b", "c", "a"]
+    assert a_cycle({"a": {"b"}, "b": set()}) is None
