@@ -10,26 +10,17 @@ The cloud refusing outright (a 4xx) is final: the row becomes `error` and the
 client gets a 422 with the cloud's words.
 """
 
+from collections import namedtuple
+
 from . import operations
 from .errors import Problem
 from .ids import new_id
 from .responses import Response
 
-
-class Family:
-    """What this lifecycle needs of firewalls or of VPCs (each module makes its own, its FAMILY): their
-    table, what one is called, how a row is read and shown, and how it is made true in the cloud."""
-
-    def __init__(self, table, what, columns, represent, create_in_cloud, update_in_cloud, delete_in_cloud,
-                 needs_update):
-        self.table = table
-        self.what = what
-        self.columns = columns
-        self.represent = represent
-        self.create_in_cloud = create_in_cloud
-        self.update_in_cloud = update_in_cloud
-        self.delete_in_cloud = delete_in_cloud
-        self.needs_update = needs_update
+# What this lifecycle needs of firewalls or of VPCs (each module makes its own, its FAMILY): their table,
+# what one is called, how a row is read and shown, and how it is made true in the cloud.
+Family = namedtuple("Family", "table what columns represent create_in_cloud update_in_cloud delete_in_cloud "
+                              "needs_update")
 
 
 def check_name_free(db, family, tenant_id, name, own_id=None):
