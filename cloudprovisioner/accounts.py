@@ -7,9 +7,8 @@ refuses more), so a longer password is a 422 that says so, never a 500.
 import uuid
 
 from . import auth
-from .errors import Problem
+from .errors import Conflict, Forbidden
 from .ids import new_id
-from .responses import Response
 from .validation import Field, boolean, one_of, text, validate
 
 EMAIL_PATTERN = r"[^@\s]+@[^@\s]+\.[^@\s]+"
@@ -62,10 +61,10 @@ def represent(row):
 
 
 def insert_user(config, db, tenant_id, fields, role, platform_admin=False):
-    """A new user; 409 when the email is taken (in any tenant, whatever its case)."""
+    """A new user; Conflict when the email is taken (in any tenant, whatever its case)."""
     email = fields["email"].strip().lower()
     if db.one("SELECT id FROM users WHERE email = %s", (email,)):
-        raise Problem(409, "email-taken", "an account with this email already exists")
+        raise Conflict("an account with this email already exists", "email-taken")
     user_id = new_id()
     db.update("INSERT INTO users (id, tenant_id, email, name, password_hash, role, platform_admin, "
               "created_at, updated_at) VALUES (%s, %s, %s, %s, %s, %s, %s, UTC_TIMESTAMP(6), "
@@ -93,72 +92,79 @@ def welcome_text(name, tenant_name, tenant_id):
             f"Tenant id: {tenant_id}\n\nLog in with your email and password at POST /api/auth/login.\n")
 
 
-def register(request):
-    """POST /api/auth/register: a new tenant and its first user, its admin."""
-    config = request.config
+def refuse_if_closed(config):
+    """Forbidden unless registration is open: checked before the body is even read."""
     if config.registration != "open":
-        raise Problem(403, "registration-closed", "registration is closed; ask an administrator")
-    fields = validate(request.fields(), {
+        raise Forbidden("registration is closed; ask an administrator", "registration-closed")
+
+
+def register(ctx, fields):
+    """A new tenant and its first user, its admin: {"tenant": {id, name}, "user": the user}.
+
+    Nobody is logged in: `ctx.actor` names the new (tenant_id, user_id) for the audit log."""
+    config = ctx.config
+    refuse_if_closed(config)
+    fields = validate(fields, {
         "tenant_name": Field(text(255, allow_empty=False), required=True),
         "name": Field(text(255, allow_empty=False), required=True),
         "email": email_field(),
         "password": Field(password_rule(config), required=True),
     })
-    tenant_id, user_id = create_tenant(config, request.db, fields["tenant_name"], fields)
-    request.audit_actor = (tenant_id, user_id)
-    request.audit_target = tenant_id
+    tenant_id, user_id = create_tenant(config, ctx.db, fields["tenant_name"], fields)
+    ctx.actor = (tenant_id, user_id)
+    ctx.target = tenant_id
     from . import mailer
-    mailer.deliver(config, request.db)  # best effort now; the mail cron job retries
-    user = load_user(request.db, tenant_id, user_id)
-    return Response(201, {"tenant": {"id": tenant_id, "name": fields["tenant_name"]}, "user": user},
-                    [("Location", request.url("/me"))])
+    mailer.deliver(config, ctx.db)  # best effort now; the mail cron job retries
+    user = load_user(ctx.db, tenant_id, user_id)
+    return {"tenant": {"id": tenant_id, "name": fields["tenant_name"]}, "user": user}
 
 
 def load_user(db, tenant_id, user_id):
-    return represent(db.one_or_404(
+    return represent(db.existing(
         "user", f"SELECT {USER_COLUMNS} FROM users WHERE id = %s AND tenant_id = %s AND deleted_at IS NULL",
         (user_id, tenant_id)))
 
 
-def me(request):
-    principal = request.principal
-    user = load_user(request.db, principal.tenant_id, principal.user_id)
-    tenant = request.db.one("SELECT id, name FROM tenants WHERE id = %s", (principal.tenant_id,))
+def me(ctx):
+    """The caller as a user, with its tenant and how it authenticated (a session or an API token)."""
+    principal = ctx.principal
+    user = load_user(ctx.db, principal.tenant_id, principal.user_id)
+    tenant = ctx.db.one("SELECT id, name FROM tenants WHERE id = %s", (principal.tenant_id,))
     via = {"type": "api_token", "token_id": principal.token_id} if principal.token_id else \
         {"type": "session", "session_id": principal.session_id}
-    return Response(200, {**user, "role": principal.role, "tenant": tenant, "authenticated_by": via})
+    return {**user, "role": principal.role, "tenant": tenant, "authenticated_by": via}
 
 
-def list_users(request):
-    rows = request.db.query(f"SELECT {USER_COLUMNS} FROM users WHERE tenant_id = %s AND deleted_at IS NULL "
-                            "ORDER BY id", (request.principal.tenant_id,))
-    return Response(200, [represent(row) for row in rows])
+def listing(ctx):
+    """Every user of the caller's tenant (rows)."""
+    return ctx.db.query(f"SELECT {USER_COLUMNS} FROM users WHERE tenant_id = %s AND deleted_at IS NULL "
+                        "ORDER BY id", (ctx.tenant_id,))
 
 
-def create_user(request):
-    config = request.config
-    fields = validate(request.fields(), {
+def create_user(ctx, fields):
+    """A new user of the caller's tenant, as shown."""
+    config = ctx.config
+    fields = validate(fields, {
         "name": Field(text(255, allow_empty=False), required=True),
         "email": email_field(),
         "password": Field(password_rule(config), required=True),
         "role": Field(one_of(auth.ROLES, "role"), required=True),
     })
-    tenant_id = request.principal.tenant_id
-    user_id = insert_user(config, request.db, tenant_id, fields, fields["role"])
-    request.audit_target = user_id
-    return Response(201, load_user(request.db, tenant_id, user_id),
-                    [("Location", request.url(f"/users/{user_id}"))])
+    tenant_id = ctx.tenant_id
+    user_id = insert_user(config, ctx.db, tenant_id, fields, fields["role"])
+    ctx.target = user_id
+    return load_user(ctx.db, tenant_id, user_id)
 
 
-def update_user(request):
-    """PATCH /api/users/<id>: role, name, disabled. A tenant keeps at least one active admin."""
-    fields = validate(request.fields(), {
+def update_user(ctx, user_id, fields):
+    """Role, name, disabled. A tenant keeps at least one active admin."""
+    fields = validate(fields, {
         "name": Field(text(255, allow_empty=False)),
         "role": Field(one_of(auth.ROLES, "role")),
         "disabled": Field(boolean),
     })
-    db, tenant_id = request.db, request.principal.tenant_id
-    user_id = request.audit_target = request.params["user_id"]
+    db, tenant_id = ctx.db, ctx.tenant_id
+    ctx.target = user_id
     with db.transaction():
         current = _locked_user(db, tenant_id, user_id)
         stays_admin = fields.get("role", current["role"]) == "admin" and not fields.get("disabled", False)
@@ -170,13 +176,13 @@ def update_user(request):
                           (fields[column], user_id))
         if fields.get("disabled"):
             auth.revoke_sessions(db, "account disabled", user_id=user_id)
-    return Response(200, load_user(db, tenant_id, user_id))
+    return load_user(db, tenant_id, user_id)
 
 
-def delete_user(request):
-    """DELETE /api/users/<id>: the account goes (its email freed), its history stays."""
-    db, tenant_id = request.db, request.principal.tenant_id
-    user_id = request.audit_target = request.params["user_id"]
+def delete_user(ctx, user_id):
+    """The account goes (its email freed), its history stays."""
+    db, tenant_id = ctx.db, ctx.tenant_id
+    ctx.target = user_id
     with db.transaction():
         current = _locked_user(db, tenant_id, user_id)
         if current["role"] == "admin" and not current["disabled"]:
@@ -186,17 +192,15 @@ def delete_user(request):
         db.update("UPDATE api_tokens SET revoked_at = UTC_TIMESTAMP(6) WHERE user_id = %s AND revoked_at IS NULL",
                   (user_id,))
         auth.revoke_sessions(db, "account deleted", user_id=user_id)
-    return Response(204)
 
 
 def _locked_user(db, tenant_id, user_id):
-    return db.one_or_404("user", "SELECT id, role, disabled FROM users WHERE id = %s AND tenant_id = %s "
-                                 "AND deleted_at IS NULL FOR UPDATE", (user_id, tenant_id))
+    return db.existing("user", "SELECT id, role, disabled FROM users WHERE id = %s AND tenant_id = %s "
+                               "AND deleted_at IS NULL FOR UPDATE", (user_id, tenant_id))
 
 
 def _keep_an_admin(db, tenant_id, leaving_id):
     others = db.one("SELECT COUNT(*) AS n FROM users WHERE tenant_id = %s AND role = 'admin' AND disabled = 0 "
                     "AND deleted_at IS NULL AND id <> %s FOR UPDATE", (tenant_id, leaving_id))
     if others["n"] == 0:
-        raise Problem(409, "last-admin", "this is the tenant's last active admin; make another admin first")
-
+        raise Conflict("this is the tenant's last active admin; make another admin first", "last-admin")

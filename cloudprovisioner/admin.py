@@ -9,9 +9,7 @@ import sys
 
 from . import config as configuration
 from . import migrate
-from .errors import Problem
-from .orphans import OrphanError
-from .provider import CloudError
+from .errors import DomainError
 
 SECRET_KEYS = ("CP_JWT_SECRET", "CP_VMCP_KEY_SECRET")
 INSTALL_ID = "CP_INSTALL_ID"
@@ -94,11 +92,13 @@ def create_admin(config, args):
         print(f"{adopted} servers from before tenants now belong to tenant {tenant_id}")
 
 
-def _database(config):
+def _context(config):
+    """The platform's own context for one command: the database, and the cloud (on first use) under the
+    monitor's budget, as the monitor would act."""
     from contextlib import closing
 
-    from .db import Database
-    return closing(Database(config))
+    from .context import Context
+    return closing(Context(config, cloud_budget=config.monitor_cloud_budget))
 
 
 def _confirmed(prompt):
@@ -112,9 +112,9 @@ def _confirmed(prompt):
 
 def show_orphans(config, args):
     from . import orphans
-    with _database(config) as db:
-        rows = orphans.listing(db)
-        breaker = db.one("SELECT value FROM service_state WHERE name = 'monitor.breaker'")
+    with _context(config) as ctx:
+        rows = orphans.listing(ctx)
+        breaker = ctx.db.one("SELECT value FROM service_state WHERE name = 'monitor.breaker'")
     if breaker:
         print(f"the monitor's {breaker['value']}")
     if not rows:
@@ -129,8 +129,8 @@ def show_orphans(config, args):
 def confirm_destroy(config, args):
     """Show what the circuit breaker holds, and approve exactly that when the admin says yes."""
     from . import orphans
-    with _database(config) as db:
-        shown = [row for row in orphans.listing(db, "breaker") if not row["approved_at"]]
+    with _context(config) as ctx:
+        shown = [row for row in orphans.listing(ctx, "breaker") if not row["approved_at"]]
         if not shown:
             print("the circuit breaker holds nothing")
             return 0
@@ -140,27 +140,27 @@ def confirm_destroy(config, args):
         if not args.yes and not _confirmed(f"destroy these {len(shown)}? type yes: "):
             print("nothing approved")
             return 1
-        approved = orphans.approve(db, shown)
+        approved = orphans.approve(ctx, shown)
     print(f"approved {approved}; the monitor's next run destroys them")
     return 0
 
 
 def adopt(config, args):
     from . import orphans
-    with _database(config) as db:
-        server_id = orphans.adopt(config, db, args.droplet_id, args.tenant)
+    with _context(config) as ctx:
+        server_id = orphans.adopt(ctx, args.droplet_id, args.tenant)
     print(f"droplet {args.droplet_id} is server {server_id} again")
     return 0
 
 
 def destroy(config, args):
     from . import orphans
-    with _database(config) as db:
-        orphans.find(db, args.kind, args.cloud_id)
+    with _context(config) as ctx:
+        orphans.find(ctx, args.kind, args.cloud_id)
         if not args.yes and not _confirmed(f"destroy {args.kind} {args.cloud_id}? type yes: "):
             print("nothing destroyed")
             return 1
-        orphans.destroy(config, db, args.kind, args.cloud_id)
+        orphans.destroy(ctx, args.kind, args.cloud_id)
     print(f"destroyed {args.kind} {args.cloud_id}")
     return 0
 
@@ -195,7 +195,7 @@ def main(argv=None, sql_dir=None):
     args = parser.parse_args(argv)
     try:
         if args.command == "ensure-secret":
-            path = args.config or os.environ.get(configuration.CONFIG_PATH_VARIABLE)
+            path = args.config or os.getenv(configuration.CONFIG_PATH_VARIABLE)
             for made in ensure_secret(path):
                 print(f"generated {made} ({path})")
             return 0
@@ -207,7 +207,7 @@ def main(argv=None, sql_dir=None):
                 print("schema is up to date")
         else:
             create_admin(config, args)
-    except (configuration.ConfigError, Problem, RuntimeError, OrphanError, CloudError) as exc:
+    except (configuration.ConfigError, DomainError, RuntimeError) as exc:
         sys.stderr.write(f"cloudprovisioner-admin: {exc}\n")
         for field, reason in (getattr(exc, "errors", None) or {}).items():
             sys.stderr.write(f"  {field}: {reason}\n")

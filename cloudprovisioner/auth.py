@@ -22,12 +22,12 @@ from binascii import Error as Base64Error
 from binascii import a2b_base64
 
 from .config import ConfigError
-from .errors import Problem
+from .errors import Forbidden, Unauthenticated
 
 ROLES = ("viewer", "developer", "operator", "admin")
 RANK = {role: rank for rank, role in enumerate(ROLES)}
 
-# The one permission table: every endpoint names one of these (web.py's routes),
+# The one permission table: every endpoint names one of these (web/app.py's routes),
 # and each is granted to a least role and every role above it.
 PERMISSIONS = {
     "me:read": "viewer",
@@ -74,15 +74,8 @@ def revoke_sessions(db, reason, *, user_id=None, session_id=None):
               f"WHERE {column} = %s AND revoked_at IS NULL", (reason, value))
 
 
-def unauthorized(detail, error="invalid_token"):
-    challenge = 'Bearer realm="cloudprovisioner"'
-    if error:
-        challenge += f', error="{error}", error_description="{detail}"'
-    return Problem(401, "unauthorized", detail, headers=[("WWW-Authenticate", challenge)])
-
-
 def signing_key(config):
-    """The HS256 key; refusing to work without a real one (web.py turns this into a 503)."""
+    """The HS256 key; refusing to work without a real one (the web layer answers 503 to a ConfigError)."""
     secret = config.get("CP_JWT_SECRET")
     if len(secret) < MIN_SECRET_LENGTH:
         raise ConfigError(f"CP_JWT_SECRET is shorter than {MIN_SECRET_LENGTH} characters")
@@ -94,44 +87,36 @@ def token_hash(token):
     return hashlib.sha256(token.encode("utf-8")).hexdigest()
 
 
-def bearer_token(request):
-    scheme, _, credentials = request.environ.get("HTTP_AUTHORIZATION", "").partition(" ")
-    if scheme.lower() != "bearer" or not credentials.strip():
-        return None
-    return credentials.strip()
-
-
-def authenticate(request):
-    """The caller's Principal, or a 401."""
-    token = bearer_token(request)
+def authenticate(db, config, token):
+    """The Principal a bearer token (an API token or an access JWT) stands for, or Unauthenticated."""
     if token is None:
-        raise unauthorized("send Authorization: Bearer <token>", error=None)
+        raise Unauthenticated("send Authorization: Bearer <token>", None)
     if token.startswith(API_TOKEN_PREFIX):
-        return _api_token_principal(request.db, token)
-    claims = verify_jwt(token, signing_key(request.config), "access")
-    return _session_principal(request.db, claims)
+        return _api_token_principal(db, token)
+    claims = verify_jwt(token, signing_key(config), "access")
+    return _session_principal(db, claims)
 
 
 def authorize(principal, permission):
     least = PERMISSIONS[permission]
     if RANK[principal.role] < RANK[least]:
-        raise Problem(403, "forbidden", f"the {principal.role} role may not do this ({permission} needs {least})")
+        raise Forbidden(f"the {principal.role} role may not do this ({permission} needs {least})")
     if permission in PLATFORM_PERMISSIONS and not principal.platform_admin:
-        raise Problem(403, "forbidden", f"only a platform admin may do this ({permission})")
+        raise Forbidden(f"only a platform admin may do this ({permission})")
 
 
 def _b64url(part):
     try:
         return a2b_base64(part.translate(_URLSAFE) + "=" * (-len(part) % 4), strict_mode=True)
     except (Base64Error, ValueError):
-        raise unauthorized("malformed token") from None
+        raise Unauthenticated("malformed token") from None
 
 
 _URLSAFE = str.maketrans("-_", "+/")
 
 
 def verify_jwt(token, key, expected_type, now=None):
-    """The claims of an HS256 JWT we signed, or a 401 saying what is wrong.
+    """The claims of an HS256 JWT we signed, or Unauthenticated saying what is wrong.
 
     Hand-written instead of PyJWT's jwt.decode(), which would be imported by every authenticated request.
     Measured 2026-11-29 on the 2-core test host (dev venv, median of 15 runs, load average ~3 from other
@@ -142,27 +127,27 @@ def verify_jwt(token, key, expected_type, now=None):
     """
     parts = token.split(".")
     if len(parts) != 3 or not token.isascii():
-        raise unauthorized("malformed token")
+        raise Unauthenticated("malformed token")
     header_part, payload_part, signature_part = parts
     try:
         header = json.loads(_b64url(header_part))
         claims = json.loads(_b64url(payload_part))
     except ValueError:
-        raise unauthorized("malformed token") from None
+        raise Unauthenticated("malformed token") from None
     if not isinstance(header, dict) or header.get("alg") != "HS256":
-        raise unauthorized("unsupported token algorithm")
+        raise Unauthenticated("unsupported token algorithm")
     expected = hmac.digest(key, f"{header_part}.{payload_part}".encode("ascii"), "sha256")
     if not hmac.compare_digest(expected, _b64url(signature_part)):
-        raise unauthorized("bad token signature")
+        raise Unauthenticated("bad token signature")
     if not isinstance(claims, dict) or any(name not in claims for name in ACCESS_CLAIMS):
-        raise unauthorized("token lacks required claims")
+        raise Unauthenticated("token lacks required claims")
     if claims["typ"] != expected_type:
-        raise unauthorized(f"not an {expected_type} token")
+        raise Unauthenticated(f"not an {expected_type} token")
     now = time.time() if now is None else now
     if not isinstance(claims["exp"], int) or claims["exp"] <= now:
-        raise unauthorized("token expired")
+        raise Unauthenticated("token expired")
     if not isinstance(claims["iat"], int) or claims["iat"] > now + CLOCK_SKEW:
-        raise unauthorized("token issued in the future")
+        raise Unauthenticated("token issued in the future")
     return claims
 
 
@@ -173,9 +158,9 @@ def _session_principal(db, claims):
         "FROM sessions s JOIN users u ON u.id = s.user_id WHERE s.id = %s AND u.id = %s",
         (str(claims["sid"]), str(claims["sub"])))
     if row is None or row["revoked_at"] or row["ended"]:
-        raise unauthorized("the session has ended; log in again")
+        raise Unauthenticated("the session has ended; log in again")
     if row["disabled"] or row["tenant_id"] != claims["tenant"]:
-        raise unauthorized("the account is disabled")
+        raise Unauthenticated("the account is disabled")
     return Principal(claims["sub"], row["tenant_id"], row["role"], session_id=claims["sid"],
                      platform_admin=bool(row["platform_admin"]))
 
@@ -188,11 +173,11 @@ def _api_token_principal(db, token):
         "FROM api_tokens t JOIN users u ON u.id = t.user_id WHERE t.token_hash = %s",
         (token_hash(token),))
     if row is None or row["revoked_at"]:
-        raise unauthorized("unknown or revoked API token")
+        raise Unauthenticated("unknown or revoked API token")
     if row["expired"]:
-        raise unauthorized("API token expired")
+        raise Unauthenticated("API token expired")
     if row["disabled"]:
-        raise unauthorized("the account is disabled")
+        raise Unauthenticated("the account is disabled")
     # Never more than its creator has now, whatever it was made with.
     role = min(row["token_role"], row["role"], key=RANK.__getitem__)
     return Principal(row["user_id"], row["tenant_id"], role, token_id=row["id"],

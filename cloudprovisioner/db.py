@@ -7,15 +7,15 @@ request's whole cost. What they would give us is done here instead: `%s`
 parameters quoted by the C library's own escaping, and a small table of
 converters for the column types our schema uses.
 
-A lost or refused connection becomes a 503 problem, so callers never see
-MySQLdb's exceptions. Times are stored as UTC (the session time zone is
+A lost or refused connection becomes `DatabaseUnavailable` (a domain
+`Unavailable`), so callers never see MySQLdb's exceptions. Times are stored as UTC (the session time zone is
 +00:00) and read back as ISO 8601 strings with a `Z`.
 """
 
 from MySQLdb import Error, IntegrityError, OperationalError, _mysql
 from MySQLdb.constants import FIELD_TYPE
 
-from .errors import Problem, not_found
+from .errors import Unavailable, no_such
 
 # Client errors that mean "the server is not there (any more)", not "bad SQL":
 # 1040 too many connections, 1053 shutdown in progress, 2002/2003 cannot connect,
@@ -45,11 +45,10 @@ CONVERTERS = {
 }
 
 
-class DatabaseUnavailable(Problem):
+class DatabaseUnavailable(Unavailable):
     def __init__(self, reason):
-        super().__init__(503, "database-unavailable",
-                         "the database is unavailable; try again shortly",
-                         headers=[("Retry-After", "5")])
+        super().__init__("the database is unavailable; try again shortly", "database-unavailable",
+                         retry_after=5)
         self.reason = reason
 
 
@@ -122,13 +121,21 @@ class Database:
         rows = self.query(sql, args)
         return rows[0] if rows else None
 
-    def one_or_404(self, what, sql, args=None):
-        """The one row a tenant-scoped lookup finds, or a 404 naming `what`: someone else's
+    def existing(self, what, sql, args=None):
+        """The one row a tenant-scoped lookup finds, or NotFound naming `what`: someone else's
         object and a made-up id answer alike."""
         row = self.one(sql, args)
         if row is None:
-            raise not_found(what)
+            raise no_such(what)
         return row
+
+    def page(self, select, where, params, args, newest_first=False):
+        """One keyset page of `select` (SELECT ... FROM table) under the `where` conditions, ordered
+        by id from `args["cursor"]` on: `args["limit"]` rows and one more, which tells there is a next."""
+        if "cursor" in args:
+            where, params = [*where, "id < %s" if newest_first else "id > %s"], [*params, args["cursor"]]
+        return self.query(f"{select} WHERE {' AND '.join(where)} ORDER BY id{' DESC' if newest_first else ''} "
+                          "LIMIT %s", (*params, args["limit"] + 1))
 
     def tenant_rows(self, table, columns, tenant_id, ids, where=""):
         """{id: row} for those of `ids` that are the tenant's rows of `table` (and meet `where`)."""
@@ -191,6 +198,6 @@ class _Transaction:
             return False
         try:
             self.db.execute("ROLLBACK")
-        except (Error, Problem):
+        except (Error, Unavailable):
             self.db._discard()  # a lost connection rolls back by itself
         return False

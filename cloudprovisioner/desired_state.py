@@ -13,12 +13,13 @@ client gets a 422 with the cloud's words.
 from collections import namedtuple
 
 from . import operations
-from .errors import Problem
+from .errors import CloudFailed, Conflict, Invalid
 from .ids import new_id
-from .responses import Response
 
 # What this lifecycle needs of firewalls or of VPCs (each module makes its own, its FAMILY): their table,
-# what one is called, how a row is read and shown, and how it is made true in the cloud.
+# what one is called, how a row is read and shown, and how it is made true in the cloud. The cloud
+# operations take (config, cloud, row) (delete_in_cloud: (config, cloud, cloud_id)), `cloud` being a
+# provider.Cloud; needs_update takes (config, row, the cloud's copy or None) and calls nothing.
 Family = namedtuple("Family", "table what columns represent create_in_cloud update_in_cloud delete_in_cloud "
                               "needs_update")
 
@@ -33,13 +34,13 @@ def check_name_free(db, family, tenant_id, name, own_id=None):
 
 
 def _name_taken(family, name):
-    return Problem(409, f"{family.what}-name-taken", f"you already have a {family.what} called {name!r}")
+    return Conflict(f"you already have a {family.what} called {name!r}", f"{family.what}-name-taken")
 
 
 def insert(db, principal, family, kind, values, name, racing_ok=False):
     """The row (pending) and its create operation in one transaction; answers the id.
 
-    A name already taken is a 409, or None with `racing_ok` (two requests making the same default).
+    A name already taken is a Conflict, or None with `racing_ok` (two requests making the same default).
     """
     row_id = new_id()
     columns = ", ".join(values)
@@ -56,43 +57,46 @@ def insert(db, principal, family, kind, values, name, racing_ok=False):
     return row_id
 
 
-def accepted(request, family, row_id, kind):
-    """Try the cloud now, then answer 202 with the row and the operation that tracks it."""
-    apply_now(request, family, row_id, kind)
-    return answer(request, family, row_id, kind)
+def accepted(ctx, family, row_id, kind):
+    """Try the cloud now, then the row as shown with the operation that tracks it (the web layer
+    answers it as 202, with the row's and the operation's locations)."""
+    apply_now(ctx, family, row_id, kind)
+    return answer(ctx, family, row_id, kind)
 
 
-def answer(request, family, row_id, kind):
-    body = family.represent(_any_row(request, family, row_id))
-    operation = request.db.one(f"SELECT {operations.COLUMNS} FROM operations WHERE target_id = %s AND kind = %s "
-                               "ORDER BY id DESC LIMIT 1", (row_id, kind))
+def answer(ctx, family, row_id, kind):
+    """The row as shown, with its latest operation of `kind` under "operation"."""
+    body = family.represent(_any_row(ctx, family, row_id))
+    operation = ctx.db.one(f"SELECT {operations.COLUMNS} FROM operations WHERE target_id = %s AND kind = %s "
+                           "ORDER BY id DESC LIMIT 1", (row_id, kind))
     body["operation"] = operations.represent(operation)
-    return Response(202, body, [("Location", request.url(f"/{family.table.replace('_', '-')}/{row_id}")),
-                                ("Operation-Location", request.url(f"/operations/{operation['id']}"))])
+    return body
 
 
-def _any_row(request, family, row_id):
-    return request.db.one(f"SELECT {family.columns} FROM {family.table} WHERE id = %s AND tenant_id = %s",
-                          (row_id, request.principal.tenant_id))
+def _any_row(ctx, family, row_id):
+    return ctx.db.one(f"SELECT {family.columns} FROM {family.table} WHERE id = %s AND tenant_id = %s",
+                      (row_id, ctx.tenant_id))
 
 
-def apply_now(request, family, row_id, kind):
-    """One attempt at making the cloud match the row, inside the request's budget."""
-    from . import provider
-    from .responses import log
-    row = request.db.one(f"SELECT {family.columns}, tenant_id FROM {family.table} WHERE id = %s", (row_id,))
+def apply_now(ctx, family, row_id, kind):
+    """One attempt at making the cloud match the row, inside the context's cloud budget.
+
+    The cloud failing for now (retryable) is left to the monitor, with a line in the operator's log
+    (`ctx.log`); the cloud refusing is Invalid ("cloud-refused").
+    """
+    row = ctx.db.one(f"SELECT {family.columns}, tenant_id FROM {family.table} WHERE id = %s", (row_id,))
     try:
-        sync(request.db, request.config, provider.request_budget(request.config), family, row)
-    except provider.CloudError as exc:
+        sync(ctx.db, ctx.config, ctx.cloud, family, row)
+    except CloudFailed as exc:
         if exc.retryable:
-            log(request.environ, f"{family.what} {row_id}: {exc.message}; the monitor will retry")
+            ctx.log(f"{family.what} {row_id}: {exc.message}; the monitor will retry")
             return
-        raise Problem(422, "cloud-refused", exc.message) from None
+        raise Invalid(exc.message, "cloud-refused") from None
 
 
-def delete(request, family, what, row):
-    """DELETE: mark the row deleting with its operation, then try the cloud at once."""
-    db = request.db
+def delete(ctx, family, what, row):
+    """DELETE: mark the row deleting with its operation, then try the cloud at once (as `accepted`)."""
+    db = ctx.db
     with db.transaction():
         changed = db.update(f"UPDATE {family.table} SET status = 'deleting', status_reason = 'deletion requested', "
                             "updated_at = UTC_TIMESTAMP(6) WHERE id = %s AND status NOT IN ('deleting', 'deleted')",
@@ -100,22 +104,23 @@ def delete(request, family, what, row):
         if changed:
             for kind in (f"{what}.create", f"{what}.update"):
                 operations.finish_open(db, row["id"], kind, "cancelled", f"the {what} was deleted")
-            operations.start(db, request.principal, f"{what}.delete", row["id"], target_type=what)
-    return accepted(request, family, row["id"], f"{what}.delete")
+            operations.start(db, ctx.principal, f"{what}.delete", row["id"], target_type=what)
+    return accepted(ctx, family, row["id"], f"{what}.delete")
 
 
-def sync(db, config, budget, family, row, listed=None):
-    """Make the cloud match one row: delete, create (or adopt) or update it. Answers what it did.
+def sync(db, config, cloud, family, row, listed=None):
+    """Make the cloud (a provider.Cloud) match one row: delete, create (or adopt) or update it.
+    Answers what it did; raises CloudFailed.
 
     `listed` is the cloud's objects by id when the caller (the monitor) has listed them: then a
     ready row whose object is gone is made again, and a firewall whose rules drifted is rewritten.
     """
-    from . import ownership, provider
+    from . import ownership
     what = family.what
     try:
         if row["status"] == "deleting":
             if row["cloud_id"]:
-                family.delete_in_cloud(config, budget, row["cloud_id"])
+                family.delete_in_cloud(config, cloud, row["cloud_id"])
                 if family.table == "vpcs":  # its range is free now, not at the monitor's next listing
                     db.update("DELETE FROM account_vpcs WHERE cloud_id = %s", (row["cloud_id"],))
             _settle(db, family, row, "deleted", f"{what}.delete", "succeeded")
@@ -123,7 +128,7 @@ def sync(db, config, budget, family, row, listed=None):
         if row["cloud_id"] and listed is not None and row["cloud_id"] not in listed:
             # Gone from the listing: asked by its id first (a listing pages by offset and can come back
             # short), and forgotten only if the row is still as it was read.
-            if provider.network_object(config, budget, what, row["cloud_id"]) is not None:
+            if cloud.network_object(what, row["cloud_id"]) is not None:
                 return None
             if not db.update(f"UPDATE {family.table} SET cloud_id = NULL WHERE id = %s AND cloud_id = %s "
                              "AND status = %s", (row["id"], row["cloud_id"], row["status"])):
@@ -134,12 +139,12 @@ def sync(db, config, budget, family, row, listed=None):
             names = (ownership.cloud_name(config, what, row["id"]),
                      ownership.legacy_cloud_name(config, what, row["id"]))
             adopted = next((item_id for item_id, item in (listed or {}).items() if item.get("name") in names), None)
-            cloud_id = adopted or family.create_in_cloud(config, budget, row)
+            cloud_id = adopted or family.create_in_cloud(config, cloud, row)
             db.update(f"UPDATE {family.table} SET cloud_id = %s WHERE id = %s", (cloud_id, row["id"]))
             row = {**row, "cloud_id": cloud_id}
             done = "created"
         elif family.needs_update(config, row, listed.get(row["cloud_id"]) if listed else None):
-            family.update_in_cloud(config, budget, row)
+            family.update_in_cloud(config, cloud, row)
             done = "updated"
         elif row["status"] == "ready":
             return None
@@ -147,7 +152,7 @@ def sync(db, config, budget, family, row, listed=None):
             done = "settled"
         _settle(db, family, row, "ready", None, "succeeded")
         return done
-    except provider.CloudError as exc:
+    except CloudFailed as exc:
         if not exc.retryable and row["status"] != "deleting":
             _settle(db, family, row, "error", None, "failed", exc.message)
         raise

@@ -1,60 +1,94 @@
-"""The one error type: an RFC 9457 problem, raised anywhere, rendered once by web.py."""
+"""What the domain raises when it refuses or cannot do something.
 
-import json
-
-PROBLEM_TYPE_BASE = "urn:cloudprovisioner:problem:"
-
-TITLES = {
-    400: "Bad Request", 401: "Unauthorized", 403: "Forbidden", 404: "Not Found",
-    405: "Method Not Allowed", 409: "Conflict", 411: "Length Required",
-    413: "Content Too Large", 415: "Unsupported Media Type",
-    422: "Unprocessable Content", 429: "Too Many Requests",
-    500: "Internal Server Error", 502: "Bad Gateway", 503: "Service Unavailable",
-    504: "Gateway Timeout",
-}
+These know nothing of HTTP: the web layer's one table (web/responses.py) gives each kind its
+status and headers; the monitor and the admin commands print the detail. `slug` names the
+particular refusal (a problem's type), `detail` says it to a person, `errors` maps fields to
+what is wrong with each, and `retry_after` is the seconds after which trying again may work.
+"""
 
 
-class Problem(Exception):
-    """An error answer: status, a short slug naming the kind, a human detail.
+class DomainError(Exception):
+    slug = "error"
 
-    `errors` maps field names to what is wrong with each (422).
-    """
-
-    def __init__(self, status, slug, detail, *, errors=None, headers=()):
+    def __init__(self, detail, slug=None, *, errors=None, retry_after=None):
         super().__init__(detail)
-        self.status = status
-        self.slug = slug
         self.detail = detail
+        if slug is not None:
+            self.slug = slug
         self.errors = errors
-        self.headers = list(headers)
+        self.retry_after = retry_after
 
-    def body(self, request_id=None):
-        document = {
-            "type": PROBLEM_TYPE_BASE + self.slug,
-            "title": TITLES.get(self.status, "Error"),
-            "status": self.status,
-            "detail": self.detail,
-        }
-        if request_id:
-            document["instance"] = f"urn:request:{request_id}"
-        if self.errors:
-            document["errors"] = self.errors
-        return json.dumps(document).encode() + b"\n"
+
+class NotFound(DomainError):
+    """No such thing for this caller: someone else's object and a made-up id answer alike."""
+    slug = "not-found"
+
+
+def no_such(what):
+    return NotFound(f"no such {what}")
+
+
+class Invalid(DomainError):
+    """The input is wrong; `errors` names each wrong field."""
+    slug = "invalid-fields"
 
 
 def invalid(errors):
-    """422 naming every field that is wrong."""
-    fields = ", ".join(sorted(errors))
-    return Problem(422, "invalid-fields", f"invalid fields: {fields}", errors=errors)
+    return Invalid(f"invalid fields: {', '.join(sorted(errors))}", errors=errors)
 
 
-def not_found(what="resource"):
-    return Problem(404, "not-found", f"no such {what}")
+class Conflict(DomainError):
+    """The request is well-formed but clashes with what exists (a taken name, a state that forbids it)."""
 
 
-def cloud_problem(error):
-    """The cloud's failure as our answer: 503 when it rate-limits us, else 502; Retry-After when known."""
-    headers = [("Retry-After", str(error.retry_after))] if error.retry_after else []
-    if error.rate_limited:
-        return Problem(503, "cloud-rate-limited", error.message, headers=headers)
-    return Problem(502, "cloud-error", error.message, headers=headers)
+class Forbidden(DomainError):
+    """The caller is known but may not do this."""
+    slug = "forbidden"
+
+
+class Unauthenticated(DomainError):
+    """The caller's credentials are missing, wrong or ended. `challenge_error` is the OAuth error code
+    for the bearer challenge (RFC 6750), None when no credentials came at all."""
+    slug = "unauthorized"
+
+    def __init__(self, detail, challenge_error="invalid_token"):
+        super().__init__(detail)
+        self.challenge_error = challenge_error
+
+
+class Throttled(DomainError):
+    """Too many attempts of something that costs; `retry_after` says when to come back."""
+
+
+class Unavailable(DomainError):
+    """Cannot be done now (something is missing, not ready or not configured); may work later."""
+
+
+class Busy(Unavailable):
+    """Another caller holds what this needs for a moment: try again after `retry_after`."""
+    slug = "busy"
+
+
+class CloudFailed(DomainError):
+    """The cloud refused, failed or did not answer.
+
+    `status` is the cloud's HTTP status (None when nothing came back); `retry_after` is how long to
+    wait before trying again, when known.
+    """
+
+    def __init__(self, message, status=None, retry_after=None):
+        super().__init__(message, retry_after=retry_after)
+        self.message = message
+        self.status = status
+
+    @property
+    def retryable(self):
+        return self.status is None or self.status == 429 or self.status >= 500
+
+    @property
+    def rate_limited(self):
+        return self.status == 429
+
+    @property
+    def slug(self):
+        return "cloud-rate-limited" if self.rate_limited else "cloud-error"

@@ -16,9 +16,8 @@ changed like any other's; it cannot be deleted.
 import json
 
 from . import desired_state, operations
-from .errors import Problem, invalid
+from .errors import Busy, Conflict, Unavailable, invalid
 from .ids import looks_like_id
-from .responses import Response, list_page, list_query
 from .validation import Field, boolean, list_of, short_name, validate
 
 PROTOCOLS = ("tcp", "udp", "icmp")
@@ -136,7 +135,7 @@ def schema(config, partial=False):
     }
 
 
-def _check_rules(request, fields):
+def _check_rules(ctx, fields):
     """What the structure cannot say: the world-open flag, and that named servers are the tenant's."""
     if not fields["allow_all_ports_from_anywhere"]:
         open_rules = [str(n) for n, rule in enumerate(fields.get("inbound_rules", [])) if _opens_world(rule)]
@@ -146,7 +145,7 @@ def _check_rules(request, fields):
     errors = {}
     for key, part in (("inbound_rules", "sources"), ("outbound_rules", "destinations")):
         wanted = sorted({server for rule in fields.get(key, []) for server in rule[part].get("servers", [])})
-        found = request.db.tenant_rows("servers", "id", request.principal.tenant_id, wanted, " AND status <> 'deleted'")
+        found = ctx.db.tenant_rows("servers", "id", ctx.tenant_id, wanted, " AND status <> 'deleted'")
         missing = [server for server in wanted if server not in found]
         if missing:
             errors[key] = f"{part}: no server {missing[0]}"
@@ -200,26 +199,23 @@ def _cloud_rule(config, tenant_id, rule, key, legacy):
     return cloud
 
 
-def create_in_cloud(config, budget, row):
-    from . import provider
-    return provider.create_firewall(config, budget, cloud_spec(config, row["tenant_id"], row))
+def create_in_cloud(config, cloud, row):
+    return cloud.create_firewall(cloud_spec(config, row["tenant_id"], row))
 
 
-def update_in_cloud(config, budget, row):
-    from . import provider
-    provider.update_firewall(config, budget, row["cloud_id"], cloud_spec(config, row["tenant_id"], row))
+def update_in_cloud(config, cloud, row):
+    cloud.update_firewall(row["cloud_id"], cloud_spec(config, row["tenant_id"], row))
 
 
-def delete_in_cloud(config, budget, cloud_id):
-    from . import provider
-    return provider.delete_firewall(config, budget, cloud_id)
+def delete_in_cloud(config, cloud, cloud_id):
+    return cloud.delete_firewall(cloud_id)
 
 
-def needs_update(config, row, cloud):
+def needs_update(config, row, in_cloud):
     """A change not yet pushed, or (when the monitor has the cloud's copy) rules edited behind our back."""
     if row["applied_revision"] < row["revision"]:
         return True
-    return cloud is not None and not same_rules(cloud_spec(config, row["tenant_id"], row), cloud)
+    return in_cloud is not None and not same_rules(cloud_spec(config, row["tenant_id"], row), in_cloud)
 
 
 def same_rules(wanted, cloud):
@@ -247,31 +243,26 @@ def represent(row):
             "created_at": row["created_at"], "updated_at": row["updated_at"], "deleted_at": row["deleted_at"]}
 
 
-def load_row(request, firewall_id, lock=False):
-    return request.db.one_or_404("firewall", f"SELECT {COLUMNS} FROM firewalls WHERE id = %s AND tenant_id = %s "
-                                 "AND status <> 'deleted'" + (" FOR UPDATE" if lock else ""),
-                                 (firewall_id, request.principal.tenant_id))
+def load_row(ctx, firewall_id, lock=False):
+    return ctx.db.existing("firewall", f"SELECT {COLUMNS} FROM firewalls WHERE id = %s AND tenant_id = %s "
+                           "AND status <> 'deleted'" + (" FOR UPDATE" if lock else ""), (firewall_id, ctx.tenant_id))
 
 
-def list_firewalls(request):
-    return list_page(request, "/firewalls", f"SELECT {COLUMNS} FROM firewalls",
-                     ["tenant_id = %s", "status <> 'deleted'"], [request.principal.tenant_id],
-                     list_query(request, {}), represent)
+def listing(ctx, args):
+    """One page of the tenant's firewalls (args: limit, cursor)."""
+    return ctx.db.page(f"SELECT {COLUMNS} FROM firewalls", ["tenant_id = %s", "status <> 'deleted'"],
+                       [ctx.tenant_id], args)
 
 
-def get_firewall(request):
-    return Response(200, represent(load_row(request, request.params["firewall_id"])))
-
-
-def create_firewall(request):
-    """POST /api/firewalls: the row and its operation, then the cloud at once (the monitor finishes it)."""
-    fields = validate(request.fields(), schema(request.config))
-    _check_rules(request, fields)
+def create(ctx, fields):
+    """POST /api/firewalls: the row and its operation, then the cloud at once (the monitor finishes it).
+    Answers the firewall as shown, with its operation (`desired_state.accepted`)."""
+    fields = validate(fields, schema(ctx.config))
+    _check_rules(ctx, fields)
     _name_not_kept(fields, is_default=False)
-    firewall_id = request.audit_target = desired_state.insert(
-        request.db, request.principal, FAMILY, "firewall.create", _values(fields, is_default=False),
-        name=fields["name"])
-    return desired_state.accepted(request, FAMILY, firewall_id, "firewall.create")
+    firewall_id = ctx.target = desired_state.insert(
+        ctx.db, ctx.principal, FAMILY, "firewall.create", _values(fields, is_default=False), name=fields["name"])
+    return desired_state.accepted(ctx, FAMILY, firewall_id, "firewall.create")
 
 
 def _name_not_kept(fields, is_default):
@@ -285,42 +276,42 @@ def _values(fields, is_default):
             "outbound_rules": json.dumps(fields["outbound_rules"]), "is_default": int(is_default)}
 
 
-def update_firewall(request):
+def update(ctx, firewall_id, fields):
     """PATCH /api/firewalls/<id>: new rules (or name) now; the cloud follows, retried by the monitor."""
-    fields = validate(request.fields(), schema(request.config, partial=True))
-    _check_rules(request, fields)
-    db = request.db
-    firewall_id = request.audit_target = request.params["firewall_id"]
+    fields = validate(fields, schema(ctx.config, partial=True))
+    _check_rules(ctx, fields)
+    db = ctx.db
+    ctx.target = firewall_id
     with db.transaction():
-        row = load_row(request, firewall_id, lock=True)
+        row = load_row(ctx, firewall_id, lock=True)
         if row["status"] == "deleting":
-            raise Problem(409, "firewall-deleting", "the firewall is being deleted")
+            raise Conflict("the firewall is being deleted", "firewall-deleting")
         _name_not_kept(fields, row["is_default"])
         changes = {key: json.dumps(fields[key]) for key in ("inbound_rules", "outbound_rules") if key in fields}
         if "name" in fields:
             changes["name"] = fields["name"]
-        desired_state.check_name_free(db, FAMILY, request.principal.tenant_id, changes.get("name"), firewall_id)
+        desired_state.check_name_free(db, FAMILY, ctx.tenant_id, changes.get("name"), firewall_id)
         sets = ", ".join(f"{column} = %s" for column in changes)
         db.update(f"UPDATE firewalls SET {sets}{', ' if sets else ''}revision = revision + 1, status = 'pending', "
                   "status_reason = '', updated_at = UTC_TIMESTAMP(6) WHERE id = %s", (*changes.values(), firewall_id))
         operations.finish_open(db, firewall_id, "firewall.update", "cancelled", "replaced by a later change")
-        operations.start(db, request.principal, "firewall.update", firewall_id, target_type="firewall")
-    return desired_state.accepted(request, FAMILY, firewall_id, "firewall.update")
+        operations.start(db, ctx.principal, "firewall.update", firewall_id, target_type="firewall")
+    return desired_state.accepted(ctx, FAMILY, firewall_id, "firewall.update")
 
 
-def delete_firewall(request):
-    """DELETE /api/firewalls/<id>: 409 for the default one, or one that servers still rely on."""
-    db = request.db
-    firewall_id = request.audit_target = request.params["firewall_id"]
-    row = load_row(request, firewall_id)
+def delete(ctx, firewall_id):
+    """DELETE /api/firewalls/<id>: Conflict for the default one, or one that servers still rely on."""
+    db = ctx.db
+    ctx.target = firewall_id
+    row = load_row(ctx, firewall_id)
     if row["is_default"]:
-        raise Problem(409, "default-firewall", "the default firewall cannot be deleted; change its rules instead")
+        raise Conflict("the default firewall cannot be deleted; change its rules instead", "default-firewall")
     users = db.one("SELECT COUNT(*) AS n FROM servers WHERE tenant_id = %s AND status <> 'deleted' "
-                   "AND firewall_ids LIKE %s", (request.principal.tenant_id, f'%"{firewall_id}"%'))["n"]
+                   "AND firewall_ids LIKE %s", (ctx.tenant_id, f'%"{firewall_id}"%'))["n"]
     if users:
-        raise Problem(409, "firewall-in-use", f"{users} server(s) are behind this firewall; deleting it would "
-                                              "leave them open. Delete those servers first")
-    return desired_state.delete(request, FAMILY, "firewall", row)
+        raise Conflict(f"{users} server(s) are behind this firewall; deleting it would leave them open. "
+                       "Delete those servers first", "firewall-in-use")
+    return desired_state.delete(ctx, FAMILY, "firewall", row)
 
 
 # ---------------------------------------------------------------- defaults
@@ -329,9 +320,10 @@ def delete_firewall(request):
 CLOUD_STATE = "id, name, status, status_reason, cloud_id"
 
 
-def ensure_default(request):
-    """The tenant's default firewall's id, made (with its operation) on first use; it must be in the cloud."""
-    db, config, tenant_id = request.db, request.config, request.principal.tenant_id
+def ensure_default(ctx):
+    """The tenant's default firewall's id, made (with its operation) on first use; it must be in the cloud.
+    A cloud that failed for now is a line in the operator's log (`ctx.log`)."""
+    db, config, tenant_id = ctx.db, ctx.config, ctx.tenant_id
 
     def find():
         return db.one(f"SELECT {CLOUD_STATE} FROM firewalls WHERE tenant_id = %s AND is_default = 1 "
@@ -339,22 +331,22 @@ def ensure_default(request):
     found = find()
     if found is None:
         fields = {"name": DEFAULT_NAME, "inbound_rules": default_rules(config), "outbound_rules": OPEN_OUTBOUND}
-        firewall_id = desired_state.insert(db, request.principal, FAMILY, "firewall.create",
-                                      _values(fields, is_default=True), name=DEFAULT_NAME, racing_ok=True)
+        firewall_id = desired_state.insert(db, ctx.principal, FAMILY, "firewall.create",
+                                           _values(fields, is_default=True), name=DEFAULT_NAME, racing_ok=True)
         if firewall_id is not None:  # else another request made it meanwhile
-            desired_state.apply_now(request, FAMILY, firewall_id, "firewall.create")
+            desired_state.apply_now(ctx, FAMILY, firewall_id, "firewall.create")
         found = find()
         if found is None:
-            raise Problem(503, "busy", "the default firewall is being made; try again", headers=[("Retry-After", "2")])
+            raise Busy("the default firewall is being made; try again", retry_after=2)
     _require_in_cloud([found])
     return found["id"]
 
 
-def named(request, firewall_ids):
-    """Check that every id is one of the tenant's live firewalls (a 422 naming the first that is not),
+def named(ctx, firewall_ids):
+    """Check that every id is one of the tenant's live firewalls (Invalid naming the first that is not),
     and that the cloud has each."""
-    found = request.db.tenant_rows("firewalls", CLOUD_STATE, request.principal.tenant_id, firewall_ids,
-                                   " AND status NOT IN ('deleting', 'deleted')")
+    found = ctx.db.tenant_rows("firewalls", CLOUD_STATE, ctx.tenant_id, firewall_ids,
+                               " AND status NOT IN ('deleting', 'deleted')")
     missing = [firewall_id for firewall_id in firewall_ids if firewall_id not in found]
     if missing:
         raise invalid({"firewalls": f"no firewall {missing[0]}"})
@@ -370,11 +362,10 @@ def _require_in_cloud(rows):
         if row["cloud_id"]:
             continue
         if row["status"] == "error":
-            raise Problem(409, "firewall-failed", f"the firewall {row['name']} could not be made: "
-                                                  f"{row['status_reason']}; change its rules to try again")
-        raise Problem(503, "firewall-not-ready", f"the firewall {row['name']} is not made in the cloud yet; "
-                                                 "the monitor will make it within a minute or two",
-                      headers=[("Retry-After", "60")])
+            raise Conflict(f"the firewall {row['name']} could not be made: {row['status_reason']}; "
+                           "change its rules to try again", "firewall-failed")
+        raise Unavailable(f"the firewall {row['name']} is not made in the cloud yet; "
+                          "the monitor will make it within a minute or two", "firewall-not-ready", retry_after=60)
 
 
 FAMILY = desired_state.Family("firewalls", "firewall", COLUMNS, represent, create_in_cloud, update_in_cloud,

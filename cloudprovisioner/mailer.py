@@ -8,7 +8,7 @@ A named lock keeps two senders (a request and cron) from sending one twice.
 
 import sys
 
-from .errors import Problem
+from .errors import DomainError
 
 LOCK_NAME = "cloudprovisioner.mail"
 MAX_DELAY = 3600  # seconds between retries, at most
@@ -100,7 +100,7 @@ def main(argv=None):
             sent, failed = deliver(config, db, log=lambda line: sys.stderr.write(line + "\n"))
         finally:
             db.close()
-    except (configuration.ConfigError, Problem) as exc:
+    except (configuration.ConfigError, DomainError) as exc:
         sys.stderr.write(f"send_mail: {exc}\n")
         return 1
     if sent:

@@ -26,9 +26,9 @@ import time
 from datetime import UTC, datetime
 
 from . import config as configuration
-from . import operations, ownership, provider
+from . import operations, orphans, ownership, provider
 from .db import Database
-from .errors import Problem
+from .errors import CloudFailed, DomainError
 
 # What each server transition does to the server's open operations.
 OPERATION_OUTCOME = {
@@ -36,7 +36,6 @@ OPERATION_OUTCOME = {
     "error": ("server.create", "failed"),
     "deleted": ("server.delete", "succeeded"),
 }
-DESTROYERS = {"droplet": provider.destroy_droplet, "vpc": provider.delete_vpc, "firewall": provider.delete_firewall}
 INSTALLATION_KEY = "installation.id"
 BREAKER_KEY = "monitor.breaker"
 
@@ -69,11 +68,11 @@ class Orphan:
 class Run:
     """One pass: what the cloud shows, what the table says, and what was done."""
 
-    def __init__(self, config, db, log):
+    def __init__(self, config, db, cloud, log):
         self.config = config
         self.db = db
+        self.cloud = cloud  # the run's one conversation with the cloud, under CP_MONITOR_CLOUD_BUDGET
         self.log = log
-        self.budget = provider.monitor_budget(config)
         self.counts = {"ready": 0, "adopted": 0, "taken over": 0, "timed out": 0, "never created": 0,
                        "vanished": 0, "deleted": 0, "destroyed": 0, "duplicates destroyed": 0,
                        "orphans destroyed": 0, "actions done": 0}
@@ -86,7 +85,7 @@ class Run:
     def reconcile(self):
         self._check_installation()
         try:
-            self.droplets = provider.list_droplets(self.config, self.budget, ownership.install_tag(self.config))
+            self.droplets = self.cloud.list_droplets(ownership.install_tag(self.config))
             self._take_over_legacy()
             self.objects += len(self.droplets)
             by_row = self._droplets_by_row()
@@ -113,7 +112,7 @@ class Run:
             self.record_orphans()
             self._record_breaker()
         except RateLimitLow:
-            self.log(f"monitor: the cloud's rate limit is low ({provider.rate_limit.get('remaining')} calls left); "
+            self.log(f"monitor: the cloud's rate limit is low ({self.cloud.rate_limit.get('remaining')} calls left); "
                      "stopping here, the next run goes on")
         self.db.update("DELETE FROM idempotency_keys WHERE expires_at <= UTC_TIMESTAMP(6) LIMIT 1000")
 
@@ -161,7 +160,7 @@ class Run:
         ours = ownership.install_tag(self.config)
         listed = {droplet.id: droplet for droplet in self.droplets}
         wanted, taken = {}, []
-        for droplet in provider.list_droplets(self.config, self.budget, ownership.legacy_prefix(self.config)):
+        for droplet in self.cloud.list_droplets(ownership.legacy_prefix(self.config)):
             row = rows.get(ownership.row_id_in(self.config, droplet.tags, legacy=True))
             if row is None or row["instance_id"] not in (None, droplet.id):
                 continue
@@ -173,7 +172,7 @@ class Run:
             taken.append((row["id"], listed.get(droplet.id) or droplet, missing))
         for tag in sorted(wanted, key=lambda tag: tag == ours):
             self._guard_rate_limit()
-            provider.tag_droplets(self.config, self.budget, tag, wanted[tag])
+            self.cloud.tag_droplets(tag, wanted[tag])
         for row_id, droplet, missing in taken:
             if droplet.id not in listed:
                 self.droplets.append(droplet)
@@ -213,7 +212,7 @@ class Run:
             # Its request died before the cloud made anything (or the cloud refused it); asked by
             # the row's own tag first, since a listing can come back short (see _really_gone).
             self._guard_rate_limit()
-            found = provider.list_droplets(self.config, self.budget, ownership.row_tag(self.config, row["id"]))
+            found = self.cloud.list_droplets(ownership.row_tag(self.config, row["id"]))
             if found:
                 self._change(row, "pending", "adopted", "", instance_id=found[0].id)
             else:
@@ -224,7 +223,7 @@ class Run:
         proof: its pages shift when a droplet is deleted between two of them, so one can be missed, and a
         row marked error would have its droplet destroyed by the next run."""
         self._guard_rate_limit()
-        if provider.get_droplet(self.config, self.budget, row["instance_id"]) is None:
+        if self.cloud.get_droplet(row["instance_id"]) is None:
             return True
         self.log(f"monitor: server {row['id']}: its droplet {row['instance_id']} was missing from the listing "
                  "but is there; left as it is")
@@ -258,7 +257,7 @@ class Run:
         for operation in self.db.query("SELECT id, cloud_action_id FROM operations WHERE status = 'running' "
                                        "AND cloud_action_id IS NOT NULL ORDER BY id LIMIT 500"):
             self._guard_rate_limit()
-            state = provider.action_status(self.config, self.budget, operation["cloud_action_id"])
+            state = self.cloud.action_status(operation["cloud_action_id"])
             if state in ("completed", "errored"):
                 outcome = "succeeded" if state == "completed" else "failed"
                 self.db.update("UPDATE operations SET status = %s, error = %s, updated_at = UTC_TIMESTAMP(6) "
@@ -283,8 +282,8 @@ class Run:
             return  # this installation never made one: nothing in the cloud can be ours
         since = self.db.one("SELECT DATE_FORMAT(UTC_TIMESTAMP(6), '%Y-%m-%d %H:%i:%s.%f') AS now")["now"]
         self._guard_rate_limit()
-        lister = provider.list_vpcs if table == "vpcs" else provider.list_firewalls
-        listed = {item["id"]: item for item in lister(self.config, self.budget)}
+        lister = self.cloud.list_vpcs if table == "vpcs" else self.cloud.list_firewalls
+        listed = {item["id"]: item for item in lister()}
         if table == "vpcs":
             vpcs.remember_account_ranges(self.db, listed.values())
         rows = self.db.query(f"SELECT {family.columns}, tenant_id, "
@@ -296,8 +295,8 @@ class Run:
                 continue
             self._guard_rate_limit()
             try:
-                done = desired_state.sync(self.db, self.config, self.budget, family, row, listed)
-            except provider.CloudError as exc:
+                done = desired_state.sync(self.db, self.config, self.cloud, family, row, listed)
+            except CloudFailed as exc:
                 if exc.retryable:
                     raise
                 self.log(f"monitor: {what} {row['id']}: the cloud refused: {exc.message}")
@@ -349,12 +348,13 @@ class Run:
             doomed = [orphan for orphan in self.doomed if orphan.key in approved]
         else:
             doomed = self.doomed
+        destroyers = orphans.destroyers(self.cloud)
         for orphan in doomed:
             self._guard_rate_limit()
             self.log(f"monitor: destroying {orphan.kind} {orphan.cloud_id}: {orphan.reason}")
             try:
-                gone = DESTROYERS[orphan.kind](self.config, self.budget, orphan.cloud_id)
-            except provider.CloudError as exc:
+                gone = destroyers[orphan.kind](orphan.cloud_id)
+            except CloudFailed as exc:
                 if exc.retryable:
                     raise
                 self.log(f"monitor: {orphan.kind} {orphan.cloud_id} not destroyed: {exc.message}")
@@ -409,9 +409,9 @@ class Run:
         for droplet in running:
             self._guard_rate_limit()
             try:
-                provider.droplet_action(self.config, self.budget, droplet.id, "power_off")
+                self.cloud.droplet_action(droplet.id, "power_off")
                 self.log(f"monitor: powered off held droplet {droplet.id} (CP_ORPHAN_POWER_OFF=yes)")
-            except provider.CloudError as exc:
+            except CloudFailed as exc:
                 self.log(f"monitor: held droplet {droplet.id} not powered off: {exc.message}")
 
     def _statuses(self, row_ids):
@@ -457,11 +457,11 @@ class Run:
         """What a user asked for (a server being deleted): not the monitor's decision, never held."""
         self._guard_rate_limit()
         self.log(f"destroying droplet {droplet.id}: {why}")
-        if provider.destroy_droplet(self.config, self.budget, droplet.id) and count:
+        if self.cloud.destroy_droplet(droplet.id) and count:
             self.counts[count] += 1
 
     def _guard_rate_limit(self):
-        remaining = provider.rate_limit.get("remaining")
+        remaining = self.cloud.rate_limit.get("remaining")
         if remaining is not None and remaining < self.config.ratelimit_floor:
             raise RateLimitLow()
 
@@ -494,47 +494,50 @@ def run_once(config, out=sys.stdout, err=sys.stderr):
     """One monitor run. Answer the exit status: 0 done or skipped, 1 failed, refused, or held by the breaker."""
     def log(message):
         out.write(message + "\n")
-    started, calls_before = time.monotonic(), provider.calls["count"]
+    started, cloud = time.monotonic(), None
     db = Database(config)
     try:
         if not db.get_lock(lock_name(config), 0):
             return 0  # Another monitor (maybe on another host) is running: its work, not ours.
-        run = Run(config, db, log)
+        cloud = provider.Cloud(config, config.monitor_cloud_budget)
+        run = Run(config, db, cloud, log)
         run.reconcile()
         if run.changed():
             log(run.summary(time.monotonic() - started))
         result = "tripped" if run.tripped else "ok"
-        _record(db, result, time.monotonic() - started, provider.calls["count"] - calls_before)
+        _record(db, result, time.monotonic() - started, cloud)
         if run.tripped:
             err.write(f"monitor: {run.tripped}\n")
             return 1
         return 0
     except Refused as exc:
         err.write(f"monitor: refused: {exc}\n")
-        _record(db, "refused", time.monotonic() - started, provider.calls["count"] - calls_before)
+        _record(db, "refused", time.monotonic() - started, cloud)
         return 1
-    except (Problem, provider.CloudError, configuration.ConfigError) as exc:
+    except (DomainError, configuration.ConfigError) as exc:
         reason = getattr(exc, "reason", "")
         err.write(f"monitor: failed: {exc}{f' ({reason})' if reason else ''}\n")
-        _record(db, "failed", time.monotonic() - started, provider.calls["count"] - calls_before)
+        _record(db, "failed", time.monotonic() - started, cloud)
         return 1
     finally:
         db.close()
 
 
-def _record(db, result, seconds, calls):
-    """What /health and /api/metrics report: the run's result, time, cloud calls and rate-limit headroom."""
-    from . import observability
+def _record(db, result, seconds, cloud):
+    """What /health and /api/metrics report: the run's result, time, cloud calls (those of this run's
+    `cloud`, None when the run never got as far as making one) and rate-limit headroom."""
+    from . import telemetry
+    calls, rate_limit = (cloud.calls, cloud.rate_limit) if cloud is not None else (0, {})
     try:
-        observability.count(db, "monitor_runs_total", result)
-        observability.count(db, "cloud_api_calls_total", "monitor", calls)
-        state = {f"cloud.ratelimit_{key}": value for key, value in provider.rate_limit.items()
+        telemetry.count(db, "monitor_runs_total", result)
+        telemetry.count(db, "cloud_api_calls_total", "monitor", calls)
+        state = {f"cloud.ratelimit_{key}": value for key, value in rate_limit.items()
                  if key in ("remaining", "limit")}
         if result in ("ok", "tripped"):  # a tripped run did all but destroy
             state.update({"monitor.last_success": "ok", "monitor.last_success_epoch": int(time.time()),
                           "monitor.last_duration": f"{seconds:.3f}"})
-        observability.remember(db, **state)
-    except Problem:
+        telemetry.remember(db, **state)
+    except DomainError:
         pass  # the database is what failed: nothing to record it in
 
 

@@ -10,9 +10,8 @@ running, succeeded, failed, cancelled.
 
 import json
 
-from .errors import Problem
+from .errors import Conflict
 from .ids import new_id
-from .responses import Response, list_page, list_query
 from .validation import Field, one_of, text
 
 KINDS = ("server.create", "server.delete", "server.reboot", "server.power_off", "server.power_on",
@@ -53,46 +52,50 @@ def represent(row):
 
 
 def load(db, tenant_id, operation_id, lock=False):
-    return db.one_or_404("operation", f"SELECT {COLUMNS} FROM operations WHERE id = %s AND tenant_id = %s"
-                         + (" FOR UPDATE" if lock else ""), (operation_id, tenant_id))
+    return db.existing("operation", f"SELECT {COLUMNS} FROM operations WHERE id = %s AND tenant_id = %s"
+                       + (" FOR UPDATE" if lock else ""), (operation_id, tenant_id))
 
 
-def list_operations(request):
-    """GET /api/operations: the tenant's, newest first; filters status, kind, target."""
-    args = list_query(request, {
+def list_schema():
+    """The list's own filters (the web layer adds the page's limit and cursor)."""
+    return {
         "status": Field(one_of(STATUSES, "status")),
         "kind": Field(one_of(KINDS, "kind")),
         "target": Field(text(26, r"[0-9a-z]{26}", "must be a server, firewall or VPC id")),
-    })
-    where, params = ["tenant_id = %s"], [request.principal.tenant_id]
+    }
+
+
+def listing(ctx, args):
+    """One page of the tenant's operations, newest first; filters status, kind, target."""
+    where, params = ["tenant_id = %s"], [ctx.tenant_id]
     for name, condition in (("status", "status = %s"), ("kind", "kind = %s"), ("target", "target_id = %s")):
         if name in args:
             where.append(condition)
             params.append(args[name])
-    return list_page(request, "/operations", f"SELECT {COLUMNS} FROM operations", where, params, args, represent,
-                     newest_first=True)
+    return ctx.db.page(f"SELECT {COLUMNS} FROM operations", where, params, args, newest_first=True)
 
 
-def get_operation(request):
-    return Response(200, represent(load(request.db, request.principal.tenant_id, request.params["operation_id"])))
+def get(ctx, operation_id):
+    return load(ctx.db, ctx.tenant_id, operation_id)
 
 
-def cancel_operation(request):
-    """POST /api/operations/<id>/cancel: only a create can be cancelled, and only before it finished.
+def cancel(ctx, operation_id):
+    """Cancel an operation: only a create can be cancelled, and only before it finished.
 
     The server is then deleted like any other: its droplet, if it appears at
-    all, is destroyed by this request or by the monitor once it shows up.
+    all, is destroyed now or by the monitor once it shows up (a failure to destroy
+    it now is a line in `ctx.log`). Answers the operation's row.
     """
     from . import server_rows
-    db, tenant_id = request.db, request.principal.tenant_id
-    operation_id = request.audit_target = request.params["operation_id"]
+    db, tenant_id = ctx.db, ctx.tenant_id
+    ctx.target = operation_id
     with db.transaction():
         row = load(db, tenant_id, operation_id, lock=True)
         if row["status"] in FINISHED:
-            raise Problem(409, "operation-finished", f"the operation already {row['status']}")
+            raise Conflict(f"the operation already {row['status']}", "operation-finished")
         if row["kind"] != "server.create":
-            raise Problem(409, "not-cancellable", f"a {row['kind']} cannot be called back once sent to the cloud")
+            raise Conflict(f"a {row['kind']} cannot be called back once sent to the cloud", "not-cancellable")
         mark(db, operation_id, "cancelled", "cancelled by request")
         server_rows.set_status(db, row["target_id"], "deleting", "create cancelled")
-    server_rows.destroy_now(request, row["target_id"])
-    return Response(202, represent(load(db, tenant_id, operation_id)))
+    server_rows.destroy_now(ctx, row["target_id"])
+    return load(db, tenant_id, operation_id)

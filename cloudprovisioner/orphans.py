@@ -13,18 +13,25 @@ The monitor keeps the list (monitor.py); a person acts on it, from
 
 import json
 
-from . import ownership, provider
+from . import ownership
+from .errors import Conflict
 
 COLUMNS = "kind, cloud_id, name, row_id, verdict, reason, first_seen_at, last_seen_at, approved_at"
 
 
-class OrphanError(Exception):
-    """What a person asked for cannot be done (the message says why)."""
+class OrphanError(Conflict):
+    """What a person asked for cannot be done (the detail says why)."""
 
 
-def listing(db, verdict=None):
+def destroyers(cloud):
+    """How each kind of cloud object is destroyed, through `cloud`: by the monitor (what is provably
+    dead) and by a person (`cloudprovisioner-admin destroy`). Each answers False when it was already gone."""
+    return {"droplet": cloud.destroy_droplet, "vpc": cloud.delete_vpc, "firewall": cloud.delete_firewall}
+
+
+def listing(ctx, verdict=None):
     where, args = ("WHERE verdict = %s", (verdict,)) if verdict else ("", ())
-    return db.query(f"SELECT {COLUMNS} FROM orphans {where} ORDER BY first_seen_at, kind, cloud_id", args)
+    return ctx.db.query(f"SELECT {COLUMNS} FROM orphans {where} ORDER BY first_seen_at, kind, cloud_id", args)
 
 
 def represent(row):
@@ -32,34 +39,29 @@ def represent(row):
                                       "last_seen_at", "approved_at")}
 
 
-def list_orphans(request):
-    """GET /api/admin/orphans (platform admins): what the monitor holds for a person."""
-    from .responses import Response
-    return Response(200, [represent(row) for row in listing(request.db)])
-
-
-def approve(db, shown):
+def approve(ctx, shown):
     """Approve destroying exactly the breaker-held objects a person was shown; answers how many."""
     approved = 0
     for row in shown:
-        approved += db.update("UPDATE orphans SET approved_at = UTC_TIMESTAMP(6) WHERE kind = %s AND cloud_id = %s "
-                              "AND verdict = 'breaker' AND approved_at IS NULL", (row["kind"], row["cloud_id"]))
+        approved += ctx.db.update("UPDATE orphans SET approved_at = UTC_TIMESTAMP(6) "
+                                  "WHERE kind = %s AND cloud_id = %s AND verdict = 'breaker' AND approved_at IS NULL",
+                                  (row["kind"], row["cloud_id"]))
     return approved
 
 
-def destroy(config, db, kind, cloud_id):
+def destroy(ctx, kind, cloud_id):
     """Destroy one listed orphan by hand (only what the monitor listed as this installation's)."""
-    from .monitor import DESTROYERS
-    row = find(db, kind, cloud_id)
-    DESTROYERS[row["kind"]](config, provider.monitor_budget(config), row["cloud_id"])
-    db.update("DELETE FROM orphans WHERE kind = %s AND cloud_id = %s", (row["kind"], row["cloud_id"]))
+    row = find(ctx, kind, cloud_id)
+    destroyers(ctx.cloud)[row["kind"]](row["cloud_id"])
+    ctx.db.update("DELETE FROM orphans WHERE kind = %s AND cloud_id = %s", (row["kind"], row["cloud_id"]))
 
 
-def adopt(config, db, droplet_id, tenant_id=None):
+def adopt(ctx, droplet_id, tenant_id=None):
     """Bring a held droplet back under a server row: the row its tag names, in the tenant its tag names
     (or `tenant_id`), ready, with what the cloud says of it. Answers the server id."""
-    find(db, "droplet", droplet_id)
-    droplet = provider.get_droplet(config, provider.monitor_budget(config), droplet_id)
+    config, db = ctx.config, ctx.db
+    find(ctx, "droplet", droplet_id)
+    droplet = ctx.cloud.get_droplet(droplet_id)
     if droplet is None:
         raise OrphanError(f"droplet {droplet_id} is gone from the cloud")
     tags = list(droplet.get("tags") or [])
@@ -104,8 +106,8 @@ def _row_values(config, db, droplet, server_id, tenant_id, tags):
             droplet["id"], addresses.get("public"), addresses.get("private"), created)
 
 
-def find(db, kind, cloud_id):
-    row = db.one(f"SELECT {COLUMNS} FROM orphans WHERE kind = %s AND cloud_id = %s", (kind, str(cloud_id)))
+def find(ctx, kind, cloud_id):
+    row = ctx.db.one(f"SELECT {COLUMNS} FROM orphans WHERE kind = %s AND cloud_id = %s", (kind, str(cloud_id)))
     if row is None:
         raise OrphanError(f"{kind} {cloud_id} is not on the monitor's list of this installation's orphans "
                           "(cloudprovisioner-admin orphans)")

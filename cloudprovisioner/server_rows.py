@@ -5,6 +5,8 @@ that none of them imports another to read or change a server.
 
 import json
 
+from .errors import CloudFailed
+
 STATUSES = ("pending", "ready", "error", "deleting", "deleted")
 
 COLUMNS = ("id, owner, description, name, region, size, image, tags, instance_id, status, "
@@ -42,13 +44,12 @@ def set_status(db, server_id, status, reason):
               "WHERE id = %s", (status, reason[:1000], server_id))
 
 
-def destroy_now(request, server_id):
-    """Best effort: destroy a server's droplet at once if its id is known; else the monitor will."""
-    from . import provider
-    row = request.db.one("SELECT instance_id FROM servers WHERE id = %s", (server_id,))
+def destroy_now(ctx, server_id):
+    """Best effort: destroy a server's droplet at once if its id is known; else the monitor will.
+    A failure is only a line in the operator's log (`ctx.log`): the monitor finishes it."""
+    row = ctx.db.one("SELECT instance_id FROM servers WHERE id = %s", (server_id,))
     if row and row["instance_id"]:
         try:
-            provider.destroy_droplet(request.config, provider.request_budget(request.config), row["instance_id"])
-        except provider.CloudError as exc:
-            from .responses import log
-            log(request.environ, f"droplet {row['instance_id']} not destroyed yet ({exc.message}); the monitor will")
+            ctx.cloud.destroy_droplet(row["instance_id"])
+        except CloudFailed as exc:
+            ctx.log(f"droplet {row['instance_id']} not destroyed yet ({exc.message}); the monitor will")

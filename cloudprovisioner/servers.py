@@ -1,4 +1,4 @@
-"""Servers: the API's handlers and the rows behind them.
+"""Servers: creating, listing, deleting and powering a tenant's servers (their HTTP handlers: web/servers.py).
 
 A create writes its row first (status `pending`), then asks the cloud for a
 droplet tagged with the row's id, then stores the droplet id at once: if the
@@ -7,9 +7,8 @@ process dies in between, the monitor still finds the droplet by its tag.
 
 import json
 
-from .errors import Problem, cloud_problem, invalid
+from .errors import Busy, CloudFailed, Conflict, Unavailable, invalid
 from .ids import looks_like_id, new_id
-from .responses import Response, list_page, list_query
 from .server_rows import COLUMNS, STATUSES, represent, set_status
 from .validation import Field, byte_text, list_of, one_of, text, validate
 
@@ -46,7 +45,7 @@ def create_schema(config):
 
 
 def list_schema(config):
-    """The list's own filters (list_query adds the page's limit and cursor)."""
+    """The list's own filters (the web layer's list_query adds the page's limit and cursor)."""
     from .workspaces import name_field
     return {
         "status": Field(one_of(STATUSES, "status")),
@@ -55,18 +54,15 @@ def list_schema(config):
     }
 
 
-
-
-
-def load_row(request, server_id):
+def load(ctx, server_id):
     """One of the caller's tenant's servers; another tenant's is as unknown as a made-up id."""
-    return request.db.one_or_404("server", f"SELECT {COLUMNS} FROM servers WHERE id = %s AND tenant_id = %s",
-                                 (server_id, request.principal.tenant_id))
+    return ctx.db.existing("server", f"SELECT {COLUMNS} FROM servers WHERE id = %s AND tenant_id = %s",
+                           (server_id, ctx.tenant_id))
 
 
-def list_servers(request):
-    args = list_query(request, list_schema(request.config))
-    where, params = ["tenant_id = %s"], [request.principal.tenant_id]
+def listing(ctx, args):
+    """One page of the tenant's servers (args: list_schema's filters, limit, cursor)."""
+    where, params = ["tenant_id = %s"], [ctx.tenant_id]
     if "status" in args:
         where.append("status = %s")
         params.append(args["status"])
@@ -74,36 +70,39 @@ def list_servers(request):
         where.append("status <> 'deleted'")
     if "workspace" in args:
         from . import workspaces
-        workspace = workspaces.find(request, args["workspace"])
+        workspace = workspaces.find(ctx, args["workspace"])
         if workspace is None:
             raise invalid({"workspace": f"no workspace {args['workspace']!r}"})
         condition, values = workspaces.member_condition(workspace)
         where.append(condition)
         params += values
-    return list_page(request, "/servers", f"SELECT {COLUMNS} FROM servers", where, params, args, represent)
+    return ctx.db.page(f"SELECT {COLUMNS} FROM servers", where, params, args)
 
 
-def get_server(request):
-    return Response(200, represent(load_row(request, request.params["server_id"])))
+STATUS_KEYS = ("id", "status", "status_reason", "public_ip", "private_ip", "ready_at")
 
 
-def get_server_status(request):
-    row = represent(load_row(request, request.params["server_id"]))
-    keys = ("id", "status", "status_reason", "public_ip", "private_ip", "ready_at")
-    return Response(200, {key: row[key] for key in keys})
+def status(ctx, server_id):
+    """The server as shown, cut to what says how far it got."""
+    shown = represent(load(ctx, server_id))
+    return {key: shown[key] for key in STATUS_KEYS}
 
 
-def create_server(request):
-    """POST /api/servers: its network first (keys, VPC, firewalls), then the row and its operation,
-    then the cloud, then the droplet id at once."""
-    from . import operations, ownership, provider, sshkeys
-    config, db, principal = request.config, request.db, request.principal
-    fields = validate(request.fields(), create_schema(config))
+def create(ctx, fields, bind=None):
+    """A new server from `fields`: its network first (keys, VPC, firewalls), then the row and its
+    operation, then the cloud, then the droplet id at once. Answers the server's id.
+
+    `bind(server_id)`, if given, is called in the row's own transaction (an Idempotency-Key's claim
+    binds the server it made, so that a retry is answered from it). A default network object the
+    cloud failed to make is left to the monitor, with a line in the operator's log (`ctx.log`)."""
+    from . import operations, ownership, sshkeys
+    config, db, principal = ctx.config, ctx.db, ctx.principal
+    fields = validate(fields, create_schema(config))
     user_data = _user_data(fields["user_data"])
-    workspace = _workspace(request, fields["workspace"])
-    key_ids = sshkeys.cloud_ids(request, fields["ssh_keys"])  # before the network: a bad key makes nothing
-    firewall_ids, vpc = _network(request, fields)
-    server_id = request.audit_target = new_id()
+    workspace = _workspace(ctx, fields["workspace"])
+    key_ids = sshkeys.cloud_ids(ctx, fields["ssh_keys"])  # before the network: a bad key makes nothing
+    firewall_ids, vpc = _network(ctx, fields)
+    server_id = ctx.target = new_id()
     with db.transaction():
         db.update(
             "INSERT INTO servers (id, tenant_id, workspace_id, vpc_id, owner, description, name, region, size, image, "
@@ -113,18 +112,17 @@ def create_server(request):
              fields["name"], fields["region"], fields["size"], fields["image"], json.dumps(fields["tags"]),
              json.dumps(firewall_ids), json.dumps(fields["ssh_keys"])))
         operation_id = operations.start(db, principal, "server.create", server_id)
-        if request.idempotency is not None:
-            request.idempotency.bind(server_id)
+        if bind is not None:
+            bind(server_id)
     row_tag = ownership.row_tag(config, server_id)
     tags = [ownership.install_tag(config), row_tag, ownership.tenant_tag(config, principal.tenant_id),
             *fields["tags"], *[ownership.scoped_tag(config, principal.tenant_id, tag) for tag in fields["tags"]],
             *[ownership.firewall_tag(config, firewall_id) for firewall_id in firewall_ids]]
     try:
-        droplet_id = provider.create_droplet(
-            config, provider.request_budget(config), name=fields["name"], region=fields["region"],
-            size=fields["size"], image=fields["image"], ssh_keys=key_ids, user_data=user_data,
-            row_tag=row_tag, tags=tags, vpc_uuid=vpc["cloud_id"])
-    except provider.CloudError as exc:
+        droplet_id = ctx.cloud.create_droplet(
+            name=fields["name"], region=fields["region"], size=fields["size"], image=fields["image"],
+            ssh_keys=key_ids, user_data=user_data, row_tag=row_tag, tags=tags, vpc_uuid=vpc["cloud_id"])
+    except CloudFailed as exc:
         # The monitor destroys any droplet that still turns up with this row's tag. Guarded:
         # a DELETE or a cancel that came in meanwhile wins, and the monitor finishes it.
         with db.transaction():
@@ -132,13 +130,13 @@ def create_server(request):
                       "WHERE id = %s AND status = 'pending'", (exc.message[:1000], server_id))
             db.update("UPDATE operations SET status = 'failed', error = %s, updated_at = UTC_TIMESTAMP(6) "
                       "WHERE id = %s AND status IN ('pending', 'running')", (exc.message[:1000], operation_id))
-        raise cloud_problem(exc) from None
+        raise
     with db.transaction():
         db.update("UPDATE servers SET instance_id = %s, updated_at = UTC_TIMESTAMP(6) "
                   "WHERE id = %s AND instance_id IS NULL", (droplet_id, server_id))
         db.update("UPDATE operations SET status = 'running', updated_at = UTC_TIMESTAMP(6) "
                   "WHERE id = %s AND status = 'pending'", (operation_id,))
-    return created_answer(request, server_id)
+    return server_id
 
 
 def _user_data(user_data):
@@ -155,102 +153,94 @@ def _user_data(user_data):
     return merged
 
 
-def _workspace(request, name):
+def _workspace(ctx, name):
     from . import workspaces
-    row = workspaces.find(request, name)
+    row = workspaces.find(ctx, name)
     if row is None:
         raise invalid({"workspace": f"no workspace {name!r}; create it with POST /api/workspaces"})
     return row
 
 
-def _network(request, fields):
+def _network(ctx, fields):
     """The server's firewalls and VPC. Under a per-tenant lock, so that concurrent first creates
-    wait for one request to make the tenant's defaults instead of each trying to."""
+    wait for one of them to make the tenant's defaults instead of each trying to."""
     from . import firewalls
-    lock = f"cloudprovisioner.network:{request.principal.tenant_id}"
-    if not request.db.get_lock(lock, request.config.cloud_budget + 5):
-        raise Problem(503, "busy", "the tenant's network is being set up; try again", headers=[("Retry-After", "5")])
+    lock = f"cloudprovisioner.network:{ctx.tenant_id}"
+    if not ctx.db.get_lock(lock, ctx.config.cloud_budget + 5):
+        raise Busy("the tenant's network is being set up; try again", retry_after=5)
     try:
-        firewall_ids = (firewalls.named(request, fields["firewalls"]) if fields.get("firewalls")
-                        else [firewalls.ensure_default(request)])
-        return firewall_ids, _vpc(request, fields)
+        firewall_ids = (firewalls.named(ctx, fields["firewalls"]) if fields.get("firewalls")
+                        else [firewalls.ensure_default(ctx)])
+        return firewall_ids, _vpc(ctx, fields)
     finally:
-        request.db.release_lock(lock)
+        ctx.db.release_lock(lock)
 
 
-def _vpc(request, fields):
+def _vpc(ctx, fields):
     """The VPC the server goes in (the region's default unless named), made in the cloud by now."""
     from . import vpcs
     if "vpc" in fields:
-        row = request.db.one(f"SELECT {vpcs.COLUMNS} FROM vpcs WHERE id = %s AND tenant_id = %s "
-                             "AND status NOT IN ('deleting', 'deleted')", (fields["vpc"], request.principal.tenant_id))
+        row = ctx.db.one(f"SELECT {vpcs.COLUMNS} FROM vpcs WHERE id = %s AND tenant_id = %s "
+                         "AND status NOT IN ('deleting', 'deleted')", (fields["vpc"], ctx.tenant_id))
         if row is None:
             raise invalid({"vpc": f"no VPC {fields['vpc']}"})
         if row["region"] != fields["region"]:
             raise invalid({"vpc": f"the VPC is in {row['region']}; a server in {fields['region']} needs one there"})
     else:
-        row = vpcs.ensure_default(request, fields["region"])
-    row = request.db.one(f"SELECT {vpcs.COLUMNS} FROM vpcs WHERE id = %s", (row["id"],))
+        row = vpcs.ensure_default(ctx, fields["region"])
+    row = ctx.db.one(f"SELECT {vpcs.COLUMNS} FROM vpcs WHERE id = %s", (row["id"],))
     if row["status"] == "error":
-        raise Problem(409, "vpc-failed", f"the VPC {row['name']} could not be made: {row['status_reason']}")
+        raise Conflict(f"the VPC {row['name']} could not be made: {row['status_reason']}", "vpc-failed")
     if row["cloud_id"] is None:
-        raise Problem(503, "vpc-not-ready", f"the VPC {row['name']} is not made in the cloud yet; the monitor "
-                      "will make it within a minute or two", headers=[("Retry-After", "60")])
+        raise Unavailable(f"the VPC {row['name']} is not made in the cloud yet; the monitor will make it within "
+                          "a minute or two", "vpc-not-ready", retry_after=60)
     return row
 
 
-def created_answer(request, server_id):
-    """202 with the server and its create operation (also how an idempotent retry is answered)."""
+def created(ctx, server_id):
+    """The server as shown with its create operation under "operation" (what a create answers, and
+    how an idempotent retry is answered again)."""
     from . import operations
-    server = represent(load_row(request, server_id))
-    operation = request.db.one(f"SELECT {operations.COLUMNS} FROM operations WHERE target_id = %s "
-                               "AND kind = 'server.create' ORDER BY id LIMIT 1", (server_id,))
-    server["operation"] = operations.represent(operation)
-    return Response(202, server, [("Location", request.url(f"/servers/{server_id}")),
-                                  ("Operation-Location", request.url(f"/operations/{operation['id']}"))])
+    shown = represent(load(ctx, server_id))
+    operation = ctx.db.one(f"SELECT {operations.COLUMNS} FROM operations WHERE target_id = %s "
+                           "AND kind = 'server.create' ORDER BY id LIMIT 1", (server_id,))
+    shown["operation"] = operations.represent(operation)
+    return shown
 
 
-def delete_server(request):
-    """DELETE /api/servers/<id>: destroy the droplet, then mark the row deleting; the monitor confirms."""
-    from . import operations, provider
-    config, db = request.config, request.db
-    request.audit_target = request.params["server_id"]
-    row = load_row(request, request.params["server_id"])
+def delete(ctx, server_id):
+    """Destroy the droplet, then mark the row deleting; the monitor confirms. Answers the server as
+    shown, with the delete's operation under "operation" (none when it was deleting already)."""
+    from . import operations
+    db = ctx.db
+    ctx.target = server_id
+    row = load(ctx, server_id)
     if row["status"] in ("deleting", "deleted"):
-        return Response(202, represent(row))
+        return represent(row)
     if row["instance_id"]:
-        try:
-            provider.destroy_droplet(config, provider.request_budget(config), row["instance_id"])
-        except provider.CloudError as exc:
-            raise cloud_problem(exc) from None
+        ctx.cloud.destroy_droplet(row["instance_id"])
     # Without a droplet id, the monitor finds any droplet by the row's tag and destroys it.
     with db.transaction():
         set_status(db, row["id"], "deleting", "deletion requested")
         operations.finish_open(db, row["id"], "server.create", "cancelled", "the server was deleted")
-        operation_id = operations.start(db, request.principal, "server.delete", row["id"], status="running")
-    server = represent(load_row(request, row["id"]))
-    server["operation"] = operations.represent(operations.load(db, request.principal.tenant_id, operation_id))
-    return Response(202, server, [("Operation-Location", request.url(f"/operations/{operation_id}"))])
+        operation_id = operations.start(db, ctx.principal, "server.delete", row["id"], status="running")
+    shown = represent(load(ctx, row["id"]))
+    shown["operation"] = operations.represent(operations.load(db, ctx.tenant_id, operation_id))
+    return shown
 
 
 POWER_ACTIONS = ("reboot", "power_off", "power_on")
 
 
-def server_action(request):
-    """POST /api/servers/<id>/actions {"type": reboot|power_off|power_on}: 202 with the operation."""
-    from . import operations, provider
-    config, db = request.config, request.db
-    fields = validate(request.fields(), {"type": Field(one_of(POWER_ACTIONS, "action"), required=True)})
-    row = load_row(request, request.params["server_id"])
-    request.audit_target = row["id"]
+def act(ctx, server_id, fields):
+    """A power action ({"type": reboot|power_off|power_on}) sent to the cloud; answers its operation as shown."""
+    from . import operations
+    fields = validate(fields, {"type": Field(one_of(POWER_ACTIONS, "action"), required=True)})
+    row = load(ctx, server_id)
+    ctx.target = row["id"]
     if row["status"] != "ready":
-        raise Problem(409, "server-not-ready", f"the server is {row['status']}; power actions need a ready server")
-    try:
-        action_id = provider.droplet_action(config, provider.request_budget(config), row["instance_id"],
-                                            fields["type"])
-    except provider.CloudError as exc:
-        raise cloud_problem(exc) from None
-    operation_id = operations.start(db, request.principal, f"server.{fields['type']}", row["id"],
+        raise Conflict(f"the server is {row['status']}; power actions need a ready server", "server-not-ready")
+    action_id = ctx.cloud.droplet_action(row["instance_id"], fields["type"])
+    operation_id = operations.start(ctx.db, ctx.principal, f"server.{fields['type']}", row["id"],
                                     status="running", cloud_action_id=action_id)
-    operation = operations.represent(operations.load(db, request.principal.tenant_id, operation_id))
-    return Response(202, operation, [("Location", request.url(f"/operations/{operation_id}"))])
+    return operations.represent(operations.load(ctx.db, ctx.tenant_id, operation_id))

@@ -10,43 +10,45 @@ import secrets
 import time
 
 from . import accounts, auth
-from .errors import Problem
+from .errors import Throttled, Unauthenticated
 from .ids import new_id
-from .responses import Response
 from .validation import Field, text, validate
 
 WRONG_CREDENTIALS = "the email or password is wrong"
 
+# Nobody is logged in yet when these run: each sets `ctx.actor` to the (tenant_id, user_id) it found, for the
+# audit log, as soon as it knows it (a failed login of a real account is that account's too).
 
-def login(request):
-    """POST /api/auth/login {email, password} -> access and refresh tokens."""
-    config, db = request.config, request.db
-    fields = validate(request.fields(), {"email": Field(text(254), required=True),
-                                         "password": Field(text(1024), required=True)})
+
+def login(ctx, fields, client_addr):
+    """{email, password} from `client_addr` -> access and refresh tokens; throttled per account and address."""
+    config, db = ctx.config, ctx.db
+    fields = validate(fields, {"email": Field(text(254), required=True),
+                               "password": Field(text(1024), required=True)})
     email = fields["email"].strip().lower()
-    request.audit_target = email
-    scopes = [f"email:{email}", f"addr:{request.environ.get('REMOTE_ADDR', '')}"]
+    ctx.target = email
+    scopes = [f"email:{email}", f"addr:{client_addr}"]
     _refuse_if_blocked(db, scopes)
     user = db.one("SELECT id, tenant_id, role, disabled, password_hash FROM users "
                   "WHERE email = %s AND deleted_at IS NULL", (email,))
     if user is not None:
-        request.audit_actor = (user["tenant_id"], user["id"])
+        ctx.actor = (user["tenant_id"], user["id"])
     matches = accounts.check_password(config, fields["password"], user and user["password_hash"])
     if not matches or user["disabled"]:
         _count_failure(db, config, scopes)
-        raise auth.unauthorized(WRONG_CREDENTIALS, error=None)
+        raise Unauthenticated(WRONG_CREDENTIALS, None)
     db.update("DELETE FROM login_throttle WHERE scope = %s", (scopes[0],))
     session_id = new_id()
     db.update("INSERT INTO sessions (id, user_id, created_at, expires_at) VALUES "
               "(%s, %s, UTC_TIMESTAMP(6), UTC_TIMESTAMP(6) + INTERVAL %s SECOND)",
               (session_id, user["id"], config.session_max_age))
-    return Response(200, _tokens(config, db, user, session_id), [("Cache-Control", "no-store")])
+    return _tokens(config, db, user, session_id)
 
 
-def refresh(request):
-    """POST /api/auth/refresh {refresh_token} -> a new pair; the old refresh token dies."""
-    config, db = request.config, request.db
-    fields = validate(request.fields(), {"refresh_token": Field(text(200), required=True)})
+def refresh(ctx, fields):
+    """{refresh_token} -> a new pair; the old refresh token dies."""
+    config, db = ctx.config, ctx.db
+    fields = validate(fields, {"refresh_token": Field(text(200), required=True)})
     digest = auth.token_hash(fields["refresh_token"])
     with db.transaction():
         row = db.one(
@@ -56,16 +58,16 @@ def refresh(request):
             "WHERE r.token_hash = %s FOR UPDATE", (digest,))
         refusal = _refresh_refusal(row)
         if refusal is None:
-            request.audit_actor = (row["tenant_id"], row["id"])
-            request.audit_target = row["session_id"]
+            ctx.actor = (row["tenant_id"], row["id"])
+            ctx.target = row["session_id"]
             db.update("UPDATE refresh_tokens SET used_at = UTC_TIMESTAMP(6) WHERE token_hash = %s", (digest,))
-            return Response(200, _tokens(config, db, row, row["session_id"]), [("Cache-Control", "no-store")])
+            return _tokens(config, db, row, row["session_id"])
         if row is not None and row["used_at"] and not row["revoked_at"]:
             # A replay: whoever holds the newer token, the session can no longer be trusted.
             auth.revoke_sessions(db, "refresh token reused", session_id=row["session_id"])
-            request.audit_actor = (row["tenant_id"], row["id"])
-            request.audit_target = row["session_id"]
-    raise auth.unauthorized(refusal)
+            ctx.actor = (row["tenant_id"], row["id"])
+            ctx.target = row["session_id"]
+    raise Unauthenticated(refusal)
 
 
 def _refresh_refusal(row):
@@ -80,24 +82,30 @@ def _refresh_refusal(row):
     return None
 
 
-def logout(request):
-    """POST /api/auth/logout: ends the session of the bearer access token or of a refresh token."""
-    config, db = request.config, request.db
-    token = auth.bearer_token(request)
-    if token is not None and not token.startswith(auth.API_TOKEN_PREFIX):
-        claims = auth.verify_jwt(token, auth.signing_key(config), "access")
-        request.audit_actor = (claims["tenant"], claims["sub"])
+def by_access_token(bearer):
+    """True when a logout with this bearer token ends the token's own session (and needs no body)."""
+    return bearer is not None and not bearer.startswith(auth.API_TOKEN_PREFIX)
+
+
+def logout(ctx, bearer, fields=None):
+    """End the session of the bearer access token, or else of the refresh token in `fields`.
+
+    `bearer` is the bearer token sent, if any; `fields` (the body's) are read only when it is not an access
+    token (see by_access_token)."""
+    config, db = ctx.config, ctx.db
+    if by_access_token(bearer):
+        claims = auth.verify_jwt(bearer, auth.signing_key(config), "access")
+        ctx.actor = (claims["tenant"], claims["sub"])
         session_id = str(claims["sid"])
     else:
-        fields = validate(request.fields(), {"refresh_token": Field(text(200), required=True)})
+        fields = validate(fields or {}, {"refresh_token": Field(text(200), required=True)})
         row = db.one("SELECT session_id FROM refresh_tokens WHERE token_hash = %s",
                      (auth.token_hash(fields["refresh_token"]),))
         if row is None:
-            raise auth.unauthorized("unknown refresh token")
+            raise Unauthenticated("unknown refresh token")
         session_id = row["session_id"]
-    request.audit_target = session_id
+    ctx.target = session_id
     auth.revoke_sessions(db, "logout", session_id=session_id)
-    return Response(204)
 
 
 def access_token(config, user, session_id):
@@ -123,8 +131,7 @@ def _refuse_if_blocked(db, scopes):
                  "FROM login_throttle WHERE scope IN (%s, %s) AND blocked_until > UTC_TIMESTAMP(6)", scopes)
     if row and row["wait"] is not None:
         wait = max(1, row["wait"] + 1)
-        raise Problem(429, "too-many-failures", f"too many failed logins; try again in {wait} s",
-                      headers=[("Retry-After", str(wait))])
+        raise Throttled(f"too many failed logins; try again in {wait} s", "too-many-failures", retry_after=wait)
 
 
 def _count_failure(db, config, scopes):

@@ -1,5 +1,5 @@
 """Users' SSH public keys: parsing the one line of a .pub file into a checked `PublicKey`,
-and the API over a tenant's keys (GET/POST/DELETE /api/ssh-keys, at the end).
+and a tenant's keys (behind GET/POST/DELETE /api/ssh-keys, web/sshkeys.py; at the end).
 
 `parse` takes exactly what a user pasted and either returns the key (its kind,
 strength, comment, canonical line and the fingerprints DigitalOcean and
@@ -22,10 +22,9 @@ import binascii
 import hashlib
 import re
 
-from .errors import Problem, invalid
+from .errors import CloudFailed, Conflict, Forbidden, invalid
 from .ids import new_id
-from .responses import Response, list_page, list_query, log
-from .validation import Field, one_of, text, validate
+from .validation import Field, text, validate
 
 MAX_INPUT_BYTES = 16 * 1024
 MAX_COMMENT = 255
@@ -214,7 +213,7 @@ def _check_comment(comment):
 COLUMNS = "id, user_id, name, public_key, algorithm, bits, fingerprint, sha256, created_at"
 
 
-def _represent(row):
+def represent(row):
     return {"id": row["id"], "user_id": row["user_id"], "name": row["name"], "public_key": row["public_key"],
             "type": row["algorithm"], "bits": row["bits"], "fingerprint": row["fingerprint"],
             "sha256": row["sha256"], "created_at": row["created_at"]}
@@ -226,104 +225,95 @@ def _public_key(value):
     return parse(value)
 
 
-def list_keys(request):
-    args = list_query(request, {"owner": Field(one_of(("me", "anyone"), "owner"), default="anyone")})
-    where, params = ["tenant_id = %s"], [request.principal.tenant_id]
+def listing(ctx, args):
+    """One page of the tenant's keys (args: limit, cursor, owner)."""
+    where, params = ["tenant_id = %s"], [ctx.tenant_id]
     if args["owner"] == "me":
         where.append("user_id = %s")
-        params.append(request.principal.user_id)
-    return list_page(request, "/ssh-keys", f"SELECT {COLUMNS} FROM ssh_keys", where, params, args, _represent)
+        params.append(ctx.principal.user_id)
+    return ctx.db.page(f"SELECT {COLUMNS} FROM ssh_keys", where, params, args)
 
 
-def _load(request, key_id):
-    return request.db.one_or_404("SSH key", f"SELECT {COLUMNS}, cloud_key_id FROM ssh_keys WHERE id = %s "
-                                 "AND tenant_id = %s", (key_id, request.principal.tenant_id))
+def load(ctx, key_id):
+    return ctx.db.existing("SSH key", f"SELECT {COLUMNS}, cloud_key_id FROM ssh_keys WHERE id = %s "
+                           "AND tenant_id = %s", (key_id, ctx.tenant_id))
 
 
-def get_key(request):
-    return Response(200, _represent(_load(request, request.params["key_id"])))
-
-
-def create_key(request):
-    """POST /api/ssh-keys {"name", "public_key"}: 201; the same key twice for one user is a 409."""
-    fields = validate(request.fields(), {
+def create(ctx, fields):
+    """POST /api/ssh-keys {"name", "public_key"}: the new key's row; the same key twice for one user is a
+    Conflict."""
+    fields = validate(fields, {
         "name": Field(text(100, r"[^\x00-\x1f\x7f]+", "must be printable text", allow_empty=False), required=True),
         "public_key": Field(_public_key, required=True)})
-    key, principal = fields["public_key"], request.principal
-    key_id = request.audit_target = new_id()
-    clash = request.db.one("SELECT name, fingerprint = %s AS same FROM ssh_keys WHERE tenant_id = %s AND user_id = %s "
-                           "AND (fingerprint = %s OR name = %s)",
-                           (key.fingerprint, principal.tenant_id, principal.user_id, key.fingerprint, fields["name"]))
+    key, principal = fields["public_key"], ctx.principal
+    key_id = ctx.target = new_id()
+    clash = ctx.db.one("SELECT name, fingerprint = %s AS same FROM ssh_keys WHERE tenant_id = %s AND user_id = %s "
+                       "AND (fingerprint = %s OR name = %s)",
+                       (key.fingerprint, principal.tenant_id, principal.user_id, key.fingerprint, fields["name"]))
     if clash:
-        raise (Problem(409, "ssh-key-exists", f"you already have this key, named {clash['name']!r}") if clash["same"]
-               else Problem(409, "ssh-key-name-taken", f"you already have a key named {fields['name']!r}"))
-    if not request.db.insert_new(
+        raise (Conflict(f"you already have this key, named {clash['name']!r}", "ssh-key-exists") if clash["same"]
+               else Conflict(f"you already have a key named {fields['name']!r}", "ssh-key-name-taken"))
+    if not ctx.db.insert_new(
             "INSERT INTO ssh_keys (id, tenant_id, user_id, name, public_key, algorithm, bits, fingerprint, sha256, "
             "created_at) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, UTC_TIMESTAMP(6))",
             (key_id, principal.tenant_id, principal.user_id, fields["name"], key.line, key.algorithm, key.bits,
              key.fingerprint, key.sha256)):
-        raise Problem(409, "ssh-key-exists", "you already have this key")
-    return Response(201, _represent(_load(request, key_id)), [("Location", request.url(f"/ssh-keys/{key_id}"))])
+        raise Conflict("you already have this key", "ssh-key-exists")
+    return load(ctx, key_id)
 
 
-def delete_key(request):
-    """DELETE /api/ssh-keys/<id>: your own key (an admin: anyone's). Servers that have it keep it."""
+def delete(ctx, key_id):
+    """DELETE /api/ssh-keys/<id>: your own key (an admin: anyone's). Servers that have it keep it.
+    An account key that could not be removed is a line in the operator's log (`ctx.log`)."""
     from . import auth
-    row = _load(request, request.params["key_id"])
-    request.audit_target = row["id"]
-    principal = request.principal
+    row = load(ctx, key_id)
+    ctx.target = row["id"]
+    principal = ctx.principal
     if row["user_id"] != principal.user_id and auth.RANK[principal.role] < auth.RANK["admin"]:
-        raise Problem(403, "forbidden", "this key belongs to another user; only they or an admin can delete it")
-    request.db.update("DELETE FROM ssh_keys WHERE id = %s", (row["id"],))
+        raise Forbidden("this key belongs to another user; only they or an admin can delete it")
+    ctx.db.update("DELETE FROM ssh_keys WHERE id = %s", (row["id"],))
     if row["cloud_key_id"]:
-        _forget_in_cloud(request, row)
-    return Response(204)
+        _forget_in_cloud(ctx, row)
 
 
-def _forget_in_cloud(request, row):
+def _forget_in_cloud(ctx, row):
     """Remove the account key when no one on the platform has it any more, and only if this
     installation added it (its name says so): the same key may have been in the account before,
     added by hand or by another installation, and is theirs too (best effort: a key left in the
     account is only used when we name it)."""
-    from . import ownership, provider
-    if request.db.one("SELECT 1 AS used FROM ssh_keys WHERE fingerprint = %s LIMIT 1", (row["fingerprint"],)):
+    from . import ownership
+    if ctx.db.one("SELECT 1 AS used FROM ssh_keys WHERE fingerprint = %s LIMIT 1", (row["fingerprint"],)):
         return
-    config = request.config
+    config = ctx.config
     try:
-        budget = provider.request_budget(config)
-        key = provider.account_key(config, budget, row["cloud_key_id"])
+        key = ctx.cloud.account_key(row["cloud_key_id"])
         if key is None or key.get("name") != ownership.key_name(config, row["fingerprint"]):
             return
-        provider.delete_key(config, budget, row["cloud_key_id"])
-    except provider.CloudError as exc:
-        log(request.environ, f"account key {row['cloud_key_id']} not removed: {exc.message}")
+        ctx.cloud.delete_key(row["cloud_key_id"])
+    except CloudFailed as exc:
+        ctx.log(f"account key {row['cloud_key_id']} not removed: {exc.message}")
 
 
-def cloud_ids(request, key_ids):
-    """The cloud account's key ids for the tenant's keys named in a server create (a 422 names an
-    unknown key). Each is looked up by fingerprint every time, one call a key: a key someone removed
-    from the account behind our back is added again instead of failing the create."""
-    from . import ownership, provider
-    from .errors import cloud_problem
+def cloud_ids(ctx, key_ids):
+    """The cloud account's key ids for the tenant's keys named in a server create (Invalid names an
+    unknown key; the cloud failing is CloudFailed). Each is looked up by fingerprint every time, one
+    call a key: a key someone removed from the account behind our back is added again instead of
+    failing the create."""
+    from . import ownership
     if not key_ids:
         return []
-    rows = request.db.tenant_rows("ssh_keys", "id, name, public_key, fingerprint, cloud_key_id",
-                                  request.principal.tenant_id, key_ids)
+    rows = ctx.db.tenant_rows("ssh_keys", "id, name, public_key, fingerprint, cloud_key_id", ctx.tenant_id, key_ids)
     missing = [key_id for key_id in key_ids if key_id not in rows]
     if missing:
         raise invalid({"ssh_keys": f"no SSH key {missing[0]}; add it with POST /api/ssh-keys"})
     found = []
     for key_id in key_ids:
         row = rows[key_id]
-        try:
-            cloud_key_id = provider.register_key(
-                request.config, provider.request_budget(request.config), public_key=row["public_key"],
-                name=ownership.key_name(request.config, row["fingerprint"]),
-                fingerprint=row["fingerprint"])
-        except provider.CloudError as exc:
-            raise cloud_problem(exc) from None
+        cloud_key_id = ctx.cloud.register_key(public_key=row["public_key"],
+                                              name=ownership.key_name(ctx.config, row["fingerprint"]),
+                                              fingerprint=row["fingerprint"])
         if cloud_key_id != row["cloud_key_id"]:
-            request.db.update("UPDATE ssh_keys SET cloud_key_id = %s WHERE fingerprint = %s",
-                              (cloud_key_id, row["fingerprint"]))
+            ctx.db.update("UPDATE ssh_keys SET cloud_key_id = %s WHERE fingerprint = %s",
+                          (cloud_key_id, row["fingerprint"]))
         found.append(cloud_key_id)
     return found

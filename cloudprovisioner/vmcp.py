@@ -18,9 +18,8 @@ nowhere else (never into a log, the audit log or an API answer).
 import json
 
 from .config import ConfigError
-from .errors import Problem, invalid
-from .ids import looks_like_id, new_id
-from .responses import Response, list_page, list_query
+from .errors import Conflict, NotFound, Unavailable, invalid, no_such
+from .ids import new_id
 from .validation import Field, byte_text, integer, text, validate
 
 COLUMNS = "id, name, parameters, created_at, updated_at"
@@ -98,7 +97,7 @@ def _check_together(parameters):
         raise invalid({"diskURL": "diskURL and diskChecksum go together: the client checks the disk it downloads"})
 
 
-def represent(request, row, notes=()):
+def represent(row, notes=()):
     body = {"id": row["id"], "name": row["name"], **json.loads(row["parameters"]), "secret_set": True,
             "url": f"/vmcp/{row['id']}",  # where the responder serves it (also /cgi-bin/vmcp?config=<id>)
             "created_at": row["created_at"], "updated_at": row["updated_at"]}
@@ -107,42 +106,38 @@ def represent(request, row, notes=()):
     return body
 
 
-def load_row(request, config_id, lock=False):
-    return request.db.one_or_404("VMCP configuration", f"SELECT {COLUMNS} FROM vmcp_configs WHERE id = %s AND "
-                                 "tenant_id = %s" + (" FOR UPDATE" if lock else ""),
-                                 (config_id, request.principal.tenant_id))
+def load_row(ctx, config_id, lock=False):
+    return ctx.db.existing("VMCP configuration", f"SELECT {COLUMNS} FROM vmcp_configs WHERE id = %s AND "
+                           "tenant_id = %s" + (" FOR UPDATE" if lock else ""), (config_id, ctx.tenant_id))
 
 
-def list_configs(request):
-    return list_page(request, "/vmcp-configs", f"SELECT {COLUMNS} FROM vmcp_configs", ["tenant_id = %s"],
-                     [request.principal.tenant_id], list_query(request, {}), lambda row: represent(request, row))
+def listing(ctx, args):
+    """One page of the tenant's configurations (args: limit, cursor)."""
+    return ctx.db.page(f"SELECT {COLUMNS} FROM vmcp_configs", ["tenant_id = %s"], [ctx.tenant_id], args)
 
 
-def get_config(request):
-    return Response(200, represent(request, load_row(request, request.params["config_id"])))
+def _name_taken(name):
+    return Conflict(f"you already have a configuration named {name!r}", "vmcp-config-name-taken")
 
 
-def create_config(request):
-    """POST /api/vmcp-configs: 201 with the configuration (never its secret) and where the responder serves it."""
-    body = request.fields()
+def create(ctx, body):
+    """A new configuration from the fields of `body`: (its row, notes for the answer)."""
     _types_first(body)
     notes = _unalias(body)
     fields = validate(body, schema())
     parameters = {key: value for key, value in fields.items() if key not in ("name", "secret")}
     _check_together(parameters)
-    config_id = request.audit_target = new_id()
-    if not request.db.insert_new(
+    config_id = ctx.target = new_id()
+    if not ctx.db.insert_new(
             "INSERT INTO vmcp_configs (id, tenant_id, name, secret, parameters, created_at, updated_at) VALUES "
             "(%s, %s, %s, %s, %s, UTC_TIMESTAMP(6), UTC_TIMESTAMP(6))",
-            (config_id, request.principal.tenant_id, fields["name"], fields["secret"], json.dumps(parameters))):
-        raise Problem(409, "vmcp-config-name-taken", f"you already have a configuration named {fields['name']!r}")
-    return Response(201, represent(request, load_row(request, config_id), notes),
-                    [("Location", request.url(f"/vmcp-configs/{config_id}"))])
+            (config_id, ctx.tenant_id, fields["name"], fields["secret"], json.dumps(parameters))):
+        raise _name_taken(fields["name"])
+    return load_row(ctx, config_id), notes
 
 
-def update_config(request):
-    """PATCH /api/vmcp-configs/<id>: the fields given change; a parameter sent as null is removed."""
-    body = request.fields()
+def update(ctx, config_id, body):
+    """The fields given change; a parameter sent as null is removed: (the row now, notes for the answer)."""
     _types_first(body)
     notes = _unalias(body)
     removed = [key for key, value in body.items() if value is None]
@@ -153,10 +148,10 @@ def update_config(request):
     unknown = [key for key in removed if key not in parameter_schema()]
     if unknown:
         raise invalid({key: "unknown field" for key in unknown})
-    db = request.db
-    config_id = request.audit_target = request.params["config_id"]
+    db = ctx.db
+    ctx.target = config_id
     with db.transaction():
-        row = load_row(request, config_id, lock=True)
+        row = load_row(ctx, config_id, lock=True)
         parameters = json.loads(row["parameters"])
         parameters.update({key: value for key, value in fields.items() if key not in ("name", "secret")})
         for key in removed:
@@ -168,34 +163,32 @@ def update_config(request):
                 sets.append(f"{column} = %s")
                 args.append(fields[column])
         if "name" in fields and db.one("SELECT 1 AS taken FROM vmcp_configs WHERE tenant_id = %s AND name = %s "
-                                       "AND id <> %s", (request.principal.tenant_id, fields["name"], config_id)):
-            raise Problem(409, "vmcp-config-name-taken", f"you already have a configuration named {fields['name']!r}")
+                                       "AND id <> %s", (ctx.tenant_id, fields["name"], config_id)):
+            raise _name_taken(fields["name"])
         db.update(f"UPDATE vmcp_configs SET {', '.join(sets)} WHERE id = %s", (*args, config_id))
-    return Response(200, represent(request, load_row(request, config_id), notes))
+    return load_row(ctx, config_id), notes
 
 
-def delete_config(request):
-    config_id = request.audit_target = request.params["config_id"]
-    load_row(request, config_id)
-    request.db.update("DELETE FROM vmcp_configs WHERE id = %s AND tenant_id = %s",
-                      (config_id, request.principal.tenant_id))
-    return Response(204)
+def delete(ctx, config_id):
+    ctx.target = config_id
+    load_row(ctx, config_id)
+    ctx.db.update("DELETE FROM vmcp_configs WHERE id = %s AND tenant_id = %s", (config_id, ctx.tenant_id))
 
 
 # ---------------------------------------------------------------- signing keys
 
 
-def get_key(request):
-    """GET /api/vmcp-key: the public half of the key that signs this tenant's configurations."""
+def key(ctx):
+    """The public half of the key that signs this tenant's configurations: its own, or the platform's."""
     from . import vmcpkeys
-    row = request.db.one("SELECT public_key_base64, bits, fingerprint, created_at FROM vmcp_keys "
-                         "WHERE tenant_id = %s", (request.principal.tenant_id,))
+    row = ctx.db.one("SELECT public_key_base64, bits, fingerprint, created_at FROM vmcp_keys "
+                     "WHERE tenant_id = %s", (ctx.tenant_id,))
     if row is None:
-        forms = vmcpkeys.public_forms(_platform_key(request.config))
-        return Response(200, {"source": "platform", **forms, "created_at": None})
+        forms = vmcpkeys.public_forms(_platform_key(ctx.config))
+        return {"source": "platform", **forms, "created_at": None}
     pem = _pem_of(row["public_key_base64"])
-    return Response(200, {"source": "tenant", "public_key_base64": row["public_key_base64"], "public_key_pem": pem,
-                          "bits": row["bits"], "fingerprint": row["fingerprint"], "created_at": row["created_at"]})
+    return {"source": "tenant", "public_key_base64": row["public_key_base64"], "public_key_pem": pem,
+            "bits": row["bits"], "fingerprint": row["fingerprint"], "created_at": row["created_at"]}
 
 
 def _pem_of(der_base64):
@@ -203,33 +196,30 @@ def _pem_of(der_base64):
     return "-----BEGIN PUBLIC KEY-----\n" + "\n".join(lines) + "\n-----END PUBLIC KEY-----\n"
 
 
-def set_key(request):
-    """POST /api/vmcp-key {"private_key": PEM} or {"generate": true, "bits": 2048}: the tenant's own key
-    (replacing any earlier one), stored encrypted; the answer shows only its public half."""
+def set_key(ctx, fields):
+    """{"private_key": PEM} or {"generate": true, "bits": 2048}: the tenant's own key (replacing any earlier
+    one), stored encrypted; answers only its public half, as `key` does."""
     from . import vmcpkeys
     from .validation import boolean
-    fields = validate(request.fields(), {"private_key": Field(text(65536, allow_empty=False)),
-                                         "generate": Field(boolean, default=False),
-                                         "bits": Field(_key_size)})
+    fields = validate(fields, {"private_key": Field(text(65536, allow_empty=False)),
+                               "generate": Field(boolean, default=False),
+                               "bits": Field(_key_size)})
     if fields["generate"] == ("private_key" in fields):
         raise invalid({"private_key": "send either private_key (PEM) or generate: true"})
     if "bits" in fields and not fields["generate"]:
         raise invalid({"bits": "only with generate: true"})
     try:
-        key = (vmcpkeys.generate(fields.get("bits", 2048)) if fields["generate"]
-               else vmcpkeys.load_private_key(fields["private_key"]))
+        private_key = (vmcpkeys.generate(fields.get("bits", 2048)) if fields["generate"]
+                       else vmcpkeys.load_private_key(fields["private_key"]))
     except ValueError as exc:
         raise invalid({"private_key": str(exc)}) from None
-    tenant_id = request.principal.tenant_id
-    request.audit_target = tenant_id
-    sealed = _seal(request.config, tenant_id, vmcpkeys.private_pem(key).encode())
-    forms = vmcpkeys.public_forms(key)
-    request.db.update("REPLACE INTO vmcp_keys (tenant_id, private_key, public_key_base64, bits, fingerprint, "
-                      "created_at) VALUES (%s, %s, %s, %s, %s, UTC_TIMESTAMP(6))",
-                      (tenant_id, sealed, forms["public_key_base64"], forms["bits"], forms["fingerprint"]))
-    answer = get_key(request)
-    answer.status = 201
-    return answer
+    tenant_id = ctx.target = ctx.tenant_id
+    sealed = _seal(ctx.config, tenant_id, vmcpkeys.private_pem(private_key).encode())
+    forms = vmcpkeys.public_forms(private_key)
+    ctx.db.update("REPLACE INTO vmcp_keys (tenant_id, private_key, public_key_base64, bits, fingerprint, "
+                  "created_at) VALUES (%s, %s, %s, %s, %s, UTC_TIMESTAMP(6))",
+                  (tenant_id, sealed, forms["public_key_base64"], forms["bits"], forms["fingerprint"]))
+    return key(ctx)
 
 
 def _key_size(value):
@@ -240,12 +230,11 @@ def _key_size(value):
     return size
 
 
-def delete_key(request):
-    """DELETE /api/vmcp-key: back to the platform's key."""
-    request.audit_target = request.principal.tenant_id
-    if not request.db.update("DELETE FROM vmcp_keys WHERE tenant_id = %s", (request.principal.tenant_id,)):
-        raise Problem(404, "not-found", "this tenant has no key of its own; the platform's key signs")
-    return Response(204)
+def delete_key(ctx):
+    """Back to the platform's key."""
+    ctx.target = ctx.tenant_id
+    if not ctx.db.update("DELETE FROM vmcp_keys WHERE tenant_id = %s", (ctx.tenant_id,)):
+        raise NotFound("this tenant has no key of its own; the platform's key signs")
 
 
 def _seal(config, tenant_id, plaintext):
@@ -257,13 +246,13 @@ def _seal(config, tenant_id, plaintext):
 
 
 def _platform_key(config, trusted=False):
-    """The platform's key from CP_VMCP_PLATFORM_KEY, or a 503 when there is none to sign with.
+    """The platform's key from CP_VMCP_PLATFORM_KEY, or Unavailable when there is none to sign with.
     `trusted` (the responder) skips the key's consistency check; GET /api/vmcp-key runs it."""
     from . import vmcpkeys
     path = config.get("CP_VMCP_PLATFORM_KEY")
     if not path:
-        raise Problem(503, "no-signing-key", "no signing key: this tenant has none and CP_VMCP_PLATFORM_KEY is "
-                                             "not set")
+        raise Unavailable("no signing key: this tenant has none and CP_VMCP_PLATFORM_KEY is not set",
+                          "no-signing-key")
     try:
         with open(path, encoding="ascii") as handle:
             return vmcpkeys.load_private_key(handle.read(), trusted)
@@ -271,13 +260,13 @@ def _platform_key(config, trusted=False):
         raise ConfigError(f"CP_VMCP_PLATFORM_KEY {path}: {exc}") from None
 
 
-def _signing_key(request, tenant_id):
+def _signing_key(ctx, tenant_id):
     from . import vmcpkeys
-    row = request.db.one("SELECT private_key FROM vmcp_keys WHERE tenant_id = %s", (tenant_id,))
+    row = ctx.db.one("SELECT private_key FROM vmcp_keys WHERE tenant_id = %s", (tenant_id,))
     if row is None:
-        return _platform_key(request.config, trusted=True)
+        return _platform_key(ctx.config, trusted=True)
     try:
-        pem = vmcpkeys.decrypt(request.config.get("CP_VMCP_KEY_SECRET"), tenant_id, row["private_key"])
+        pem = vmcpkeys.decrypt(ctx.config.get("CP_VMCP_KEY_SECRET"), tenant_id, row["private_key"])
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
     return vmcpkeys.load_private_key(pem.decode(), trusted=True)  # checked when it was stored
@@ -286,25 +275,12 @@ def _signing_key(request, tenant_id):
 # ---------------------------------------------------------------- the responder
 
 
-def respond(request):
-    """GET /cgi-bin/vmcp?config=<id>&cvm_salt=...&cvm_hostid=... (or /vmcp/<id>?...): the configuration,
-    signed for this salt, as the CernVM WebAPI extension asks for it. Public: the id is the capability."""
-    import re
-
+def signed(ctx, config_id, salt):
+    """The configuration `config_id` (any tenant's: the id is the capability) signed for `salt`, as the
+    CernVM WebAPI extension asks for it; NotFound when there is none."""
     from . import vmcpkeys
-    config_id = request.params.get("config_id") or request.arg("config")
-    salt, hostid = request.arg("cvm_salt"), request.arg("cvm_hostid")
-    if not salt or not re.fullmatch(SALT_PATTERN, salt):
-        raise Problem(400, "bad-salt", "cvm_salt is required: 64 letters, digits or '-', as the CernVM WebAPI "
-                                       "sends it")
-    if hostid is not None and not re.fullmatch(HOSTID_PATTERN, hostid):
-        raise Problem(400, "bad-hostid", "cvm_hostid must be 1-128 letters, digits or . _ : -")
-    if not looks_like_id(config_id):
-        raise Problem(404 if config_id else 400, "not-found" if config_id else "no-config",
-                      "no such VMCP configuration" if config_id else "name the configuration: ?config=<id>")
-    row = request.db.one("SELECT tenant_id, name, secret, parameters FROM vmcp_configs WHERE id = %s", (config_id,))
+    row = ctx.db.one("SELECT tenant_id, name, secret, parameters FROM vmcp_configs WHERE id = %s", (config_id,))
     if row is None:
-        raise Problem(404, "not-found", "no such VMCP configuration")
+        raise no_such("VMCP configuration")
     document = {"name": row["name"], "secret": row["secret"], **json.loads(row["parameters"])}
-    signed = vmcpkeys.sign(_signing_key(request, row["tenant_id"]), document, salt)
-    return Response(200, signed, [("Cache-Control", "no-store")])
+    return vmcpkeys.sign(_signing_key(ctx, row["tenant_id"]), document, salt)

@@ -18,8 +18,7 @@ free block is tried.
 """
 
 from . import desired_state
-from .errors import Problem
-from .responses import Response, list_page, list_query
+from .errors import Busy, CloudFailed, Conflict, Invalid, Unavailable
 from .validation import Field, one_of, short_name, text, validate
 
 COLUMNS = ("id, name, description, region, ip_range, is_default, cloud_id, status, status_reason, "
@@ -74,82 +73,79 @@ def represent(row):
         "default": bool(row["is_default"])}
 
 
-def load_row(request, vpc_id):
-    return request.db.one_or_404("vpc", f"SELECT {COLUMNS} FROM vpcs WHERE id = %s AND tenant_id = %s "
-                                 "AND status <> 'deleted'", (vpc_id, request.principal.tenant_id))
+def load_row(ctx, vpc_id):
+    return ctx.db.existing("vpc", f"SELECT {COLUMNS} FROM vpcs WHERE id = %s AND tenant_id = %s "
+                           "AND status <> 'deleted'", (vpc_id, ctx.tenant_id))
 
 
-def list_vpcs(request):
-    args = list_query(request, {"region": Field(one_of(request.config.get_list("CP_ALLOWED_REGIONS"), "region"))})
-    where, params = ["tenant_id = %s", "status <> 'deleted'"], [request.principal.tenant_id]
+def listing(ctx, args):
+    """One page of the tenant's VPCs (args: limit, cursor, and region when given)."""
+    where, params = ["tenant_id = %s", "status <> 'deleted'"], [ctx.tenant_id]
     if "region" in args:
         where.append("region = %s")
         params.append(args["region"])
-    return list_page(request, "/vpcs", f"SELECT {COLUMNS} FROM vpcs", where, params, args, represent)
+    return ctx.db.page(f"SELECT {COLUMNS} FROM vpcs", where, params, args)
 
 
-def get_vpc(request):
-    return Response(200, represent(load_row(request, request.params["vpc_id"])))
+def create(ctx, fields):
+    """POST /api/vpcs: check the range against the platform, then row, operation and cloud.
+    Answers the VPC as shown, with its operation (`desired_state.accepted`)."""
+    fields = validate(fields, create_schema(ctx.config))
+    desired_state.check_name_free(ctx.db, FAMILY, ctx.tenant_id, fields["name"])
+    vpc_id = ctx.target = _insert(ctx, fields, is_default=False)
+    return desired_state.accepted(ctx, FAMILY, vpc_id, "vpc.create")
 
 
-def create_vpc(request):
-    """POST /api/vpcs: check the range against the platform, then row, operation and cloud."""
-    fields = validate(request.fields(), create_schema(request.config))
-    desired_state.check_name_free(request.db, FAMILY, request.principal.tenant_id, fields["name"])
-    vpc_id = request.audit_target = _insert(request, fields, is_default=False)
-    return desired_state.accepted(request, FAMILY, vpc_id, "vpc.create")
-
-
-def delete_vpc(request):
-    """DELETE /api/vpcs/<id>: 409 while any server (not yet deleted) is in it."""
-    vpc_id = request.audit_target = request.params["vpc_id"]
-    row = load_row(request, vpc_id)
-    members = request.db.one("SELECT COUNT(*) AS n FROM servers WHERE vpc_id = %s AND status <> 'deleted'",
-                             (vpc_id,))["n"]
+def delete(ctx, vpc_id):
+    """DELETE /api/vpcs/<id>: Conflict while any server (not yet deleted) is in it."""
+    ctx.target = vpc_id
+    row = load_row(ctx, vpc_id)
+    members = ctx.db.one("SELECT COUNT(*) AS n FROM servers WHERE vpc_id = %s AND status <> 'deleted'",
+                         (vpc_id,))["n"]
     if members:
-        raise Problem(409, "vpc-not-empty", f"{members} server(s) are still in this VPC; delete them first")
-    return desired_state.delete(request, FAMILY, "vpc", row)
+        raise Conflict(f"{members} server(s) are still in this VPC; delete them first", "vpc-not-empty")
+    return desired_state.delete(ctx, FAMILY, "vpc", row)
 
 
-def _insert(request, fields, is_default, racing_ok=False):
+def _insert(ctx, fields, is_default, racing_ok=False):
     """Under the range lock: refuse an overlap (or, without a range, take a free one from the pool),
     then write the row and its operation."""
     import ipaddress
-    db = request.db
+    db = ctx.db
     if not db.get_lock(RANGE_LOCK, 10):
-        raise Problem(503, "busy", "another VPC is being made; try again", headers=[("Retry-After", "2")])
+        raise Busy("another VPC is being made; try again", retry_after=2)
     try:
-        fields = {**fields, "ip_range": fields["ip_range"] or _free_range(request)}
+        fields = {**fields, "ip_range": fields["ip_range"] or _free_range(ctx)}
         network = ipaddress.IPv4Network(fields["ip_range"])
         first, last = int(network.network_address), int(network.broadcast_address)
-        _refuse_overlap(request, first, last)
+        _refuse_overlap(ctx, first, last)
         values = {key: fields[key] for key in ("name", "description", "region", "ip_range")}
         values.update(range_first=first, range_last=last, is_default=int(is_default))
-        return desired_state.insert(db, request.principal, FAMILY, "vpc.create", values, fields["name"], racing_ok)
+        return desired_state.insert(db, ctx.principal, FAMILY, "vpc.create", values, fields["name"], racing_ok)
     finally:
         db.release_lock(RANGE_LOCK)
 
 
-def _refuse_overlap(request, first, last):
-    clash = request.db.one("SELECT tenant_id, name, region, ip_range FROM vpcs WHERE live = 1 AND range_first <= %s "
-                           "AND range_last >= %s ORDER BY tenant_id = %s DESC LIMIT 1",
-                           (last, first, request.principal.tenant_id))
+def _refuse_overlap(ctx, first, last):
+    clash = ctx.db.one("SELECT tenant_id, name, region, ip_range FROM vpcs WHERE live = 1 AND range_first <= %s "
+                       "AND range_last >= %s ORDER BY tenant_id = %s DESC LIMIT 1", (last, first, ctx.tenant_id))
     if clash is None:
-        if request.db.one(FOREIGN_RANGES + " LIMIT 1", (last, first)):
+        if ctx.db.one(FOREIGN_RANGES + " LIMIT 1", (last, first)):
             detail = "overlaps a VPC already in the cloud account, made outside this platform; choose another"
-            raise Problem(409, "vpc-range-taken", detail, errors={"ip_range": detail})
+            raise Conflict(detail, "vpc-range-taken", errors={"ip_range": detail})
         return
-    if clash["tenant_id"] == request.principal.tenant_id:
+    if clash["tenant_id"] == ctx.tenant_id:
         detail = (f"overlaps your VPC {clash['name']} ({clash['ip_range']}, {clash['region']}); "
                   "a tenant's VPCs may not overlap")
-        raise Problem(409, "vpc-range-overlap", detail, errors={"ip_range": detail})
+        raise Conflict(detail, "vpc-range-overlap", errors={"ip_range": detail})
     detail = "overlaps a range already in use on this platform; choose another"
-    raise Problem(409, "vpc-range-taken", detail, errors={"ip_range": detail})
+    raise Conflict(detail, "vpc-range-taken", errors={"ip_range": detail})
 
 
-def ensure_default(request, region):
-    """The tenant's default VPC in `region` (made on first use): its row, ready or not."""
-    db, tenant_id = request.db, request.principal.tenant_id
+def ensure_default(ctx, region):
+    """The tenant's default VPC in `region` (made on first use): its row, ready or not.
+    A cloud that failed for now is a line in the operator's log (`ctx.log`)."""
+    db, tenant_id = ctx.db, ctx.tenant_id
     for _ in range(DEFAULT_ATTEMPTS):
         row = db.one(f"SELECT {COLUMNS} FROM vpcs WHERE tenant_id = %s AND name = %s AND live = 1",
                      (tenant_id, f"default-{region}"))
@@ -157,25 +153,24 @@ def ensure_default(request, region):
             return row
         fields = {"name": f"default-{region}", "description": f"default network in {region}", "region": region,
                   "ip_range": None}
-        vpc_id = _insert(request, fields, is_default=True, racing_ok=True)
+        vpc_id = _insert(ctx, fields, is_default=True, racing_ok=True)
         if vpc_id:
             try:
-                desired_state.apply_now(request, FAMILY, vpc_id, "vpc.create")
-            except Problem as refused:
-                if refused.status != 422 or not _taken_in_account(request, vpc_id):
+                desired_state.apply_now(ctx, FAMILY, vpc_id, "vpc.create")
+            except Invalid:  # the cloud refused the block ("cloud-refused")
+                if not _taken_in_account(ctx, vpc_id):
                     raise
-    raise Problem(503, "busy", "the default VPC is being made; try again", headers=[("Retry-After", "2")])
+    raise Busy("the default VPC is being made; try again", retry_after=2)
 
 
-def _taken_in_account(request, vpc_id):
+def _taken_in_account(ctx, vpc_id):
     """After the cloud refused a default VPC: list the account's VPCs again, and if the refused block
     now shows as someone else's, retire the row (it never existed in the cloud) so the next block is
     tried. Answers whether it was that."""
-    from . import provider
-    db = request.db
+    db = ctx.db
     try:
-        listed = provider.list_vpcs(request.config, provider.request_budget(request.config))
-    except provider.CloudError:
+        listed = ctx.cloud.list_vpcs()
+    except CloudFailed:
         return False  # the cloud's refusal stands, as the user's answer
     remember_account_ranges(db, listed)
     row = db.one("SELECT range_first, range_last FROM vpcs WHERE id = %s AND cloud_id IS NULL", (vpc_id,))
@@ -207,45 +202,44 @@ def remember_account_ranges(db, listed):
               seen)
 
 
-def _free_range(request):
+def _free_range(ctx):
     """The first block of the pool that no live VPC on the platform, and no VPC the account is known to
     hold, overlaps (re-checked under the lock)."""
     import ipaddress
-    config = request.config
+    config = ctx.config
     pool = ipaddress.IPv4Network(config.vpc_pool)
     bounds = (int(pool.network_address), int(pool.broadcast_address))
-    taken = [(row["range_first"], row["range_last"]) for row in request.db.query(
+    taken = [(row["range_first"], row["range_last"]) for row in ctx.db.query(
         "SELECT range_first, range_last FROM vpcs WHERE live = 1 AND range_last >= %s AND range_first <= %s",
         bounds)]
-    taken += [(row["range_first"], row["range_last"]) for row in request.db.query(FOREIGN_RANGES, bounds[::-1])]
+    taken += [(row["range_first"], row["range_last"]) for row in ctx.db.query(FOREIGN_RANGES, bounds[::-1])]
     for block in pool.subnets(new_prefix=config.vpc_default_prefix):
         first, last = int(block.network_address), int(block.broadcast_address)
         if not any(a <= last and first <= b for a, b in taken):
             return str(block)
-    raise Problem(503, "vpc-pool-exhausted", "no free range is left in the platform's VPC pool (CP_VPC_POOL); "
-                                             "ask the operator to widen it, or create a VPC with your own ip_range")
+    raise Unavailable("no free range is left in the platform's VPC pool (CP_VPC_POOL); ask the operator to "
+                      "widen it, or create a VPC with your own ip_range", "vpc-pool-exhausted")
 
 
-def create_in_cloud(config, budget, row):
-    from . import ownership, provider
-    return provider.create_vpc(config, budget, name=ownership.cloud_name(config, "vpc", row["id"]),
-                               region=row["region"], ip_range=row["ip_range"], description=row["name"])
+def create_in_cloud(config, cloud, row):
+    from . import ownership
+    return cloud.create_vpc(name=ownership.cloud_name(config, "vpc", row["id"]), region=row["region"],
+                            ip_range=row["ip_range"], description=row["name"])
 
 
-def delete_in_cloud(config, budget, cloud_id):
-    from . import provider
-    return provider.delete_vpc(config, budget, cloud_id)
+def delete_in_cloud(config, cloud, cloud_id):
+    return cloud.delete_vpc(cloud_id)
 
 
-def needs_update(config, row, cloud):
+def needs_update(config, row, in_cloud):
     """Only its name changes after it is made: one made before installation ids is renamed to ours."""
     from . import ownership
-    return cloud is not None and cloud.get("name") != ownership.cloud_name(config, "vpc", row["id"])
+    return in_cloud is not None and in_cloud.get("name") != ownership.cloud_name(config, "vpc", row["id"])
 
 
-def update_in_cloud(config, budget, row):
-    from . import ownership, provider
-    provider.rename_vpc(config, budget, row["cloud_id"], ownership.cloud_name(config, "vpc", row["id"]))
+def update_in_cloud(config, cloud, row):
+    from . import ownership
+    cloud.rename_vpc(row["cloud_id"], ownership.cloud_name(config, "vpc", row["id"]))
 
 
 FAMILY = desired_state.Family("vpcs", "vpc", COLUMNS, represent, create_in_cloud, update_in_cloud, delete_in_cloud,

@@ -8,9 +8,8 @@ Workspaces live only here: the cloud never hears of them.
 
 import re
 
-from .errors import Problem
+from .errors import Conflict, no_such
 from .ids import new_id
-from .responses import Response, list_page, list_query
 from .validation import NAME_PATTERN, Field, short_name, text, validate
 
 DEFAULT = "default"
@@ -26,31 +25,30 @@ def represent(row):
             "default": row["name"] == DEFAULT, "created_at": row["created_at"]}
 
 
-def list_workspaces(request):
-    return list_page(request, "/workspaces", f"SELECT {COLUMNS} FROM workspaces", ["tenant_id = %s"],
-                     [request.principal.tenant_id], list_query(request, {}), represent)
+def listing(ctx, args):
+    """One page of the tenant's workspaces (args: limit, cursor)."""
+    return ctx.db.page(f"SELECT {COLUMNS} FROM workspaces", ["tenant_id = %s"], [ctx.tenant_id], args)
 
 
-def create_workspace(request):
-    fields = validate(request.fields(), {"name": Field(name_field(), required=True),
-                                         "description": Field(text(1000), default="")})
-    workspace_id = request.audit_target = new_id()
-    if not request.db.insert_new("INSERT INTO workspaces (id, tenant_id, name, description, created_at) "
-                                 "VALUES (%s, %s, %s, %s, UTC_TIMESTAMP(6))",
-                                 (workspace_id, request.principal.tenant_id, fields["name"], fields["description"])):
-        raise Problem(409, "workspace-name-taken", f"you already have a workspace called {fields['name']!r}")
-    row = request.db.one(f"SELECT {COLUMNS} FROM workspaces WHERE id = %s", (workspace_id,))
-    return Response(201, represent(row), [("Location", request.url(f"/workspaces/{fields['name']}"))])
+def create(ctx, fields):
+    """A new workspace from `fields` (name, description); Conflict when the name is taken."""
+    fields = validate(fields, {"name": Field(name_field(), required=True),
+                               "description": Field(text(1000), default="")})
+    workspace_id = ctx.target = new_id()
+    if not ctx.db.insert_new("INSERT INTO workspaces (id, tenant_id, name, description, created_at) "
+                             "VALUES (%s, %s, %s, %s, UTC_TIMESTAMP(6))",
+                             (workspace_id, ctx.tenant_id, fields["name"], fields["description"])):
+        raise Conflict(f"you already have a workspace called {fields['name']!r}", "workspace-name-taken")
+    return ctx.db.one(f"SELECT {COLUMNS} FROM workspaces WHERE id = %s", (workspace_id,))
 
 
-def get_workspace(request):
-    """GET /api/workspaces/<name>: the workspace, its servers' counts by status, and its live servers."""
+def summary(ctx, name):
+    """The workspace called `name` as shown: its servers' counts by status, and its live servers."""
     from . import server_rows
-    db, tenant_id = request.db, request.principal.tenant_id
-    name = request.params["workspace_name"]
-    row = find(request, name)
+    db, tenant_id = ctx.db, ctx.tenant_id
+    row = find(ctx, name)
     if row is None:
-        raise Problem(404, "not-found", "no such workspace")
+        raise no_such("workspace")
     where, params = member_condition(row)
     counts = {status: 0 for status in server_rows.STATUSES}
     for count in db.query(f"SELECT status, COUNT(*) AS n FROM servers WHERE tenant_id = %s AND {where} "
@@ -58,13 +56,12 @@ def get_workspace(request):
         counts[count["status"]] = count["n"]
     members = db.query(f"SELECT {server_rows.COLUMNS} FROM servers WHERE tenant_id = %s AND {where} "
                        "AND status <> 'deleted' ORDER BY id LIMIT 1000", (tenant_id, *params))
-    body = represent(row) | {"counts": counts, "servers": [server_rows.represent(member) for member in members]}
-    return Response(200, body)
+    return represent(row) | {"counts": counts, "servers": [server_rows.represent(member) for member in members]}
 
 
-def find(request, name):
+def find(ctx, name):
     """The tenant's workspace called `name`, or None; the default one is made on first use."""
-    db, tenant_id = request.db, request.principal.tenant_id
+    db, tenant_id = ctx.db, ctx.tenant_id
     if not re.fullmatch(NAME_PATTERN, name):
         return None  # the collation would match "SHOP" or "shop " to "shop": no name but an exact one
     row = db.one(f"SELECT {COLUMNS} FROM workspaces WHERE tenant_id = %s AND name = %s", (tenant_id, name))

@@ -18,7 +18,7 @@ import pytest
 from cloudprovisioner import migrate
 from cloudprovisioner.config import parse_env_file
 from cloudprovisioner.db import Database
-from cloudprovisioner.web import make_app
+from cloudprovisioner.web.app import make_app
 from devtools.devstack import Apache, MariaDB, Process
 from tests.support import (
     TEST_INSTALL_ID,

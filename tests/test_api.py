@@ -3,7 +3,7 @@
 import time
 
 from cloudprovisioner import monitor
-from cloudprovisioner.web import make_app
+from cloudprovisioner.web.app import make_app
 from tests.support import TEST_INSTALL_ID, TEST_TOKEN, Client, assert_problem, http, knob, make_config
 
 VALID = {"name": "web-1", "region": "nyc3", "size": "s-1vcpu-1gb", "image": "ubuntu-24-04-x64",

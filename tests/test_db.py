@@ -3,6 +3,8 @@
 import pytest
 
 from cloudprovisioner.db import Database, DatabaseUnavailable
+from cloudprovisioner.errors import Unavailable
+from cloudprovisioner.web.responses import problem_for
 from tests.support import make_config
 
 NASTY = ["it's", 'say "hi"', "back\\slash", "50% off %s", "é漢字🙂", "'; DROP TABLE servers; --", "\x00nul"]
@@ -39,7 +41,8 @@ def test_unreachable_server_is_database_unavailable(values):
     db = Database(make_config(dict(values, CP_DB_SOCKET="/nonexistent.sock")))
     with pytest.raises(DatabaseUnavailable) as caught:
         db.query("SELECT 1")
-    assert caught.value.status == 503
+    assert isinstance(caught.value, Unavailable) and caught.value.slug == "database-unavailable"
+    assert problem_for(caught.value).status == 503 and caught.value.retry_after == 5  # what a request answers
 
 
 def test_the_session_is_utc_and_strict(db):

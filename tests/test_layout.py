@@ -42,7 +42,7 @@ def test_the_wheel_holds_the_product_and_nothing_else(tmp_path):
     top = {name.split("/")[0] for name in names}
     assert top == {"cloudprovisioner", "cloudprovisioner-0.1.0.dist-info"}, top
     shipped = {name.removeprefix("cloudprovisioner/") for name in names if name.startswith("cloudprovisioner/")}
-    assert shipped == {path.name for path in PRODUCT.glob("*.py")} | {"openapi.json"}
+    assert shipped == {str(path.relative_to(PRODUCT)) for path in PRODUCT.rglob("*.py")} | {"openapi.json"}
     for name in shipped:
         assert not any(word in name for word in ("sandbox", "devstack", "seed", "test")), name
     assert wheel.read("cloudprovisioner-0.1.0.dist-info/top_level.txt").split() == [b"cloudprovisioner"]
@@ -106,29 +106,58 @@ def test_the_digitalocean_models_are_in_the_repository_and_complete(monkeypatch)
             assert target.is_relative_to(models) and target.is_file(), f"{path.relative_to(models)}: {ref}"
 
 
-# -- the package's own import graph ---------------------------------------------------------------------------
+# -- the package's own import graph, and its layers -------------------------------------------------------------
 
 ROUTE_STRING = __import__("re").compile(r"^([a-z_]+):[a-z_]+$")
 
+# Top to bottom. A module may import its own layer or any layer below it, never one above.
+LAYERS = (
+    ("the HTTP layer", lambda name: name == "web" or name.startswith("web.")),
+    ("the reconciler and the admin commands", {"monitor", "admin"}.__contains__),
+    ("the domain", None),  # every module no other layer claims
+    ("the store and the cloud", {"db", "provider"}.__contains__),
+    ("settings, ids, errors and validation", {"__init__", "config", "ids", "errors", "validation"}.__contains__),
+)
+
+
+def layer_of(name):
+    return next((rank for rank, (_, claims) in enumerate(LAYERS) if claims and claims(name)),
+                next(rank for rank, (_, claims) in enumerate(LAYERS) if claims is None))
+
+
+def product_modules():
+    """{dotted name under the package ("servers", "web.servers", "web" for web/__init__.py): its file}."""
+    found = {}
+    for path in PRODUCT.rglob("*.py"):
+        parts = path.relative_to(PRODUCT).with_suffix("").parts
+        found[".".join(parts[:-1] if parts[-1] == "__init__" and len(parts) > 1 else parts)] = path
+    return found
+
 
 def product_imports():
-    """{module: modules of the package it imports}, top-level and lazy imports both, and the modules the route
-    strings of web.py ("servers:create_server") name: it imports those on first use."""
-    names = {path.stem for path in PRODUCT.glob("*.py")} - {"__init__"}
+    """{module: modules of the package it imports}: top-level and lazy imports, the package of every submodule
+    imported, and the handler modules the route strings of web/app.py ("servers:create_server") name, which it
+    imports on first use."""
+    modules = product_modules()
     graph = {}
-    for name in names:
-        tree = ast.parse((PRODUCT / f"{name}.py").read_text())
+    for name, path in modules.items():
+        package = name.split(".") if path.name == "__init__.py" and name != "__init__" else name.split(".")[:-1]
         found = set()
-        for node in ast.walk(tree):
-            if isinstance(node, ast.ImportFrom) and node.level == 1:
-                found |= {node.module} if node.module else {alias.name for alias in node.names}
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.level:
+                base = package[:len(package) - node.level + 1]
+                names = [alias.name for alias in node.names]  # `from .web import servers` imports web.servers
+                targets = [node.module, *(f"{node.module}.{name}" for name in names)] if node.module else names
+                found |= {".".join([*base, target]) for target in targets}
             elif isinstance(node, ast.ImportFrom) and (node.module or "").startswith("cloudprovisioner."):
-                found.add(node.module.split(".")[1])
-            elif name == "web" and isinstance(node, ast.Constant) and isinstance(node.value, str):
+                found.add(node.module.removeprefix("cloudprovisioner."))
+            elif name == "web.app" and isinstance(node, ast.Constant) and isinstance(node.value, str):
                 match = ROUTE_STRING.match(node.value)
-                if match and match.group(1) in names:
-                    found.add(match.group(1))
-        graph[name] = found & names - {name}
+                if match:
+                    found.add(f"web.{match.group(1)}")
+        for target in list(found):  # importing a.b runs a/__init__.py first
+            found |= {".".join(target.split(".")[:depth]) for depth in range(1, target.count(".") + 1)}
+        graph[name] = found & set(modules) - {name}
     return graph
 
 
@@ -152,16 +181,48 @@ def a_cycle(graph):
 
 def test_the_package_has_no_import_cycle():
     graph = product_imports()
-    assert graph["web"] >= {"servers", "firewalls", "observability"}  # the route strings are read
+    assert graph["web.app"] >= {"web.servers", "web.firewalls", "web.observability"}  # the route strings are read
+    assert graph["web.servers"] >= {"servers", "web"}
     assert a_cycle(graph) is None, " -> ".join(a_cycle(graph))
 
 
+def test_every_import_runs_down_the_layers():
+    upward = sorted(f"{name} ({LAYERS[layer_of(name)][0]}) imports {target} ({LAYERS[layer_of(target)][0]})"
+                    for name, imported in product_imports().items() for target in imported
+                    if layer_of(target) < layer_of(name))
+    assert upward == []
+
+
+def test_the_layers_are_as_drawn():
+    assert [layer_of(name) for name in ("web.app", "web.servers", "monitor", "servers", "db", "errors")] == [
+        0, 0, 1, 2, 3, 4]
+
+
 def test_nothing_in_the_package_imports_the_wsgi_application():
-    """web.py imports the handlers by name; a handler (or anything below) that imported it back would make
-    the application and its handlers one knot again. They answer with responses.py."""
-    assert [name for name, imported in product_imports().items() if "web" in imported] == []
+    """web/app.py imports the handlers by name; a handler (or anything below) that imported it back would make
+    the application and its handlers one knot again. They answer with web/responses.py."""
+    assert [name for name, imported in product_imports().items() if "web.app" in imported] == []
 
 
-def test_the_cycle_finder_finds_cycles():
+HTTP_WORDS = {"request", "Request", "Problem", "Response", "start_response"}
+
+
+def test_below_the_http_layer_nothing_speaks_http():
+    """The domain, the store, the cloud and the reconciler take a context and raise domain errors: no request,
+    no problem, no response, not even as a parameter's name."""
+    spoken = []
+    for name, path in product_modules().items():
+        if layer_of(name) == 0:
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            word = (node.id if isinstance(node, ast.Name) else node.arg if isinstance(node, ast.arg)
+                    else node.attr if isinstance(node, ast.Attribute) else None)
+            if word in HTTP_WORDS:
+                spoken.append(f"{name}:{node.lineno}: {word}")
+    assert spoken == []
+
+
+def test_the_layer_checks_find_what_they_look_for():
     assert a_cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": set()}) == ["a", "b", "c", "a"]
     assert a_cycle({"a": {"b"}, "b": set()}) is None
+    assert layer_of("web.anything") < layer_of("monitor") < layer_of("firewalls") < layer_of("db")

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from cloudprovisioner import SCHEMA_VERSION, monitor, observability
-from cloudprovisioner.web import make_app
+from cloudprovisioner import SCHEMA_VERSION, monitor, telemetry
+from cloudprovisioner.web.app import make_app
 from tests.support import Client, assert_problem, call, http, installed_settings, make_config, run_cron_job
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -59,7 +59,7 @@ def test_health_is_unhealthy_without_the_database_or_with_another_schema(values,
     answer = health(down)
     assert answer.status == 503 and answer.content_type == "application/json"
     assert answer.json["status"] == "unhealthy" and answer.json["checks"]["database"]["status"] == "down"
-    monkeypatch.setattr(observability, "SCHEMA_VERSION", SCHEMA_VERSION + 1)
+    monkeypatch.setattr(telemetry, "SCHEMA_VERSION", SCHEMA_VERSION + 1)
     assert health(make_app(make_config(values))).json["status"] == "unhealthy"
 
 
@@ -161,7 +161,7 @@ def test_a_malformed_request_id_is_replaced(admin, sent):
 
 
 def test_a_5xx_logs_its_request_id(admin, monkeypatch):
-    from cloudprovisioner import servers
+    from cloudprovisioner.web import servers
     monkeypatch.setattr(servers, "list_servers", lambda request: 1 / 0)
     errors = io.StringIO()
     monkeypatch.setattr(sys, "stderr", errors)

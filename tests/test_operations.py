@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from cloudprovisioner import monitor, provider
+from cloudprovisioner import monitor
 from tests.support import TEST_INSTALL_ID, TEST_TOKEN, assert_problem, http, knob, make_config
 
 VALID = {"name": "web-1", "region": "nyc3", "size": "s-1vcpu-1gb", "image": "ubuntu-24-04-x64"}
@@ -179,7 +179,7 @@ def test_a_dead_first_request_that_wrote_nothing_is_run_again(admin, db):
 
 
 def test_a_5xx_is_not_stored_so_a_retry_runs_again(admin, values, sandbox, db):
-    from cloudprovisioner.web import make_app
+    from cloudprovisioner.web.app import make_app
     from tests.support import Client
     hurried = Client(make_app(make_config(dict(values, CP_CLOUD_BUDGET="1"))), admin.token)
     knob(sandbox, "POST", "/_sandbox/faults", {"status": 500, "count": 1000, "path_prefix": "/v2/droplets"})
@@ -214,7 +214,6 @@ def test_the_monitor_stops_acting_when_the_rate_limit_runs_low(admin, values, sa
         cloud = http("GET", f"{sandbox}droplets?tag_name=cloudprovisioner",
                      headers={"Authorization": f"Bearer {TEST_TOKEN}"})
         assert int(cloud.headers["ratelimit-remaining"]) < 100
-        provider.rate_limit.clear()
         # A stray droplet would be destroyed, but not while the cloud's budget is nearly spent.
         knob(sandbox, "POST", "/_sandbox/droplets/bulk", {"count": 1, "tags": [f"cloudprovisioner:{TEST_INSTALL_ID}"]})
         values["CP_ORPHAN_GRACE"] = "-1"
@@ -224,7 +223,6 @@ def test_the_monitor_stops_acting_when_the_rate_limit_runs_low(admin, values, sa
         assert db.one("SELECT status FROM servers WHERE id = %s", (server["id"],))["status"] == "ready"
     finally:
         knob(sandbox, "POST", "/_sandbox/config", {"ratelimit_remaining": 5000})
-    provider.rate_limit.clear()
     status, out, _ = run(values)
     assert status == 0 and "1 vanished" in out and "1 orphans destroyed" in out, out
     assert db.one("SELECT status FROM servers WHERE id = %s", (server["id"],))["status"] == "error"

@@ -15,6 +15,7 @@ import pytest
 
 from cloudprovisioner import admin as admin_commands
 from cloudprovisioner import monitor, orphans, ownership, provider
+from cloudprovisioner.context import Context
 from cloudprovisioner.ids import new_id
 from tests.support import TEST_INSTALL_ID, TEST_TOKEN, Client, assert_problem, http, knob, make_config
 
@@ -361,19 +362,19 @@ def test_a_droplet_missing_from_a_short_listing_is_not_taken_for_vanished(admin,
     not become error (the next run would destroy the droplet as a dead row's)."""
     servers_made = sorted(ready_servers(admin, values, 3), key=lambda server: int(server["instance_id"]))
     monkeypatch.setattr(provider, "PAGE_SIZE", 2)  # stands for 200, with more than 200 droplets
-    real_api = provider._api
+    real_api = provider.Cloud._api
 
-    def api(config, budget, method, path, body=None, before_retry=None):
-        answer = real_api(config, budget, method, path, body, before_retry)
+    def api(self, method, path, body=None, before_retry=None):
+        answer = real_api(self, method, path, body, before_retry)
         if (method, path, (body or {}).get("page")) == ("GET", "droplets/", 1) and not api.done:
             api.done = True  # a user deletes a server on page 1 while the monitor is between pages
             assert admin.delete(f"/servers/{servers_made[0]['id']}").status == 202
         return answer
     api.done = False
-    monkeypatch.setattr(provider, "_api", api)
+    monkeypatch.setattr(provider.Cloud, "_api", api)
     status, out, _ = run(values)
     assert status == 0 and "vanished" not in out and "was missing from the listing but is there" in out, out
-    monkeypatch.setattr(provider, "_api", real_api)
+    monkeypatch.setattr(provider.Cloud, "_api", real_api)
     run(values)
     assert [s["status"] for s in admin.get("/servers").json] == ["ready", "ready"]
     assert droplet_ids(sandbox, OURS) == sorted(int(s["instance_id"]) for s in servers_made[1:])
@@ -386,7 +387,7 @@ def test_an_admins_adopt_during_a_run_keeps_the_droplet(admin, values, sandbox, 
     statuses = monitor.Run._statuses
 
     def adopt_meanwhile(self, row_ids):
-        orphans.adopt(make_config(values), db, lost["instance_id"])  # the admin, in another process
+        orphans.adopt(Context(make_config(values), db=db), lost["instance_id"])  # the admin, in another process
         return statuses(self, row_ids)
     monkeypatch.setattr(monitor.Run, "_statuses", adopt_meanwhile)
     status, out, _ = run(values)
@@ -401,11 +402,9 @@ def test_a_legacy_take_over_stopped_half_way_is_finished_by_the_next_run(admin, 
     [server] = ready_servers(admin, values, 1)
     make_legacy(sandbox, db, server)
     knob(sandbox, "POST", "/_sandbox/config", {"ratelimit_remaining": 103})  # the floor is 100
-    provider.rate_limit.clear()
     status, out, err = run(values, CP_ORPHAN_GRACE="-1")
     assert status == 0 and "rate limit is low" in out and err == "", (out, err)
     knob(sandbox, "POST", "/_sandbox/config", {"ratelimit_remaining": 5000})
-    provider.rate_limit.clear()
     status, out, err = run(values, CP_ORPHAN_GRACE="-1")
     assert status == 0 and "1 taken over" in out and "destroy" not in out and "vanished" not in out, (out, err)
     assert admin.get(f"/servers/{server['id']}").json["status"] == "ready"
@@ -464,15 +463,15 @@ def test_what_requests_do_to_networks_while_the_monitor_lists_them_is_left_for_t
     doomed_vpc = admin.post("/vpcs", {"name": "gone", "region": "nyc3", "ip_range": "10.211.0.0/20"}).json
     doomed_wall = admin.post("/firewalls", {"name": "web", "inbound_rules": [SSH]}).json
     assert run(values)[0] == 0
-    listers = {"list_vpcs": provider.list_vpcs, "list_firewalls": provider.list_firewalls}
+    listers = {"list_vpcs": provider.Cloud.list_vpcs, "list_firewalls": provider.Cloud.list_firewalls}
     late = {}
 
     def meanwhile(name, change):
-        def lister(config, budget):
-            listed = listers[name](config, budget)
+        def lister(self):
+            listed = listers[name](self)
             change()
             return listed
-        monkeypatch.setattr(provider, name, lister)
+        monkeypatch.setattr(provider.Cloud, name, lister)
 
     def vpcs_change():
         late["vpc"] = admin.post("/vpcs", {"name": "late", "region": "nyc3", "ip_range": "10.212.0.0/20"}).json

@@ -10,8 +10,9 @@ import secrets
 
 import pytest
 
-from cloudprovisioner import auth, web
+from cloudprovisioner import auth
 from cloudprovisioner.ids import new_id
+from cloudprovisioner.web import app as web
 from tests.support import TEST_TOKEN, Client, assert_problem, http, new_public_key
 
 ROLES = ("viewer", "developer", "operator", "admin")
@@ -100,7 +101,7 @@ def allowed(role, endpoint):
 
 
 def routed_pattern(path):
-    """The template web.py routes this path to."""
+    """The template web/app.py routes this path to."""
     _params, methods = web.match_route(path)
     return next(pattern for pattern, candidate in web.ROUTES if candidate is methods)
 
@@ -299,7 +300,7 @@ def test_the_permission_table_is_the_one_we_expect():
 
 
 def test_every_protected_route_has_a_case_in_the_matrix():
-    # No endpoint forgotten: the matrix and the 401 test run exactly the routes web.py serves.
+    # No endpoint forgotten: the matrix and the 401 test run exactly the routes web/app.py serves.
     assert set(REQUESTS) == set(PROTECTED)
     assert sorted(ISOLATION_CASES) == ID_ENDPOINTS
 

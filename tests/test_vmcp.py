@@ -224,7 +224,7 @@ def test_the_responder_paths_serve_nothing_but_the_responder(admin, app):
 
 
 def test_a_changed_key_secret_is_a_503_not_a_wrong_signature(admin, app, values):
-    from cloudprovisioner.web import make_app
+    from cloudprovisioner.web.app import make_app
     from tests.support import make_config
     config = admin.post("/vmcp-configs", CONFIG).json
     assert admin.post("/vmcp-key", {"generate": True}).status == 201

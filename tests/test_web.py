@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from cloudprovisioner.web import make_app
+from cloudprovisioner.web.app import make_app
 from tests.support import Client, assert_problem, call, make_config
 
 VALID = {"name": "web-1", "region": "nyc3", "size": "s-1vcpu-1gb", "image": "ubuntu-24-04-x64"}
@@ -125,7 +125,7 @@ def test_database_unreachable_is_503_with_retry_after(admin, values):
 
 
 def test_unexpected_error_is_500_without_traceback(admin, monkeypatch, capsys):
-    from cloudprovisioner import servers
+    from cloudprovisioner.web import servers
 
     def explode(request):
         raise RuntimeError("secret internals")
@@ -149,13 +149,13 @@ def test_misconfiguration_is_503_and_logged(tmp_path, monkeypatch):
 def test_our_query_parser_agrees_with_urllib(text):
     from urllib.parse import parse_qs
 
-    from cloudprovisioner.web import parse_pairs
+    from cloudprovisioner.web.app import parse_pairs
     assert parse_pairs(text) == parse_qs(text, keep_blank_values=True)
 
 
 @pytest.mark.parametrize("text", ["a=%ZZ", "a=%4", "a=%ff"])
 def test_bad_escapes_are_errors_not_guesses(admin, text):
-    from cloudprovisioner.web import parse_pairs
+    from cloudprovisioner.web.app import parse_pairs
     with pytest.raises(ValueError):
         parse_pairs(text)
     assert_problem(admin.request("GET", f"/servers?{text}"), 400)
@@ -167,5 +167,5 @@ def test_bad_escapes_are_errors_not_guesses(admin, text):
     ("/", None), ("/auth/login", {}),
 ])
 def test_routes_match_templates(path, params):
-    from cloudprovisioner.web import match_route
+    from cloudprovisioner.web.app import match_route
     assert match_route(path)[0] == params

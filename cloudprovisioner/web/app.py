@@ -10,9 +10,10 @@ import os
 import re
 import sys
 
-from . import config as configuration
-from .errors import TITLES, Problem, not_found
-from .responses import JSON_TYPE, Response, log
+from .. import config as configuration
+from ..context import Context
+from ..errors import DomainError, no_such
+from .responses import JSON_TYPE, PROBLEM_TYPE, TITLES, Problem, Response, log, problem_for
 
 PUBLIC = None  # a route anyone may call (it authenticates the caller itself, if at all)
 
@@ -90,36 +91,38 @@ FORM_TYPE = "application/x-www-form-urlencoded"
 
 
 class Request:
-    """What a handler sees: method, path, query, body, config, and a lazy DB."""
+    """What a handler sees: method, path, query, body, and the domain's context (config, a lazy DB,
+    the caller once authenticated, a lazy cloud)."""
 
     def __init__(self, environ, config, request_id):
         self.environ = environ
         self.config = config
+        self.ctx = Context(config, log=lambda message: log(environ, message))
         self.method = environ.get("REQUEST_METHOD", "GET").upper()
         self.path = environ.get("PATH_INFO", "") or "/"
         self.script_name = environ.get("SCRIPT_NAME", "").rstrip("/")
         self.query = {}
         self.params = {}
-        self.principal = None
         self.action = None  # "module.function" once routed: the audit log's action
         self.route = None  # the path template once routed: the request counter's label
-        self.audit_target = ""
-        self.audit_actor = None  # (tenant_id, user_id) when known without a principal (logins)
         self.request_id = request_id
         self.idempotency = None  # the Idempotency-Key claim this request holds, if any
-        self._db = None
         self._body = None
 
     @property
     def db(self):
-        if self._db is None:
-            from .db import Database
-            self._db = Database(self.config)
-        return self._db
+        return self.ctx.db
+
+    @property
+    def principal(self):
+        return self.ctx.principal
+
+    @principal.setter
+    def principal(self, principal):
+        self.ctx.principal = principal
 
     def close(self):
-        if self._db is not None:
-            self._db.close()
+        self.ctx.close()
         self._drain_body()
 
     def _chunked(self):
@@ -151,6 +154,13 @@ class Request:
             if not chunk:
                 break
             left -= len(chunk)
+
+    def bearer_token(self):
+        """The credentials of `Authorization: Bearer <token>`, or None."""
+        scheme, _, credentials = self.environ.get("HTTP_AUTHORIZATION", "").partition(" ")
+        if scheme.lower() != "bearer" or not credentials.strip():
+            return None
+        return credentials.strip()
 
     def arg(self, name, default=None):
         """One query parameter; repeating it is an error, not a silent pick."""
@@ -218,7 +228,7 @@ def _form_fields(text):
         pairs = parse_pairs(text)
     except ValueError:
         raise Problem(400, "malformed-body", "malformed form body") from None
-    from .validation import FormFields
+    from ..validation import FormFields
     return FormFields({key: values[0] if len(values) == 1 else values for key, values in pairs.items()})
 
 
@@ -296,7 +306,7 @@ def _route(request):
     """The handler and permission for this path and method, or a 404 or 405."""
     outside = _outside_api(request)
     if outside is None and request.script_name in RESPONDER_SCRIPTS:
-        raise not_found("VMCP configuration")  # the API itself is served under /api only
+        raise no_such("VMCP configuration")  # the API itself is served under /api only
     if outside is not None:
         route, target = outside
         request.route, request.action = route, target.replace(":", ".")
@@ -308,7 +318,7 @@ def _route(request):
         return _handler(target), PUBLIC
     params, methods = match_route(request.path)
     if methods is None:
-        raise not_found("path")
+        raise no_such("path")
     request.route = next(template for template, candidate in ROUTES if candidate is methods)
     allow = ", ".join(sorted([*methods, "OPTIONS"]))
     if request.method == "OPTIONS":
@@ -327,7 +337,7 @@ def _outside_api(request):
     """(route, handler) for the public paths outside /api, else None."""
     found = OUTSIDE_API.get((request.script_name, request.path))
     if found is None and request.script_name == VMCP_PRETTY:
-        from .ids import looks_like_id
+        from ..ids import looks_like_id
         config_id = request.path.strip("/")
         if looks_like_id(config_id):
             request.params = {"config_id": config_id}
@@ -363,7 +373,7 @@ def cors(environ, config):
 
 
 def _dispatch(request):
-    from . import auth
+    from .. import auth
     try:
         request.query = parse_pairs(request.environ.get("QUERY_STRING", ""))
     except ValueError:
@@ -371,7 +381,7 @@ def _dispatch(request):
     handler, permission = _route(request)
     auth.signing_key(request.config)  # no request is served without a real signing key
     if permission is not PUBLIC:
-        request.principal = auth.authenticate(request)
+        request.principal = auth.authenticate(request.db, request.config, request.bearer_token())
         auth.authorize(request.principal, permission)
     if request.action in IDEMPOTENT and "HTTP_IDEMPOTENCY_KEY" in request.environ:
         from . import idempotency
@@ -383,20 +393,20 @@ def _dispatch(request):
 
 def _record(request, status):
     """The request's one counter write, and for a state change its audit row, whatever the outcome."""
-    from . import observability
+    from .. import telemetry
     try:
-        observability.count_request(request, status)
+        telemetry.count_request(request.db, request.method, request.route, status)
         if request.method in MUTATING and request.action is not None:
             from . import audit
             audit.record(request, status)
-    except Problem as problem:
+    except DomainError as problem:
         log(request.environ, f"[{request.request_id}] counter or audit row not written: {problem.detail}")
 
 
 def _problem_response(problem, request_id):
     response = Response(problem.status, headers=problem.headers)
     response.body = problem.body(request_id)
-    response.headers.append(("Content-Type", "application/problem+json"))
+    response.headers.append(("Content-Type", PROBLEM_TYPE))
     return response
 
 
@@ -411,8 +421,8 @@ def make_app(config=None):
                 state["config"] = configuration.load()
             request = Request(environ, state["config"], rid)
             response = _dispatch(request)
-        except Problem as problem:
-            response = _problem_response(problem, rid)
+        except (Problem, DomainError) as error:
+            response = _problem_response(problem_for(error), rid)
         except configuration.ConfigError as exc:
             log(environ, f"[{rid}] configuration error: {exc}")
             response = _problem_response(Problem(

@@ -1,28 +1,23 @@
-"""Health, version, metrics, and the counters behind them.
+"""What the service knows of itself: counters, the state the monitor records, the health report,
+and every metric, all kept in (and read from) the database.
 
-CGI processes live for one request, so counters live in MySQL: one upsert per
-request (`requests_total`), a few per monitor run. Everything else a scrape
-reports is derived from the tables at scrape time. /health makes no cloud
-call: it reads what the monitor last recorded.
+CGI processes live for one request, so counters live in MySQL: one upsert per request
+(`http_requests_total`), a few per monitor run. Everything else a scrape reports is derived from
+the tables at scrape time. Health makes no cloud call: it reads what the monitor last recorded.
 """
 
-import hmac
-import os
-
 from . import SCHEMA_VERSION, __version__
-from .errors import Problem
+from .errors import DomainError
 
-# os.path, not pathlib: this module is imported by every request, and pathlib costs ~5 ms to import.
-HERE = os.path.dirname(__file__)
-OPENAPI_DOCUMENT = os.path.join(HERE, "openapi.json")
-REVISION_FILE = os.path.join(HERE, "REVISION")  # written by `make install` from git
-
-
-# --- counters and state, written by requests and the monitor ---
 
 def count(db, name, labels="", by=1):
     db.update("INSERT INTO counters (name, labels, value) VALUES (%s, %s, %s) "
               "ON DUPLICATE KEY UPDATE value = value + VALUES(value)", (name, labels, by))
+
+
+def count_request(db, method, route, status):
+    """http_requests_total{method and route, status class}: the one write every request adds."""
+    count(db, "http_requests_total", f"{method} {route or 'unmatched'}|{status // 100}xx")
 
 
 def remember(db, **values):
@@ -32,50 +27,20 @@ def remember(db, **values):
                   (name, str(value)))
 
 
-def count_request(request, status):
-    """requests_total{route, status class}: the one write a request adds."""
-    route = request.route or "unmatched"
-    count(request.db, "http_requests_total", f"{request.method} {route}|{status // 100}xx")
 
-
-# --- GET /api/openapi.json and /api/version ---
-
-def openapi_document(request):
-    from .responses import Response
-    response = Response(200)
-    with open(OPENAPI_DOCUMENT, "rb") as document:
-        response.body = document.read()
-    response.headers.append(("Content-Type", "application/json"))
-    return response
-
-
-def version(request):
-    from .responses import Response
-    try:
-        with open(REVISION_FILE, encoding="ascii") as handle:
-            revision = handle.read().strip()
-    except OSError:
-        revision = None
-    return Response(200, {"version": __version__, "revision": revision or None,
-                          "schema_version": _schema_version(request.db)})
-
-
-def _schema_version(db):
+def schema_version(db):
+    """The schema the database is at, or None when it cannot be read (no database, no table)."""
     try:
         row = db.one("SELECT MAX(version) AS version FROM schema_migrations")
-    except Problem:
+    except DomainError:
         return None
     return row["version"] if row else None
 
 
-# --- GET /health ---
-
-def health(request):
+def health(config, db):
     """healthy, degraded (the monitor is stale or never ran, or holds cloud objects for a person) or
-    unhealthy (no database, wrong schema)."""
-    from .responses import Response
-    config, db = request.config, request.db
-    schema = _schema_version(db)
+    unhealthy (no database, wrong schema): the report, with its checks."""
+    schema = schema_version(db)
     database = {"status": "ok" if schema is not None else "down", "schema_version": schema,
                 "expected_schema_version": SCHEMA_VERSION}
     state = _state(db) if schema is not None else {}
@@ -88,10 +53,8 @@ def health(request):
     # Orphans held, or destroys held by the breaker: nothing is lost yet, but a person must look.
     settled = monitor["status"] == "ok" and ownership["status"] == "ok"
     status = "unhealthy" if schema != SCHEMA_VERSION else "healthy" if settled else "degraded"
-    return Response(503 if status == "unhealthy" else 200,
-                    {"status": status, "version": __version__,
-                     "checks": {"database": database, "monitor": monitor, "cloud": cloud, "ownership": ownership}},
-                    [("Cache-Control", "no-store")])
+    return {"status": status, "version": __version__,
+            "checks": {"database": database, "monitor": monitor, "cloud": cloud, "ownership": ownership}}
 
 
 def _state(db):
@@ -123,28 +86,8 @@ def _int(state, name):
     return int(value) if value is not None and value.lstrip("-").isdigit() else None
 
 
-# --- GET /api/metrics ---
 
-def metrics(request):
-    """Prometheus text format, for a tenant admin or the configured scrape token."""
-    from . import auth
-    from .responses import Response
-    token = auth.bearer_token(request) or ""
-    scrape_token = request.config.metrics_token
-    if not (scrape_token and hmac.compare_digest(token.encode(), scrape_token.encode())):
-        request.principal = auth.authenticate(request)
-        auth.authorize(request.principal, "metrics:read")
-    from prometheus_client import CollectorRegistry, generate_latest
-    registry = CollectorRegistry(auto_describe=False)
-    registry.register(_Collector(request.db))
-    response = Response(200)
-    response.body = generate_latest(registry)
-    # The classic text format (0.0.4) that every Prometheus reads; generate_latest writes it.
-    response.headers.append(("Content-Type", "text/plain; version=0.0.4; charset=utf-8"))
-    return response
-
-
-class _Collector:
+class Collector:
     """Every metric, read from the tables at scrape time."""
 
     def __init__(self, db):
@@ -217,4 +160,3 @@ class _Collector:
                 metric = gauge(name, help_text)
                 metric.add_metric([], float(state[key]))
                 yield metric
-

@@ -14,7 +14,8 @@ the resource the dead request had already written, if it got that far.
 import hashlib
 import json
 
-from .errors import Problem
+from ..errors import Conflict, DomainError, Invalid
+from .responses import PROBLEM_TYPE, Problem, problem_for
 
 HEADER = "HTTP_IDEMPOTENCY_KEY"
 UNSTORED_HEADERS = {"content-length", "x-request-id"}
@@ -73,9 +74,9 @@ def run(request, handler, replay_resource):
     request.idempotency = claim
     try:
         return _finish(claim, handler(request))
-    except Problem as problem:
-        claim.store(problem.status, [*problem.headers, ("Content-Type", "application/problem+json")],
-                    problem.body())
+    except (Problem, DomainError) as error:
+        problem = problem_for(error)
+        claim.store(problem.status, [*problem.headers, ("Content-Type", PROBLEM_TYPE)], problem.body())
         raise
 
 
@@ -102,23 +103,22 @@ def _claim_or_find(request, claim, fingerprint):
                       "expires_at <= UTC_TIMESTAMP(6)", (claim.tenant_id, claim.key))
             continue
         if row["fingerprint"] != fingerprint:
-            raise Problem(422, "idempotency-key-reused", "this Idempotency-Key was used with a different request")
+            raise Invalid("this Idempotency-Key was used with a different request", "idempotency-key-reused")
         if row["state"] == "done":
             return {**row, "resource_id": None}
         if row["age"] <= config.cloud_budget + STALE_MARGIN:
-            raise Problem(409, "request-in-progress", "a request with this Idempotency-Key is still running",
-                          headers=[("Retry-After", "5")])
+            raise Conflict("a request with this Idempotency-Key is still running", "request-in-progress",
+                           retry_after=5)
         # The first request died. Take its claim over (only one retry may), then answer from what it left.
         taken = db.update("UPDATE idempotency_keys SET created_at = UTC_TIMESTAMP(6) WHERE tenant_id = %s AND "
                           "idem_key = %s AND state = 'running' AND "
                           "TIMESTAMPDIFF(SECOND, created_at, UTC_TIMESTAMP(6)) > %s",
                           (claim.tenant_id, claim.key, config.cloud_budget + STALE_MARGIN))
         if not taken:
-            raise Problem(409, "request-in-progress", "a request with this Idempotency-Key is still running",
-                          headers=[("Retry-After", "5")])
+            raise Conflict("a request with this Idempotency-Key is still running", "request-in-progress",
+                           retry_after=5)
         return row if row["resource_id"] else None
-    raise Problem(409, "request-in-progress", "this Idempotency-Key is contended; try again",
-                  headers=[("Retry-After", "1")])
+    raise Conflict("this Idempotency-Key is contended; try again", "request-in-progress", retry_after=1)
 
 
 STALE_MARGIN = 30  # seconds past the cloud budget after which a running claim's request must have died
