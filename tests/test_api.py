@@ -2,6 +2,8 @@
 
 import time
 
+import pytest
+
 from cloudprovisioner import monitor
 from cloudprovisioner.web.app import make_app
 from tests.support import TEST_INSTALL_ID, TEST_TOKEN, Client, assert_problem, http, knob, make_config
@@ -203,3 +205,58 @@ def test_delete_when_the_cloud_keeps_failing_is_502_and_changes_nothing(admin, v
     assert_problem(answer, 502)
     assert answer.headers["retry-after"]
     assert count(db, "pending") == 1
+
+
+def cloud_requests(sandbox):
+    return knob(sandbox, "GET", "/_sandbox/stats").json["requests"]
+
+
+def assert_nothing_made(db, sandbox):
+    """No server row, no operation, no default network of the tenant's, and the cloud asked to make nothing."""
+    for table in ("servers", "operations", "vpcs", "firewalls"):
+        assert db.one(f"SELECT COUNT(*) AS n FROM {table}")["n"] == 0, table
+    assert [call for call in cloud_requests(sandbox) if not call.startswith("GET ")] == []
+    droplets = http("GET", f"{sandbox}droplets", headers={"Authorization": f"Bearer {TEST_TOKEN}"})
+    assert droplets.json["droplets"] == []
+
+
+# The test configuration leaves CP_ALLOWED_REGIONS, _SIZES and _IMAGES at their defaults; each value below is
+# one the local cloud offers (as DigitalOcean does) that those lists leave out.
+NOT_ALLOWED = [("region", "lon1", "nyc3, ams3, fra1, sfo3"),
+               ("size", "s-2vcpu-2gb", "s-1vcpu-512mb-10gb, s-1vcpu-1gb, s-1vcpu-2gb"),
+               ("image", "rockylinux-9-x64", "ubuntu-24-04-x64, ubuntu-22-04-x64, debian-12-x64")]
+
+
+@pytest.mark.parametrize(("field", "value", "offered"), NOT_ALLOWED, ids=[field for field, _, _ in NOT_ALLOWED])
+def test_a_real_cloud_offer_the_installation_does_not_allow_is_422_and_makes_nothing(admin, db, sandbox, field,
+                                                                                       value, offered):
+    """The allowed lists are the installation's choice, narrower than the cloud's: a value the cloud would
+    take must still be refused here, before any row, network or droplet is made."""
+    listed = http("GET", f"{sandbox}{field}s?per_page=200", headers={"Authorization": f"Bearer {TEST_TOKEN}"})
+    assert value in [item["slug"] for item in listed.json[f"{field}s"]]  # the cloud offers it
+    knob(sandbox, "DELETE", "/_sandbox/stats")
+    problem = assert_problem(admin.post("/servers", dict(VALID, **{field: value})), 422)
+    assert problem["errors"] == {field: f"{field} {value!r} is not offered; choose one of: {offered}"}
+    assert_nothing_made(db, sandbox)
+
+
+def test_user_data_the_platforms_parts_push_over_64_kib_is_422_before_anything_is_written(admin, db, sandbox):
+    """The cloud takes 64 KiB of user data; the platform's own cloud-config parts (about 1.4 KB) go in
+    the same document. A user part under the limit alone but over it once merged is the user's to shorten:
+    a 422 naming user_data, and nothing written or asked of the cloud (not a 502 with the row in error)."""
+    script = "#!/bin/sh\n" + "echo 0123456789abcdef0123456789abcdef0123456789abcdef0123456789ab\n" * 990
+    assert len(script.encode()) == 65_350  # under 65,536 by itself
+    knob(sandbox, "DELETE", "/_sandbox/stats")
+    problem = assert_problem(admin.post("/servers", dict(VALID, user_data=script)), 422)
+    assert list(problem["errors"]) == ["user_data"]
+    assert "too large once the platform's cloud-config is added" in problem["errors"]["user_data"]
+    assert_nothing_made(db, sandbox)
+
+
+def test_user_data_that_stays_under_64_kib_once_merged_is_taken(admin, sandbox):
+    """The other side of the test above: it is the merged size that is refused, not large user data as such."""
+    script = "#!/bin/sh\n" + "echo 0123456789abcdef0123456789abcdef0123456789abcdef0123456789ab\n" * 900
+    answer = admin.post("/servers", dict(VALID, user_data=script))
+    assert answer.status == 202, answer.body
+    facts = knob(sandbox, "GET", f"/_sandbox/droplets/{answer.json['instance_id']}").json
+    assert script in facts["user_data"] and len(facts["user_data"].encode()) <= 65_536

@@ -200,6 +200,32 @@ def test_our_verifier_accepts_exactly_what_pyjwt_accepts(admin):
             auth.verify_jwt(token, key, "access")
 
 
+# The boundaries, with the clock given: a token is dead in its `exp` second (RFC 7519 4.1.4: "on or after"),
+# and its `iat` may lie at most 60 seconds (auth's clock skew) in our future.
+NOW = 1_800_000_000
+CLAIMS = {"sub": "u" * 26, "tenant": "t" * 26, "role": "viewer", "typ": "access", "sid": "s" * 26,
+          "iat": NOW - 900, "exp": NOW + 900}
+
+
+def verify_at(now, **claims):
+    """verify_jwt, at the clock `now`, on a token of CLAIMS (changed by `claims`) signed with the test key."""
+    return auth.verify_jwt(forge(dict(CLAIMS, **claims)), TEST_SECRET.encode(), "access", now=now)
+
+
+def test_a_token_is_refused_in_its_expiry_second_and_accepted_the_second_before():
+    with pytest.raises(Unauthenticated, match="^token expired$"):
+        verify_at(NOW, exp=NOW)
+    assert verify_at(NOW, exp=NOW + 1) == dict(CLAIMS, exp=NOW + 1)
+    with pytest.raises(Unauthenticated, match="^token expired$"):
+        verify_at(NOW, exp=NOW - 1)
+
+
+def test_a_token_issued_up_to_60_seconds_in_our_future_is_accepted_and_no_further():
+    assert verify_at(NOW, iat=NOW + 60) == dict(CLAIMS, iat=NOW + 60)
+    with pytest.raises(Unauthenticated, match="^token issued in the future$"):
+        verify_at(NOW, iat=NOW + 61)
+
+
 def test_a_token_for_another_tenant_claim_is_refused(admin, app):
     claims = dict(good_claims(admin), tenant="00000000-0000-0000-0000-000000000000")
     assert_problem(Client(app, forge(claims)).get("/servers"), 401)
