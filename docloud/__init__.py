@@ -5,9 +5,9 @@ instead of the real cloud. It serves the part of API v2 that CloudProvisioner
 and python-digitalocean use, shaped like DigitalOcean's own response models
 (github.com/digitalocean/openapi), and keeps droplets, actions, SSH keys, tags,
 VPCs and firewalls in SQLite so they survive a restart. Knobs under /_sandbox/
-inject faults, tune timings, count API calls, bulk-load droplets and show what
-a droplet was created with; they need no token because the server only ever
-listens on loopback.
+inject faults, tune timings, count API calls, bulk-load droplets, show what
+a droplet was created with and hold its public IPv4 address back; they need no
+token because the server only ever listens on loopback.
 
     python -m docloud --port 0 --state /tmp/sandbox.sqlite3
 

@@ -30,7 +30,10 @@ def _networks(row, provisioned):
     # A droplet whose VPC row is gone (state from before VPCs were records)
     # falls back to its region's default range.
     ip_range = row["vpc_ip_range"] or default_vpc_range(row["region"])
-    return {"v4": [public_v4(row["id"]), private_v4(row["id"], ip_range)], "v6": v6}
+    # DigitalOcean can list an active droplet before its public address is
+    # attached; the public_ipv4 knob makes a droplet show that.
+    public = [] if row["public_v4_withheld"] else [public_v4(row["id"])]
+    return {"v4": [*public, private_v4(row["id"], ip_range)], "v6": v6}
 
 
 def _next_backup_window(row, now):

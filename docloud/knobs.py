@@ -1,5 +1,6 @@
 """The /_sandbox/ knobs (no token: the server only listens on loopback):
-faults, config, stats, reset, bulk droplets and a droplet's facts."""
+faults, config, stats, reset, bulk droplets, a droplet's facts and its public
+IPv4 address held back."""
 
 import json
 import time
@@ -105,3 +106,21 @@ def droplet_facts(app, req):
     return Reply(200, {"id": row["id"], "name": row["name"], "user_data": row["user_data"],
                        "ssh_keys": json.loads(row["ssh_keys"]), "vpc_uuid": row["vpc_uuid"],
                        "tags": tags, "firewall_ids": app.store.firewalls_of(row["id"])})
+
+
+def _public_ipv4(app, req, withheld):
+    if not app.store.withhold_public_v4(req.int_param("id"), withheld):
+        raise not_found()
+    return Reply(204)
+
+
+def withhold_public_ipv4(app, req):
+    """From now on the droplet shows no public IPv4 address, even once active
+    (its private one and any IPv6 stay), as on DigitalOcean when a droplet is
+    listed active before its public address is attached."""
+    return _public_ipv4(app, req, True)
+
+
+def give_public_ipv4(app, req):
+    """The droplet shows its public IPv4 address again (the one it always had)."""
+    return _public_ipv4(app, req, False)

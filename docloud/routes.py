@@ -35,9 +35,11 @@ from .knobs import (
     droplet_facts,
     get_config,
     get_stats,
+    give_public_ipv4,
     list_faults,
     reset,
     set_config,
+    withhold_public_ipv4,
 )
 from .plumbing import Route
 from .tags import create_tag, delete_tag, get_tag, list_tags, tag_resources, untag_resources
@@ -101,4 +103,6 @@ KNOB_ROUTES = [
     Route("POST", "/_sandbox/reset", reset),
     Route("POST", "/_sandbox/droplets/bulk", bulk_droplets),
     Route("GET", "/_sandbox/droplets/{id}", droplet_facts),
+    Route("DELETE", "/_sandbox/droplets/{id}/public_ipv4", withhold_public_ipv4),
+    Route("POST", "/_sandbox/droplets/{id}/public_ipv4", give_public_ipv4),
 ]

@@ -56,13 +56,18 @@ CREATE TABLE IF NOT EXISTS firewall_tags (
     PRIMARY KEY (firewall_id, tag)
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS firewall_tags_by_tag ON firewall_tags (tag);
+CREATE TABLE IF NOT EXISTS withheld_public_v4 (droplet_id INTEGER PRIMARY KEY);
 """
 # Links from a firewall to what it applies to; they go with the firewall.
 FIREWALL_LINKS = ("firewall_droplets", "firewall_tags")
 
-# A droplet row with its VPC's range, which its private address comes from.
-DROPLET_COLUMNS = ("d.*, v.ip_range AS vpc_ip_range FROM droplets d"
-                   " LEFT JOIN vpcs v ON v.id = d.vpc_uuid")
+# A droplet row with its VPC's range, which its private address comes from,
+# and whether a test has the knob holding its public IPv4 address back.
+DROPLET_FIELDS = ("d.*, v.ip_range AS vpc_ip_range, EXISTS (SELECT 1 FROM withheld_public_v4 w"
+                  " WHERE w.droplet_id = d.id) AS public_v4_withheld")
+DROPLET_COLUMNS = f"{DROPLET_FIELDS} FROM droplets d LEFT JOIN vpcs v ON v.id = d.vpc_uuid"
+# Tables that hold a droplet's own facts beside its row: they go with the droplet.
+DROPLET_LINKS = ("droplet_tags", "firewall_droplets", "withheld_public_v4")
 
 # Each kind of id starts in its own range, as on DigitalOcean, so code that
 # mixes up a droplet id with an action id fails in tests instead of passing
@@ -125,7 +130,7 @@ class Store:
         # The default VPCs stay, as on a fresh DigitalOcean account, with
         # their names and descriptions restored.
         with self._lock, self._db:
-            for table in ("droplets", "droplet_tags", "tags", "actions", "ssh_keys",
+            for table in ("droplets", *DROPLET_LINKS, "tags", "actions", "ssh_keys",
                           "firewalls", *FIREWALL_LINKS):
                 self._db.execute(f"DELETE FROM {table}")
             marks = ",".join("?" * len(DEFAULT_VPC_IDS))
@@ -174,7 +179,7 @@ class Store:
         with self._lock:
             total = self._db.execute(f"SELECT COUNT(*) FROM {source}{where}", args).fetchone()[0]
             rows = self._db.execute(
-                f"SELECT d.*, v.ip_range AS vpc_ip_range FROM {source}"
+                f"SELECT {DROPLET_FIELDS} FROM {source}"
                 f" LEFT JOIN vpcs v ON v.id = d.vpc_uuid{where} ORDER BY d.id LIMIT ? OFFSET ?",
                 [*args, limit, offset]).fetchall()
             tags = self._tags_of([row["id"] for row in rows])
@@ -193,8 +198,8 @@ class Store:
         with self._lock, self._db:
             deleted = self._db.execute("DELETE FROM droplets WHERE id = ?",
                                        (droplet_id,)).rowcount
-            self._db.execute("DELETE FROM droplet_tags WHERE droplet_id = ?", (droplet_id,))
-            self._db.execute("DELETE FROM firewall_droplets WHERE droplet_id = ?", (droplet_id,))
+            for table in DROPLET_LINKS:
+                self._db.execute(f"DELETE FROM {table} WHERE droplet_id = ?", (droplet_id,))
         return deleted > 0
 
     def delete_tagged_droplets(self, tag):
@@ -204,9 +209,20 @@ class Store:
                 return False
             self._db.execute("DELETE FROM droplets WHERE id IN"
                              " (SELECT droplet_id FROM droplet_tags WHERE tag = ?)", (tag,))
-            for table in ("droplet_tags", "firewall_droplets"):
+            for table in DROPLET_LINKS:
                 self._db.execute(f"DELETE FROM {table} WHERE droplet_id NOT IN"
                                  " (SELECT id FROM droplets)")
+        return True
+
+    def withhold_public_v4(self, droplet_id, withheld):
+        """Hold a droplet's public IPv4 address back (or give it back); False if
+        there is no such droplet."""
+        with self._lock, self._db:
+            if self._db.execute("SELECT 1 FROM droplets WHERE id = ?", (droplet_id,)).fetchone() is None:
+                return False
+            sql = ("INSERT OR IGNORE INTO withheld_public_v4 (droplet_id) VALUES (?)" if withheld
+                   else "DELETE FROM withheld_public_v4 WHERE droplet_id = ?")
+            self._db.execute(sql, (droplet_id,))
         return True
 
     def existing_droplet_ids(self, droplet_ids):

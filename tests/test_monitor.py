@@ -39,6 +39,62 @@ def test_pending_becomes_ready_with_ips_then_runs_are_quiet(admin, values, db):
     assert run(values) == (0, "", "")
 
 
+def test_an_active_droplet_without_a_public_ipv4_stays_pending_until_it_has_one(admin, values, sandbox, db):
+    """DigitalOcean can list a droplet active before its public address is attached: a server marked
+    ready then would have no address to reach it by, so it waits for the address."""
+    server = admin.request("POST", "/servers", VALID).json
+    droplet_id = server["instance_id"]
+    assert knob(sandbox, "DELETE", f"/_sandbox/droplets/{droplet_id}/public_ipv4").status == 204
+    knob(sandbox, "POST", "/_sandbox/config", {"activate_after": 0})
+    shown = cloud(sandbox, "GET", f"droplets/{droplet_id}").json["droplet"]
+    assert shown["status"] == "active" and [net["type"] for net in shown["networks"]["v4"]] == ["private"]
+
+    assert run(values) == (0, "", "")  # active, but nothing to reach it by: nothing changed
+    row = db.one("SELECT status, public_ip, private_ip, ready_at FROM servers WHERE id = %s", (server["id"],))
+    assert row == {"status": "pending", "public_ip": None, "private_ip": None, "ready_at": None}
+    assert admin.request("GET", f"/servers/{server['id']}").json["status"] == "pending"
+
+    assert knob(sandbox, "POST", f"/_sandbox/droplets/{droplet_id}/public_ipv4").status == 204
+    address = cloud(sandbox, "GET", f"droplets/{droplet_id}").json["droplet"]["networks"]["v4"][0]
+    assert address["type"] == "public"
+    status, out, err = run(values)
+    assert status == 0 and err == "" and out.startswith("monitor: 1 ready;")
+    ready = admin.request("GET", f"/servers/{server['id']}").json
+    assert ready["status"] == "ready" and ready["ready_at"]
+    assert ready["public_ip"] == address["ip_address"]
+
+
+def test_a_delete_between_the_monitors_read_and_its_write_is_not_undone(admin, values, sandbox, db, monkeypatch):
+    """The monitor reads a pending row, finds its droplet active, and writes ready: a user's DELETE
+    landing in between must win (the guarded UPDATE, `AND status = <what it saw>`). The hook runs the
+    DELETE at exactly that point, in the monitor's own run, before the monitor acts on the row it read."""
+    server = admin.request("POST", "/servers", VALID).json
+    knob(sandbox, "POST", "/_sandbox/config", {"activate_after": 0})  # active now: the monitor would say ready
+    settle_pending = monitor.Run._settle_pending
+    deletes = []
+
+    def delete_then_settle(run_, row, droplet):
+        assert (row["id"], row["status"]) == (server["id"], "pending")  # what the monitor read
+        answer = admin.request("DELETE", f"/servers/{server['id']}")
+        deletes.append(answer.status)
+        assert db.one("SELECT status FROM servers WHERE id = %s", (server["id"],))["status"] == "deleting"
+        return settle_pending(run_, row, droplet)
+
+    monkeypatch.setattr(monitor.Run, "_settle_pending", delete_then_settle)
+    status, out, err = run(values)
+    monkeypatch.undo()
+    assert deletes == [202]
+    row = db.one("SELECT status, status_reason, public_ip, ready_at FROM servers WHERE id = %s", (server["id"],))
+    assert row == {"status": "deleting", "status_reason": "deletion requested", "public_ip": None, "ready_at": None}
+    assert (status, err) == (0, "") and "ready" not in out
+    operations = db.query("SELECT kind, status FROM operations WHERE target_id = %s ORDER BY kind", (server["id"],))
+    assert operations == [{"kind": "server.create", "status": "cancelled"},
+                          {"kind": "server.delete", "status": "running"}]
+    # The user's delete goes on: the droplet is gone (the DELETE destroyed it), so the next run confirms it.
+    assert "1 deleted" in run(values)[1]
+    assert db.one("SELECT status FROM servers WHERE id = %s", (server["id"],))["status"] == "deleted"
+
+
 def test_deletion_is_confirmed_once_the_cloud_no_longer_lists_it(admin, values):
     server = admin.request("POST", "/servers", VALID).json
     admin.request("DELETE", f"/servers/{server['id']}")

@@ -2,8 +2,8 @@
 
 Three things are checked: its replies match DigitalOcean's own response models
 (tests/doschema.py), python-digitalocean 1.17.0 works against it unchanged,
-and its knobs (faults, config, stats, bulk, reset, droplet facts) do what the
-other tests rely on.
+and its knobs (faults, config, stats, bulk, reset, droplet facts, a held public
+IPv4 address) do what the other tests rely on.
 """
 
 import base64
@@ -735,6 +735,35 @@ def test_droplet_knob_shows_what_do_never_shows_back(sandbox):
         "tags": [], "firewall_ids": []}
     missing = sandbox.http.get(f"{sandbox.root}/_sandbox/droplets/12345", timeout=10)
     assert_error(missing, 404, "not_found")
+
+
+def test_public_ipv4_knob_holds_the_address_back_until_given_back(sandbox):
+    """DigitalOcean can list a droplet `active` before its public address is attached; the
+    knob makes the sandbox show that, so the monitor's handling of it can be tested."""
+    droplet = sandbox.create(name="late-ip", tags=["late"], ipv6=True)["droplet"]
+    sandbox.create(name="on-time", tags=["late"])
+    assert sandbox.http.delete(f"{sandbox.root}/_sandbox/droplets/{droplet['id']}/public_ipv4",
+                               timeout=10).status_code == 204
+    sandbox.knob("POST", "config", {"activate_after": 0})
+
+    held = sandbox.api("GET", f"droplets/{droplet['id']}").json()
+    assert_model(held, "resources/droplets/responses/existing_droplet.yml")
+    assert held["droplet"]["status"] == "active"
+    v4 = held["droplet"]["networks"]["v4"]
+    assert [net["type"] for net in v4] == ["private"] and v4[0]["ip_address"].startswith("10.")
+    assert held["droplet"]["networks"]["v6"][0]["ip_address"].startswith("2001:db8:")  # only IPv4 is held
+    listed = {d["name"]: d for d in sandbox.api("GET", "droplets", params={"tag_name": "late"}).json()["droplets"]}
+    assert [net["type"] for net in listed["late-ip"]["networks"]["v4"]] == ["private"]
+    assert [net["type"] for net in listed["on-time"]["networks"]["v4"]] == ["public", "private"]
+
+    sandbox.knob("POST", f"droplets/{droplet['id']}/public_ipv4")
+    given = sandbox.api("GET", f"droplets/{droplet['id']}").json()["droplet"]["networks"]["v4"]
+    assert [net["type"] for net in given] == ["public", "private"]
+    assert given[0]["ip_address"].startswith(DOCUMENTATION_NETS) and given[1] == v4[0]
+
+    for method in ("DELETE", "POST"):
+        missing = sandbox.http.request(method, f"{sandbox.root}/_sandbox/droplets/12345/public_ipv4", timeout=10)
+        assert_error(missing, 404, "not_found")
 
 
 # ---------------------------------------------------------------- faults
