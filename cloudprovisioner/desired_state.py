@@ -7,7 +7,10 @@ over every row that is not settled, finishes the job; a row that died half-way
 (its request killed after the cloud made the object) is found again by its
 cloud name, which holds the installation's id and the row's (ownership.py).
 The cloud refusing outright (a 4xx) is final: the row becomes `error` and the
-client gets a 422 with the cloud's words.
+client gets a 422 saying what was refused, never the cloud's words: all tenants
+(and maybe other installations) share the cloud account, and its refusal can
+name their objects (an overlapping VPC's name, range and region). Those words go
+to the operator's log alone.
 """
 
 from collections import namedtuple
@@ -82,7 +85,8 @@ def apply_now(ctx, family, row_id, kind):
     """One attempt at making the cloud match the row, inside the context's cloud budget.
 
     The cloud failing for now (retryable) is left to the monitor, with a line in the operator's log
-    (`ctx.log`); the cloud refusing is Invalid ("cloud-refused").
+    (`ctx.log`); the cloud refusing is Invalid ("cloud-refused") with `refused`'s fixed words, and the
+    cloud's own in the operator's log.
     """
     row = ctx.db.one(f"SELECT {family.columns}, tenant_id FROM {family.table} WHERE id = %s", (row_id,))
     try:
@@ -91,7 +95,20 @@ def apply_now(ctx, family, row_id, kind):
         if exc.retryable:
             ctx.log(f"{family.what} {row_id}: {exc.message}; the monitor will retry")
             return
-        raise Invalid(exc.message, "cloud-refused") from None
+        ctx.log(f"{family.what} {row_id} of tenant {row['tenant_id']}: {exc.message}")
+        raise Invalid(refused(family, row, exc), "cloud-refused") from None
+
+
+def refused(family, row, exc):
+    """What the tenant is told (the problem's detail, the row's status_reason, the operation's error)
+    when the cloud refuses `row`: what was refused and the cloud's status, never the cloud's message,
+    which speaks for the whole shared account and can name another tenant's or installation's objects."""
+    doing = "delete" if row["status"] == "deleting" else "change" if row["cloud_id"] else "make"
+    detail = f"the cloud refused to {doing} this {'VPC' if family.table == 'vpcs' else family.what} ({exc.status})"
+    if family.table == "vpcs" and doing == "make":
+        detail += ", most often because its range overlaps a VPC in the cloud account that this platform has not seen"
+        detail += "" if row["is_default"] else "; choose another ip_range"
+    return detail + "; the operator's log has the cloud's own answer"
 
 
 def delete(ctx, family, what, row):
@@ -154,7 +171,7 @@ def sync(db, config, cloud, family, row, listed=None):
         return done
     except CloudFailed as exc:
         if not exc.retryable and row["status"] != "deleting":
-            _settle(db, family, row, "error", None, "failed", exc.message)
+            _settle(db, family, row, "error", None, "failed", refused(family, row, exc))
         raise
 
 

@@ -127,6 +127,11 @@ def _insert(ctx, fields, is_default, racing_ok=False):
 
 
 def _refuse_overlap(ctx, first, last):
+    """Conflict when the range [first, last] shares an address with a live VPC on the platform or one the
+    account is known to hold (`FOREIGN_RANGES`). Two ranges overlap when each starts before the other ends:
+    that one test covers a new range inside an existing one, one containing it and equal ones (CIDR blocks
+    never partly overlap). Checking only "inside" lets a wider range through to the cloud, whose refusal
+    names the other VPC."""
     clash = ctx.db.one("SELECT tenant_id, name, region, ip_range FROM vpcs WHERE live = 1 AND range_first <= %s "
                        "AND range_last >= %s ORDER BY tenant_id = %s DESC LIMIT 1", (last, first, ctx.tenant_id))
     if clash is None:

@@ -442,6 +442,54 @@ def test_an_overlap_with_another_tenants_vpc_is_409_naming_nothing_of_theirs(adm
     assert count(db, "vpcs") == 1
 
 
+# A /24 already there, and new ranges around it: one holding it, the same one, one inside it.
+EXISTING = "10.10.4.0/24"
+AROUND = {"containing": "10.10.0.0/16", "equal": "10.10.4.0/24", "inside": "10.10.4.128/25"}
+OTHER_INSTALLATION = "cloudprovisioner-otherinstall9-vpc-"  # another installation sharing the account
+
+
+def test_a_range_holding_equal_to_or_inside_your_own_vpc_is_409_naming_it(admin, db, sandbox):
+    make_vpc(admin, "backend", "nyc3", EXISTING)
+    detail = "overlaps your VPC backend (10.10.4.0/24, nyc3); a tenant's VPCs may not overlap"
+    for how, ip_range in AROUND.items():
+        problem = assert_problem(admin.post("/vpcs", {"name": "net-2", "region": "ams3", "ip_range": ip_range}), 409)
+        assert problem["type"].endswith(":vpc-range-overlap"), how
+        assert (problem["detail"], problem["errors"]) == (detail, {"ip_range": detail}), how
+    assert count(db, "vpcs") == 1 and cloud_calls(sandbox, "POST /v2/vpcs") == 1
+
+
+def test_a_range_holding_equal_to_or_inside_another_tenants_vpc_is_409_naming_nothing(admin, register, db,
+                                                                                     sandbox):
+    theirs = make_vpc(admin, "acme-secret-net", "nyc3", EXISTING)
+    globex = register(tenant="Globex", email="admin@globex.test")
+    detail = "overlaps a range already in use on this platform; choose another"
+    for how, ip_range in AROUND.items():
+        answer = globex.post("/vpcs", {"name": "mine", "region": "ams3", "ip_range": ip_range})
+        problem = assert_problem(answer, 409)
+        assert problem["type"].endswith(":vpc-range-taken"), how
+        assert (problem["detail"], problem["errors"]) == (detail, {"ip_range": detail}), how
+        for secret in ("acme-secret-net", EXISTING, "nyc3", theirs["id"], tenant_of(admin)):
+            assert secret not in answer.body.decode(), (how, secret)
+    assert count(db, "vpcs") == 1 and cloud_calls(sandbox, "POST /v2/vpcs") == 1
+
+
+def test_a_range_holding_equal_to_or_inside_a_vpc_the_account_holds_is_409_once_the_monitor_saw_it(
+        admin, db, sandbox, values):
+    other = cloud(sandbox, "POST", "vpcs", {"name": OTHER_INSTALLATION + new_id(), "region": "sgp1",
+                                            "ip_range": EXISTING})
+    assert other.status == 201, other.body
+    assert run(values)[0] == 0  # lists the account's VPCs into account_vpcs
+    detail = "overlaps a VPC already in the cloud account, made outside this platform; choose another"
+    for how, ip_range in AROUND.items():
+        answer = admin.post("/vpcs", {"name": "net", "region": "nyc3", "ip_range": ip_range})
+        problem = assert_problem(answer, 409)
+        assert problem["type"].endswith(":vpc-range-taken"), how
+        assert (problem["detail"], problem["errors"]) == (detail, {"ip_range": detail}), how
+        for secret in (other.json["vpc"]["name"], EXISTING, "sgp1", other.json["vpc"]["id"]):
+            assert secret not in answer.body.decode(), (how, secret)
+    assert count(db, "vpcs") == 0 and cloud_calls(sandbox, "POST /v2/vpcs") == 1
+
+
 @pytest.mark.parametrize("ip_range, words", [
     ("10.0.0.0/15", "must be from /16"),
     ("10.0.0.0/29", "to /28"),
@@ -564,6 +612,77 @@ def test_every_port_open_to_the_world_needs_saying_so(admin, db, sandbox):
     assert firewall["inbound_rules"] == [rule]
     [in_cloud] = ours_in_cloud(sandbox, "firewalls").values()
     assert in_cloud["inbound_rules"] == [{"protocol": "tcp", "ports": "0", "sources": {"addresses": ["0.0.0.0/0"]}}]
+
+
+OPEN_EVERY_PORT = ('rule 1 opens every port to the whole internet; send "allow_all_ports_from_anywhere": true '
+                   'if you mean it')
+
+
+@pytest.mark.parametrize("protocol, addresses", [
+    ("tcp", ["::/0"]),  # the whole IPv6 internet alone, without 0.0.0.0/0
+    ("udp", ["::/0"]),
+    ("tcp", ["0:0::/0"]),  # spelled otherwise, stored as ::/0
+    ("tcp", ["0.0.0.0/0"]),
+    ("udp", ["0.0.0.0/0"]),
+    ("tcp", ["0.0.0.0/0", "::/0"]),
+    ("tcp", ["10.0.0.0/8", "::/0"]),  # one world source among others is enough
+], ids=["ipv6-tcp", "ipv6-udp", "ipv6-spelled-long", "ipv4-tcp", "ipv4-udp", "both", "ipv6-among-others"])
+def test_every_port_open_to_either_internet_needs_saying_so_on_create_and_patch(admin, db, sandbox, protocol,
+                                                                                addresses):
+    rule = {"protocol": protocol, "ports": "all", "sources": {"addresses": addresses}}
+    problem = assert_problem(admin.post("/firewalls", {"name": "open", "inbound_rules": [HTTPS, rule]}), 422)
+    assert problem["errors"] == {"inbound_rules": OPEN_EVERY_PORT}
+    assert count(db, "firewalls") == 0 and cloud_calls(sandbox, "POST /v2/firewalls") == 0
+    # A PATCH is held to the same rule, and leaves the firewall as it was.
+    firewall = make_firewall(admin, "web")
+    problem = assert_problem(admin.patch(f"/firewalls/{firewall['id']}", {"inbound_rules": [HTTPS, rule]}), 422)
+    assert problem["errors"] == {"inbound_rules": OPEN_EVERY_PORT}
+    assert admin.get(f"/firewalls/{firewall['id']}").json["inbound_rules"] == [HTTPS]
+    assert cloud_calls(sandbox, "PUT /v2/firewalls/{firewall_id}") == 0
+    # Said so, it is made as asked.
+    opened = make_firewall(admin, "open", [HTTPS, rule], allow_all_ports_from_anywhere=True)
+    canonical = ["::/0" if address == "0:0::/0" else address for address in addresses]
+    assert opened["inbound_rules"][1] == {"protocol": protocol, "ports": "all", "sources": {"addresses": canonical}}
+    in_cloud = ours_in_cloud(sandbox, "firewalls")[PREFIX["firewalls"] + opened["id"]]
+    assert in_cloud["inbound_rules"][1] == {"protocol": protocol, "ports": "0",
+                                            "sources": {"addresses": canonical}}
+    patched = admin.patch(f"/firewalls/{firewall['id']}", {"inbound_rules": [HTTPS, rule],
+                                                          "allow_all_ports_from_anywhere": True})
+    assert patched.status == 202, patched.body
+
+
+def test_every_port_open_to_part_of_either_internet_or_some_ports_to_all_of_it_needs_no_flag(admin):
+    for sources in (["10.0.0.0/8"], ["2001:db8::/32"], ["::/1"], ["0.0.0.0/1", "128.0.0.0/1"]):
+        rule = {"protocol": "tcp", "ports": "all", "sources": {"addresses": sources}}
+        assert admin.post("/firewalls", {"name": "part", "inbound_rules": [rule]}).status == 202, sources
+        assert admin.delete(f"/firewalls/{admin.get('/firewalls').json[0]['id']}").status == 202
+    wide = [{"protocol": "tcp", "ports": "1-65534", "sources": {"addresses": WORLD}},
+            {"protocol": "icmp", "sources": {"addresses": ["::/0"]}}]
+    assert admin.post("/firewalls", {"name": "wide", "inbound_rules": wide}).status == 202
+
+
+class _NoDatabase:
+    """A store that fails the test when touched: what is refused is refused before anything is read."""
+
+    def __getattr__(self, name):
+        raise AssertionError(f"the database was used ({name})")
+
+
+@pytest.mark.parametrize("addresses", [["::/0"], ["0.0.0.0/0"], ["0.0.0.0/0", "::/0"], ["::/0", "10.0.0.0/8"]],
+                         ids=["ipv6", "ipv4", "both", "ipv6-among-others"])
+def test_the_world_open_check_refuses_either_family_before_the_database(addresses):
+    """The same rule as above without any service: the fast tier `make mutation` runs."""
+    from cloudprovisioner import firewalls
+    from cloudprovisioner.context import Context
+    from cloudprovisioner.errors import Invalid
+    ctx = Context(make_config({"CP_INSTALL_ID": TEST_INSTALL_ID}), db=_NoDatabase())
+    for protocol in ("tcp", "udp"):
+        rule = {"protocol": protocol, "ports": "all", "sources": {"addresses": addresses}}
+        for action, args in ((firewalls.create, (ctx, {"name": "open", "inbound_rules": [HTTPS, rule]})),
+                             (firewalls.update, (ctx, new_id(), {"inbound_rules": [HTTPS, rule]}))):
+            with pytest.raises(Invalid) as refused:
+                action(*args)
+            assert refused.value.errors == {"inbound_rules": OPEN_EVERY_PORT}
 
 
 @pytest.mark.parametrize("rule, words", [
@@ -705,19 +824,24 @@ def test_a_create_the_cloud_fails_is_accepted_and_finished_by_the_monitor(admin,
     assert run(values)[0] == 0 and list(ours_in_cloud(sandbox, table)) == [PREFIX[table] + made["id"]]
 
 
+VPC_REFUSED = ("the cloud refused to make this VPC (422), most often because its range overlaps a VPC in the cloud "
+               "account that this platform has not seen; choose another ip_range; the operator's log has the "
+               "cloud's own answer")
+
+
 def test_a_create_the_cloud_refuses_is_422_and_the_row_is_error(admin, db, sandbox):
     # The account already holds a range the platform never saw: the cloud itself refuses the overlap.
     outside = cloud(sandbox, "POST", "vpcs", {"name": "made-by-hand", "region": "nyc3", "ip_range": "10.10.0.0/24"})
     assert outside.status == 201, outside.body
     answer = admin.post("/vpcs", {"name": "backend", "region": "nyc3", "ip_range": "10.10.0.0/16"})
     problem = assert_problem(answer, 422)
-    assert problem["type"].endswith(":cloud-refused") and "(422)" in problem["detail"]
-    assert "overlaps" in problem["detail"]
+    assert problem["type"].endswith(":cloud-refused") and problem["detail"] == VPC_REFUSED
+    assert "errors" not in problem
     [stored] = db.query("SELECT id, status, status_reason, cloud_id FROM vpcs")
-    assert stored["status"] == "error" and "overlaps" in stored["status_reason"] and stored["cloud_id"] is None
+    assert (stored["status"], stored["status_reason"], stored["cloud_id"]) == ("error", VPC_REFUSED, None)
     assert operations_of(admin, stored["id"])[0][0] == "vpc.create"
     operation = admin.get(f"/operations?target={stored['id']}").json[0]
-    assert operation["status"] == "failed" and "overlaps" in operation["error"]
+    assert (operation["status"], operation["error"]) == ("failed", VPC_REFUSED)
     assert ours_in_cloud(sandbox, "vpcs") == {}
     # The refused row holds neither its range nor its name: a range next to the cloud's is ours to try
     # (and refused by the cloud alone, not by our own dead row), and the name is free at once.
@@ -726,6 +850,37 @@ def test_a_create_the_cloud_refuses_is_422_and_the_row_is_error(admin, db, sandb
     assert make_vpc(admin, "backend", "nyc3", "10.20.0.0/16")["status"] == "ready"
     # The dead row can still be deleted (nothing to remove in the cloud).
     assert admin.delete(f"/vpcs/{stored['id']}").json["status"] == "deleted"
+
+
+def test_a_cloud_refusal_naming_another_installations_vpc_reaches_only_the_operators_log(admin, db, sandbox, values,
+                                                                                        capsys):
+    """The account is shared: the cloud's refusal of an overlap names the VPC in the way, its range and region.
+    That VPC is another installation's, made since this one's monitor last listed the account, so the
+    platform's own check cannot see it and the request reaches the cloud."""
+    other = cloud(sandbox, "POST", "vpcs", {"name": OTHER_INSTALLATION + new_id(), "region": "sgp1",
+                                            "ip_range": EXISTING})
+    assert other.status == 201, other.body
+    secrets = (other.json["vpc"]["name"], other.json["vpc"]["id"], EXISTING, "sgp1")
+    capsys.readouterr()
+    answer = admin.post("/vpcs", {"name": "backend", "region": "nyc3", "ip_range": AROUND["containing"]})
+    problem = assert_problem(answer, 422)
+    assert problem["type"].endswith(":cloud-refused") and problem["detail"] == VPC_REFUSED
+    [stored] = admin.get("/vpcs").json
+    shown = [answer.body.decode(), str(stored), str(admin.get(f"/operations?target={stored['id']}").json)]
+    for secret in secrets:
+        assert not [text for text in shown if secret in text], secret
+    assert stored["status"] == "error"
+    # The operator has the cloud's own words, with whose VPC it was.
+    log = capsys.readouterr().err
+    refusal = ("the cloud refused (422): ip_range 10.10.0.0/16 overlaps 10.10.4.0/24 of VPC "
+               f"{other.json['vpc']['name']} (sgp1)")
+    assert f"cloudprovisioner: vpc {stored['id']} of tenant {tenant_of(admin)}: {refusal}" in log, log
+    # Once the monitor has listed the account, the platform refuses the range itself, naming nothing either.
+    assert run(values)[0] == 0
+    again = admin.post("/vpcs", {"name": "backend", "region": "nyc3", "ip_range": AROUND["containing"]})
+    assert assert_problem(again, 409)["type"].endswith(":vpc-range-taken")
+    assert not [secret for secret in secrets if secret in again.body.decode()]
+    assert cloud_calls(sandbox, "POST /v2/vpcs") == 2
 
 
 @pytest.mark.parametrize("table", ["firewalls", "vpcs"])
