@@ -219,14 +219,18 @@ def needs_update(config, row, in_cloud):
 
 
 def same_rules(wanted, cloud):
-    """Whether the cloud's firewall already has the rules we want (order and empty lists aside)."""
+    """Whether the cloud's firewall already has the rules we want (order and empty lists aside).
+
+    Every kind of target a rule names counts: we name addresses and tags only, so droplet ids, load
+    balancers or clusters added in the cloud are a change too. The firewall's own droplet_ids do not:
+    the cloud lists there the droplets its tags cover."""
     def norm(rules, key):
         out = []
         for rule in rules or []:
             target = rule.get(key) or {}
             ports = "0" if rule.get("protocol") == "icmp" or rule.get("ports") in (None, "", "all") else rule["ports"]
             out.append((rule.get("protocol"), ports,
-                        tuple(sorted(target.get("addresses") or [])), tuple(sorted(target.get("tags") or []))))
+                        sorted((kind, sorted(values)) for kind, values in target.items() if values)))
         return sorted(out)
     return (norm(wanted["inbound_rules"], "sources") == norm(cloud.get("inbound_rules"), "sources")
             and norm(wanted["outbound_rules"], "destinations") == norm(cloud.get("outbound_rules"), "destinations")

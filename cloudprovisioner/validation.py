@@ -138,7 +138,7 @@ def integer(minimum, maximum):
     def check(value):
         if isinstance(value, bool):
             raise ValueError("must be a whole number")
-        if isinstance(value, str) and value.isascii() and value.strip().lstrip("-").isdigit():
+        if isinstance(value, str) and value.isascii() and value.strip().removeprefix("-").isdigit():
             value = int(value)  # ASCII digits only: int() would also take other scripts' digits
         if not isinstance(value, int):
             raise ValueError("must be a whole number")

@@ -55,15 +55,18 @@ def key_of(request):
     return key
 
 
+def fingerprint(method, path, content_type, body):
+    """What makes two requests "the same request" for one key: method, path, media type and body bytes."""
+    return hashlib.sha256(b"\n".join((method.encode(), path.encode(), content_type.encode(), body))).hexdigest()
+
+
 def run(request, handler, replay_resource):
     """Answer through the key: replay, refuse, or run `handler` and store its answer."""
     from .responses import Response
     key = key_of(request)
-    body = request.raw_body()
-    fingerprint = hashlib.sha256(b"\n".join((request.method.encode(), request.path.encode(),
-                                             request.environ.get("CONTENT_TYPE", "").encode(), body))).hexdigest()
     claim = Claim(request.db, request.principal.tenant_id, key)
-    earlier = _claim_or_find(request, claim, fingerprint)
+    earlier = _claim_or_find(request, claim, fingerprint(request.method, request.path,
+                                                         request.environ.get("CONTENT_TYPE", ""), request.raw_body()))
     if earlier is not None:
         if earlier.get("resource_id"):
             return _finish(claim, replay_resource(request, earlier["resource_id"]))
