@@ -19,7 +19,7 @@ VENV = .venv
 SHIMS = cgi-bin/api monitor/monitor_new_node monitor/send_mail bin/cloudprovisioner-admin
 FILL = sed -e 's|/opt/cloudprovisioner|$(PREFIX)|g' -e 's|/etc/cloudprovisioner|$(CONFDIR)|g'
 
-.PHONY: deps venv test test-unit lint demo demo-stop bench install migrate admin
+.PHONY: deps venv test test-unit lint demo demo-stop bench mutation install migrate admin
 
 deps:
 	@sh tools/install-deps
@@ -32,13 +32,18 @@ $(VENV)/.installed: requirements.txt requirements-test.txt pyproject.toml
 
 venv: deps $(VENV)/.installed
 
+# In random order (pytest-randomly): a test that only passes after another one fails sooner or later.
+# The header of each run says `Using --randomly-seed=N`; `make test SEED=N` runs that order again, and
+# `.venv/bin/pytest -p no:randomly` runs the files in order. The unit tier still runs first (tests/conftest.py).
+RANDOM_ORDER = -p randomly $(if $(SEED),--randomly-seed=$(SEED))
+
 test: venv
 	$(VENV)/bin/ruff check .
-	$(VENV)/bin/pytest
+	$(VENV)/bin/pytest $(RANDOM_ORDER)
 
 # The tests that need no service (no MariaDB, cloud API, SMTP or Apache): seconds, not minutes.
 test-unit: venv
-	$(VENV)/bin/pytest -m unit
+	$(VENV)/bin/pytest -m unit $(RANDOM_ORDER)
 
 lint: venv
 	$(VENV)/bin/ruff check .
@@ -51,6 +56,19 @@ demo-stop: venv
 
 bench: venv
 	$(VENV)/bin/python tools/bench.py
+
+# Mutation testing of the rules that decide who may do what and what reaches the cloud, against the
+# unit tier: minutes, not part of `make test`. Its own venv: the tests must import mutmut's mutated
+# copy of the package, which the editable install in .venv would hide.
+MUTATION_VENV = .venv-mutation
+$(MUTATION_VENV)/.installed: requirements.txt requirements-test.txt requirements-mutation.txt
+	test -x $(MUTATION_VENV)/bin/python || $(PYTHON) -m venv $(MUTATION_VENV)
+	$(MUTATION_VENV)/bin/pip install --quiet --disable-pip-version-check -r requirements-mutation.txt
+	touch $@
+
+mutation: deps $(MUTATION_VENV)/.installed
+	rm -rf mutants
+	$(MUTATION_VENV)/bin/python tools/mutation.py
 
 # Install for real (or into a scratch PREFIX): venv, package, shims, SQL, Apache and cron files,
 # and the example config. A live config is never overwritten.

@@ -1,8 +1,11 @@
 """Real services for the tests: a private MariaDB and the sandbox cloud API on loopback.
 
 They start once per session, under a /tmp folder www-data can traverse (the
-end-to-end tests run CGI as www-data), and every test starts from an empty
-servers table and an empty cloud.
+end-to-end tests run CGI as www-data). Every test that takes `values` starts
+from empty tables and an empty cloud; and every module starts, and ends, on an
+empty cloud and an empty installed service (`fresh_state_per_module`), so no
+module sees what an earlier one left behind, whatever order they run in
+(`make test` runs them in random order: pytest-randomly).
 """
 
 import os
@@ -27,17 +30,14 @@ from tests.support import (
     Client,
     MailServer,
     configure_install,
-    knob,
+    empty_database,
+    installed_config,
     make_config,
     make_install,
+    reset_sandbox,
 )
 
 ROOT = Path(__file__).resolve().parents[1]
-# Children before parents, so foreign keys never object.
-EVERY_TABLE = ("orphans", "account_vpcs", "counters", "service_state",
-               "idempotency_keys", "operations", "servers", "firewalls", "vpcs",
-               "workspaces", "ssh_keys", "vmcp_configs", "vmcp_keys", "audit_log",
-               "login_throttle", "outbox", "api_tokens", "refresh_tokens", "sessions", "users", "tenants")
 
 
 # Fixtures that start a real service: a test that uses none of them (even through other fixtures) is a
@@ -46,10 +46,43 @@ SERVICES = {"mariadb", "sandbox", "smtp", "installed", "apache"}
 
 
 def pytest_collection_modifyitems(config, items):
+    # pytest-randomly shuffles the items before this runs (its hook wraps every other one), and the sort is
+    # stable: the unit tests still come first, each tier in the shuffled order.
     for item in items:
         if not SERVICES & set(getattr(item, "fixturenames", ())) and not item.get_closest_marker("services"):
             item.add_marker(pytest.mark.unit)
     items.sort(key=lambda item: item.get_closest_marker("unit") is None)  # stable: unit tests first
+
+
+# The shared services started so far in this session, by fixture name: what `fresh_state_per_module` cleans.
+RUNNING = {}
+
+
+@pytest.fixture(scope="module", autouse=True)
+def fresh_state_per_module():
+    """Each module starts on an empty cloud and an empty installed service (database `cp_e2e`), and leaves
+    them so. Both are shared by the whole session: without this, what one module made (a VPC in the cloud,
+    a server row whose droplet a reset took away) is in the next module's way, e.g. a VPC range its service
+    never made but the cloud refuses to overlap. Only services already running are touched: one started
+    later in the module starts empty. (The `values` fixture does the same for each test of the in-process
+    tier, on `cp_test`.)"""
+    clean_shared_state()
+    yield
+    clean_shared_state()
+
+
+def clean_shared_state():
+    if "sandbox" in RUNNING:
+        reset_sandbox(RUNNING["sandbox"])
+    if "installed" in RUNNING:
+        empty_database(installed_config(RUNNING["installed"]))
+
+
+@pytest.fixture
+def fresh_installed(installed, sandbox):
+    """The installed service on an empty database and an empty cloud, for one test (its prefix)."""
+    clean_shared_state()
+    return installed
 
 
 @pytest.fixture(scope="session")
@@ -78,7 +111,9 @@ def sandbox(stack_dir):
                        "--token", TEST_TOKEN], None, stack_dir / "sandbox.log",
                       ready_line_prefix="sandbox listening on ", cwd=ROOT)
     line = process.start()
-    yield line.split()[-1]
+    RUNNING["sandbox"] = line.split()[-1]
+    yield RUNNING["sandbox"]
+    del RUNNING["sandbox"]
     process.stop()
 
 
@@ -121,14 +156,9 @@ def schema(base_values):
 @pytest.fixture
 def values(base_values, schema, sandbox, smtp):
     """Settings for one test, on an empty table and an empty cloud; edit before use."""
-    db = Database(make_config(base_values))
-    for table in EVERY_TABLE:
-        db.update(f"DELETE FROM {table}")
-    db.close()
+    empty_database(make_config(base_values))
     smtp.messages.clear()
-    knob(sandbox, "POST", "/_sandbox/reset")
-    knob(sandbox, "DELETE", "/_sandbox/faults")
-    knob(sandbox, "POST", "/_sandbox/config", {"activate_after": 1})
+    reset_sandbox(sandbox)
     return dict(base_values)
 
 
@@ -193,7 +223,9 @@ def installed(stack_dir, mariadb, sandbox, smtp):
     assert "applied 001_servers.sql" in subprocess.run(migrate, check=True, capture_output=True,
                                                        text=True).stdout
     assert "up to date" in subprocess.run(migrate, check=True, capture_output=True, text=True).stdout
-    return prefix
+    RUNNING["installed"] = prefix
+    yield prefix
+    del RUNNING["installed"]
 
 
 @pytest.fixture(scope="session")

@@ -96,6 +96,39 @@ def make_config(values):
     return configuration.Config(dict(values))
 
 
+# What the local cloud is set to between tests: droplets turn active after a second, the full hourly quota.
+SANDBOX_DEFAULTS = {"activate_after": 1, "ratelimit_limit": 5000, "ratelimit_remaining": 5000}
+# Every table of the service, children before parents, so foreign keys never object.
+EVERY_TABLE = ("orphans", "account_vpcs", "counters", "service_state",
+               "idempotency_keys", "operations", "servers", "firewalls", "vpcs",
+               "workspaces", "ssh_keys", "vmcp_configs", "vmcp_keys", "audit_log",
+               "login_throttle", "outbox", "api_tokens", "refresh_tokens", "sessions", "users", "tenants")
+
+
+def reset_sandbox(sandbox_url):
+    """The local cloud as a fresh account has it (its default VPCs only), no fault rules, SANDBOX_DEFAULTS."""
+    for method, path, body in (("POST", "/_sandbox/reset", None), ("DELETE", "/_sandbox/faults", None),
+                               ("POST", "/_sandbox/config", SANDBOX_DEFAULTS)):
+        answer = knob(sandbox_url, method, path, body)
+        assert answer.status in (200, 204), (path, answer.body)
+
+
+def empty_database(config):
+    """Every row of the service gone (the schema and its migrations stay)."""
+    from cloudprovisioner.db import Database
+    db = Database(config)
+    try:
+        for table in EVERY_TABLE:
+            db.update(f"DELETE FROM {table}")
+    finally:
+        db.close()
+
+
+def installed_config(prefix):
+    """The configuration an installed service runs with: its env file."""
+    return configuration.load(environ={}, path=prefix / "etc" / "cloudprovisioner.env")
+
+
 def assert_problem(answer, status):
     assert answer.status == status, answer.body
     assert answer.content_type == "application/problem+json"

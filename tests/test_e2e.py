@@ -16,9 +16,11 @@ VALID = {"name": "e2e-1", "region": "ams3", "size": "s-1vcpu-1gb", "image": "deb
          "description": "end to end"}
 
 
-@pytest.fixture(scope="module")
-def tenant(apache, smtp):
-    """A tenant registered over HTTP; its welcome mail arrived; its admin logged in."""
+@pytest.fixture
+def tenant(fresh_installed, apache, smtp):
+    """A tenant of the test's own on an empty installed service and an empty cloud, so that no test meets
+    another's servers or networks, whatever order they run in: registered over HTTP, its welcome mail
+    arrived, its admin logged in."""
     api = apache.url + "/api"
     registered = http("POST", api + "/auth/register", {"tenant_name": "E2E", "name": "Eve",
                                                        "email": "eve@e2e.test", "password": "e2e password 123"})
@@ -40,7 +42,6 @@ def test_the_authorization_header_reaches_the_script(apache, tenant):
 
 
 def test_the_whole_life_of_a_server(apache, installed, sandbox, tenant):
-    knob(sandbox, "POST", "/_sandbox/reset")
     api = apache.url + "/api"
     # A session of its own: this test refreshes and ends it.
     session = http("POST", api + "/auth/login", {"email": "eve@e2e.test", "password": "e2e password 123"}).json
@@ -164,10 +165,6 @@ def test_a_server_with_a_key_in_a_vpc_behind_the_default_firewall_in_a_workspace
     from email import message_from_string
 
     from tests.support import TEST_TOKEN, new_public_key
-    knob(sandbox, "POST", "/_sandbox/reset")
-    # The reset wiped the cloud's copy of any VPC or firewall an earlier test made for this tenant:
-    # drift, which the monitor repairs by making them again.
-    assert run_cron_job(installed, "monitor_new_node").returncode == 0
     api, auth = apache.url + "/api", bearer(tenant)
     cloud = {"Authorization": f"Bearer {TEST_TOKEN}"}
     key = http("POST", api + "/ssh-keys", {"name": "laptop", "public_key": new_public_key()}, headers=auth)
@@ -182,7 +179,7 @@ def test_a_server_with_a_key_in_a_vpc_behind_the_default_firewall_in_a_workspace
     assert created.status == 202, (created.body, apache.error_log())
     server = created.json
 
-    [vpc] = http("GET", api + "/vpcs?region=fra1", headers=auth).json  # the other tests' servers are in ams3
+    [vpc] = http("GET", api + "/vpcs?region=fra1", headers=auth).json
     [firewall] = http("GET", api + "/firewalls", headers=auth).json
     assert (vpc["name"], vpc["region"], vpc["status"]) == ("default-fra1", "fra1", "ready")
     assert (firewall["name"], firewall["default"], firewall["status"]) == ("default", True, "ready")

@@ -10,6 +10,12 @@ from cloudprovisioner import monitor
 from tests.support import TEST_INSTALL_ID, TEST_TOKEN, assert_problem, http, knob, make_config
 
 VALID = {"name": "web-1", "region": "nyc3", "size": "s-1vcpu-1gb", "image": "ubuntu-24-04-x64"}
+# The fingerprint of POST /servers with VALID as the Client sends it, written out (not computed the way the
+# service computes it, so a change to the service's formula shows): method, path, media type and body bytes,
+# one per line, through SHA-256, i.e.
+#   printf 'POST\n/servers\napplication/json\n{"name": "web-1", "region": "nyc3", "size": "s-1vcpu-1gb", \
+#   "image": "ubuntu-24-04-x64"}' | sha256sum
+VALID_FINGERPRINT = "d1c2a963218f1b5538edcdab06c09d31046eefd2deb9fa58ad5eac8394eb3a28"
 
 
 def run(values):
@@ -141,22 +147,20 @@ def test_keys_are_per_tenant(admin, register):
     assert keyed(admin, "shared-key").json["id"] != keyed(other, "shared-key").json["id"]
 
 
+def test_the_stored_fingerprint_is_method_path_media_type_and_body(admin, db):
+    # The tests below plant a running claim under this value: it must be the one the service stores.
+    assert keyed(admin, "fp").status == 202
+    assert db.one("SELECT fingerprint FROM idempotency_keys WHERE idem_key = 'fp'")["fingerprint"] == VALID_FINGERPRINT
+
+
 def test_a_retry_while_the_first_runs_is_409(admin, db):
     tenant = admin.get("/me").json["tenant_id"]
     db.update("INSERT INTO idempotency_keys (tenant_id, idem_key, fingerprint, state, created_at, expires_at) "
               "VALUES (%s, 'busy', %s, 'running', UTC_TIMESTAMP(6), UTC_TIMESTAMP(6) + INTERVAL 1 DAY)",
-              (tenant, fingerprint_of(admin)))
+              (tenant, VALID_FINGERPRINT))
     answer = keyed(admin, "busy")
     assert_problem(answer, 409)
     assert answer.headers["retry-after"]
-
-
-def fingerprint_of(admin):
-    """The fingerprint the service computes for POST /servers with VALID (a first request that never ends)."""
-    import hashlib
-    import json
-    body = json.dumps(VALID).encode()
-    return hashlib.sha256(b"\n".join((b"POST", b"/servers", b"application/json", body))).hexdigest()
 
 
 def test_a_dead_first_request_is_answered_from_what_it_left(admin, db, values):
@@ -173,7 +177,7 @@ def test_a_dead_first_request_that_wrote_nothing_is_run_again(admin, db):
     tenant = admin.get("/me").json["tenant_id"]
     db.update("INSERT INTO idempotency_keys (tenant_id, idem_key, fingerprint, state, created_at, expires_at) "
               "VALUES (%s, 'nothing', %s, 'running', UTC_TIMESTAMP(6) - INTERVAL 1 HOUR, "
-              "UTC_TIMESTAMP(6) + INTERVAL 1 DAY)", (tenant, fingerprint_of(admin)))
+              "UTC_TIMESTAMP(6) + INTERVAL 1 DAY)", (tenant, VALID_FINGERPRINT))
     assert keyed(admin, "nothing").status == 202
     assert db.one("SELECT COUNT(*) AS n FROM servers")["n"] == 1
 

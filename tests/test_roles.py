@@ -1,8 +1,9 @@
 """Who may call what: the role x endpoint matrix, 401s, tenant isolation, role changes taking effect at once.
 
-The matrix reads web.ROUTES and auth.PERMISSIONS at run time, and the table itself
-is pinned below (EXPECTED_LEAST_ROLE), so a permission that changes silently, or a
-route that is added without a case here, fails a test instead of going unnoticed.
+The expected answer of every (endpoint, role) is written out below (EXPECTED_LEAST_ROLE, and the order of
+ROLES): the matrix never asks auth.PERMISSIONS or web.ROUTES what the answer should be, so a permission
+that moves in the production table fails the matrix cell it changes, not only the test that pins the table.
+The route table is read once, to check that the matrix covers exactly the routes web/app.py serves.
 """
 
 import json
@@ -77,31 +78,28 @@ EXPECTED_PUBLIC = {("POST", "/auth/register"), ("POST", "/auth/login"), ("POST",
                    ("GET", "/metrics")}  # /metrics checks its caller itself: an admin or the scrape token
 
 
-def route_table():
-    """{(method, template): (pattern, permission)} for every method of every route in web.ROUTES."""
-    table = {}
-    for pattern, methods in web.ROUTES:
-        for method, (_handler, permission) in methods.items():
-            assert (method, pattern) not in table, "two routes with the same template"
-            table[(method, pattern)] = (pattern, permission)
-    return table
-
-
-ROUTE_TABLE = route_table()
-PROTECTED = {key: permission for key, (_pattern, permission) in ROUTE_TABLE.items() if permission is not web.PUBLIC}
-ID_ENDPOINTS = sorted(key for key in PROTECTED if "{" in key[1])
-
-
-def least_role(endpoint):
-    return auth.PERMISSIONS[PROTECTED[endpoint]]
+# Every method but GET may change something, so each refusal of one is on record in the audit log.
+AUDITED_METHODS = {"POST", "PATCH", "DELETE"}
+ID_ENDPOINTS = sorted(key for key in EXPECTED_LEAST_ROLE if "{" in key[1])
 
 
 def allowed(role, endpoint):
-    return auth.RANK[role] >= auth.RANK[least_role(endpoint)]
+    """What the table above says: the endpoint's least role and every role after it in ROLES."""
+    return ROLES.index(role) >= ROLES.index(EXPECTED_LEAST_ROLE[endpoint])
+
+
+def served_routes():
+    """{(method, template): permission} of web.ROUTES: what the app serves, for the coverage check only."""
+    table = {}
+    for template, methods in web.ROUTES:
+        for method, (_handler, permission) in methods.items():
+            assert (method, template) not in table, "two routes with the same template"
+            table[(method, template)] = permission
+    return table
 
 
 def routed_pattern(path):
-    """The template web/app.py routes this path to."""
+    """The template web/app.py routes this path to (so a case's request reaches the route it is about)."""
     _params, methods = web.match_route(path)
     return next(pattern for pattern, candidate in web.ROUTES if candidate is methods)
 
@@ -290,18 +288,25 @@ def tenant_of(db, email):
 # -- the table itself ------------------------------------------------------------------------------------------
 
 def test_the_permission_table_is_the_one_we_expect():
-    # A permission moved to another role, or a route given another permission, shows up here by name.
-    actual = {endpoint: least_role(endpoint) for endpoint in PROTECTED}
-    assert actual == EXPECTED_LEAST_ROLE
-    assert {key for key, (_pattern, permission) in ROUTE_TABLE.items() if permission is web.PUBLIC} == EXPECTED_PUBLIC
+    # A permission moved to another role, or a route given another permission, shows up here by name
+    # (the matrix below fails on the same change, in the cells it alters).
+    served = served_routes()
+    production = {endpoint: auth.PERMISSIONS[permission] for endpoint, permission in served.items()
+                  if permission is not web.PUBLIC}
+    assert production == EXPECTED_LEAST_ROLE
+    assert {endpoint for endpoint, permission in served.items() if permission is web.PUBLIC} == EXPECTED_PUBLIC
     assert auth.ROLES == ROLES
     assert auth.RANK == {"viewer": 0, "developer": 1, "operator": 2, "admin": 3}
     assert set(auth.PERMISSIONS.values()) <= set(ROLES)
 
 
-def test_every_protected_route_has_a_case_in_the_matrix():
-    # No endpoint forgotten: the matrix and the 401 test run exactly the routes web/app.py serves.
-    assert set(REQUESTS) == set(PROTECTED)
+def test_the_matrix_covers_exactly_the_routes_the_app_serves():
+    # No endpoint forgotten, none left over: the matrix, the 401 test and the isolation test run exactly the
+    # routes web/app.py serves. This reads web.ROUTES for its list of routes only, never for an expected answer.
+    served = set(served_routes())
+    assert set(EXPECTED_LEAST_ROLE) | EXPECTED_PUBLIC == served
+    assert not set(EXPECTED_LEAST_ROLE) & EXPECTED_PUBLIC
+    assert set(REQUESTS) == set(EXPECTED_LEAST_ROLE)
     assert sorted(ISOLATION_CASES) == ID_ENDPOINTS
 
 
@@ -315,7 +320,7 @@ def test_role_by_endpoint(role, endpoint, admin, member, db, sandbox):
     caller = member(role, email=email)
     method, _route = endpoint
     path, body, success = REQUESTS[endpoint](Scene(admin, caller, email, db))
-    assert routed_pattern(path) == ROUTE_TABLE[endpoint][0]  # the request reaches the route under test
+    assert routed_pattern(path) == endpoint[1]  # the request reaches the route under test
     before = snapshot(db, sandbox)
 
     answer = caller.request(method, path, body)
@@ -324,9 +329,9 @@ def test_role_by_endpoint(role, endpoint, admin, member, db, sandbox):
         assert answer.status == success, answer.body
     else:
         problem = assert_problem(answer, 403)
-        assert least_role(endpoint) in problem["detail"]
+        assert EXPECTED_LEAST_ROLE[endpoint] in problem["detail"]
         assert snapshot(db, sandbox) == before  # refused means nothing happened, in the DB or the cloud
-        if method in web.MUTATING:  # and the refusal is on record, in the caller's tenant
+        if method in AUDITED_METHODS:  # and the refusal is on record, in the caller's tenant
             row = last_audit_row(db)
             assert (row["result"], row["status"], row["tenant_id"]) == ("denied", 403, tenant_of(db, email))
 
@@ -337,7 +342,7 @@ CREDENTIALS = {
     "none": None,
     "basic": "Basic YWRtaW5AYWNtZS50ZXN0OmNvcnJlY3QgaG9yc2U=",
     "malformed-jwt": "Bearer not.a.jwt",
-    "unknown-api-token": "Bearer " + auth.API_TOKEN_PREFIX + "x" * 43,
+    "unknown-api-token": "Bearer cpt_" + "x" * 43,
 }
 
 
@@ -355,7 +360,7 @@ def test_without_valid_credentials_every_protected_endpoint_is_401(endpoint, cre
     assert_problem(answer, 401)
     assert answer.headers["www-authenticate"].startswith(CHALLENGE)
     assert snapshot(db, sandbox) == before
-    if method in web.MUTATING:  # recorded, but in no tenant: nobody was identified
+    if method in AUDITED_METHODS:  # recorded, but in no tenant: nobody was identified
         row = last_audit_row(db)
         assert (row["result"], row["status"], row["tenant_id"]) == ("denied", 401, None)
 
