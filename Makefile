@@ -33,9 +33,12 @@ $(VENV)/.installed: requirements.txt requirements-test.txt pyproject.toml
 venv: deps $(VENV)/.installed
 
 # In random order (pytest-randomly): a test that only passes after another one fails sooner or later.
-# The header of each run says `Using --randomly-seed=N`; `make test SEED=N` runs that order again, and
-# `.venv/bin/pytest -p no:randomly` runs the files in order. The unit tier still runs first (tests/conftest.py).
-RANDOM_ORDER = -p randomly $(if $(SEED),--randomly-seed=$(SEED))
+# The order is drawn from the commit (its hash is the seed), so a commit's CI run and your run of it test
+# the same order, and each new commit tries another. The header says `Using --randomly-seed=N`;
+# `make test SEED=N` runs any order, `SEED=random` a new one each time, and `.venv/bin/pytest -p no:randomly`
+# the files in order. The unit tier still runs first (tests/conftest.py).
+SEED ?= $(shell git rev-parse --short=7 HEAD 2>/dev/null | sed -n 's/^\([0-9a-f]*\)$$/0x\1/p' | xargs -r printf '%d')
+RANDOM_ORDER = -p randomly $(if $(filter-out random,$(SEED)),--randomly-seed=$(SEED))
 
 test: venv
 	$(VENV)/bin/ruff check .
