@@ -4,8 +4,8 @@
     assert errors == []
 
 A model path is relative to the do-openapi folder (tests/data/do-openapi: the
-models the tests use, copied unchanged from DigitalOcean; or $DO_OPENAPI_DIR)
-and may carry a fragment ("shared/pages.yml#/pagination"). A response file (one
+models the tests use, copied from DigitalOcean with one folder renamed; or $DO_OPENAPI_DIR)
+and may carry a fragment ("common/pages.yml#/pagination"). A response file (one
 with `content`) stands for its application/json schema. Relative `$ref`s are
 inlined, and OpenAPI's `nullable: true` becomes a type that accepts null, so the
 result is a plain Draft 2020-12 schema.

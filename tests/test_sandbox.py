@@ -134,7 +134,7 @@ def assert_error(answer, status, error_id, *fragments):
     """An error reply in DigitalOcean's shape whose message says each fragment."""
     assert answer.status_code == status, answer.text
     body = answer.json()
-    assert_model(body, "shared/models/error.yml")
+    assert_model(body, "common/models/error.yml")
     assert body["id"] == error_id and body["request_id"]
     for fragment in fragments:
         assert fragment in body["message"], body["message"]
@@ -777,7 +777,7 @@ def test_fault_rules_answer_429_and_5xx_and_the_sdk_raises(sandbox):
     assert limited.status_code == 429
     assert (limited.headers["retry-after"], limited.headers["ratelimit-remaining"]) == ("7", "0")
     assert limited.json()["id"] == "too_many_requests"
-    assert_model(limited.json(), "shared/models/error.yml")
+    assert_model(limited.json(), "common/models/error.yml")
     assert sandbox.api("GET", "droplets").status_code == 200  # the rule is used up
 
     sandbox.knob("POST", "faults", {"status": 429, "path_prefix": "/v2/droplets"})
@@ -848,7 +848,7 @@ def test_invalid_create_requests_are_422(sandbox, change):
     answer = sandbox.api("POST", "droplets", json=body)
     assert answer.status_code == 422, answer.text
     assert answer.json()["id"] == "unprocessable_entity" and answer.json()["message"]
-    assert_model(answer.json(), "shared/models/error.yml")
+    assert_model(answer.json(), "common/models/error.yml")
     assert sandbox.api("GET", "droplets").json()["meta"]["total"] == 0
 
 
