@@ -5,7 +5,7 @@ A write answers 202 with the firewall and the operation that makes it true in th
 """
 
 from .. import firewalls
-from .responses import Response, list_page, list_query
+from .responses import Response, accepted, list_page, list_query
 
 
 def list_firewalls(request):
@@ -31,6 +31,4 @@ def delete_firewall(request):
 
 
 def _accepted(request, body):
-    """202 with the firewall, where it is, and where its operation is followed."""
-    return Response(202, body, [("Location", request.url(f"/firewalls/{body['id']}")),
-                                ("Operation-Location", request.url(f"/operations/{body['operation']['id']}"))])
+    return accepted(request, body, f"/firewalls/{body['id']}")

@@ -7,6 +7,7 @@ import hmac
 import os
 
 from .. import __version__, telemetry
+from .responses import Response
 
 # os.path, not pathlib (~5 ms to import): /health and /version are CGI requests like any other.
 HERE = os.path.dirname(os.path.dirname(__file__))
@@ -17,7 +18,6 @@ REVISION_FILE = os.path.join(HERE, "REVISION")  # written by `make install` from
 # --- GET /api/openapi.json and /api/version ---
 
 def openapi_document(request):
-    from .responses import Response
     response = Response(200)
     with open(OPENAPI_DOCUMENT, "rb") as document:
         response.body = document.read()
@@ -26,7 +26,6 @@ def openapi_document(request):
 
 
 def version(request):
-    from .responses import Response
     try:
         with open(REVISION_FILE, encoding="ascii") as handle:
             revision = handle.read().strip()
@@ -40,7 +39,6 @@ def version(request):
 
 def health(request):
     """The health report: 503 when unhealthy, so a load balancer takes the host out."""
-    from .responses import Response
     report = telemetry.health(request.config, request.db)
     return Response(503 if report["status"] == "unhealthy" else 200, report, [("Cache-Control", "no-store")])
 
@@ -50,7 +48,6 @@ def health(request):
 def metrics(request):
     """Prometheus text format, for a tenant admin or the configured scrape token."""
     from .. import auth
-    from .responses import Response
     token = request.bearer_token() or ""
     scrape_token = request.config.metrics_token
     if not (scrape_token and hmac.compare_digest(token.encode(), scrape_token.encode())):

@@ -36,6 +36,14 @@ class Response:
             self.headers.append(("Content-Type", content_type))
 
 
+def accepted(request, body, location=None):
+    """202 with an object whose change an operation carries out: where the object is (when given) and
+    where that operation is followed."""
+    headers = [("Location", request.url(location))] if location else []
+    operation = request.url(f"/operations/{body['operation']['id']}")
+    return Response(202, body, [*headers, ("Operation-Location", operation)])
+
+
 def list_query(request, filters):
     """The query string checked against `filters` (a validation schema) plus the page's limit and cursor."""
     from ..ids import id_cursor

@@ -1,7 +1,7 @@
 """GET/POST /api/servers, GET/DELETE /api/servers/<id>, its status and its power actions."""
 
 from .. import servers
-from .responses import Response, list_page, list_query
+from .responses import Response, accepted, list_page, list_query
 
 
 def list_servers(request):
@@ -26,9 +26,7 @@ def create_server(request):
 
 def created_answer(request, server_id):
     """202 with the server and its create operation (also how an idempotent retry is answered)."""
-    server = servers.created(request.ctx, server_id)
-    return Response(202, server, [("Location", request.url(f"/servers/{server_id}")),
-                                  ("Operation-Location", request.url(f"/operations/{server['operation']['id']}"))])
+    return accepted(request, servers.created(request.ctx, server_id), f"/servers/{server_id}")
 
 
 def delete_server(request):
@@ -36,7 +34,7 @@ def delete_server(request):
     server = servers.delete(request.ctx, request.params["server_id"])
     if "operation" not in server:  # deleting already: nothing new was started
         return Response(202, server)
-    return Response(202, server, [("Operation-Location", request.url(f"/operations/{server['operation']['id']}"))])
+    return accepted(request, server)
 
 
 def server_action(request):

@@ -6,7 +6,7 @@ A write answers 202 with the VPC and the operation that makes it true in the clo
 
 from .. import vpcs
 from ..validation import Field, one_of
-from .responses import Response, list_page, list_query
+from .responses import Response, accepted, list_page, list_query
 
 
 def list_vpcs(request):
@@ -27,6 +27,4 @@ def delete_vpc(request):
 
 
 def _accepted(request, body):
-    """202 with the VPC, where it is, and where its operation is followed."""
-    return Response(202, body, [("Location", request.url(f"/vpcs/{body['id']}")),
-                                ("Operation-Location", request.url(f"/operations/{body['operation']['id']}"))])
+    return accepted(request, body, f"/vpcs/{body['id']}")
