@@ -19,7 +19,7 @@ VENV = .venv
 SHIMS = cgi-bin/api monitor/monitor_new_node monitor/send_mail bin/cloudprovisioner-admin
 FILL = sed -e 's|/opt/cloudprovisioner|$(PREFIX)|g' -e 's|/etc/cloudprovisioner|$(CONFDIR)|g'
 
-.PHONY: deps venv test test-unit lint demo demo-stop bench mutation install migrate admin
+.PHONY: deps venv test test-unit lint demo demo-stop bench mutation cloud-check install migrate admin
 
 deps:
 	@sh tools/install-deps
@@ -59,6 +59,12 @@ demo-stop: venv
 
 bench: venv
 	$(VENV)/bin/python tools/bench.py
+
+# Read only: DigitalOcean's answers to what the service reads (account, catalog, its droplets), taken with
+# CP_DO_TOKEN (from the environment, or CONFIG=/etc/cloudprovisioner/cloudprovisioner.env), against the
+# local cloud API's. Without a token it says so and exits 0.
+cloud-check: venv
+	$(VENV)/bin/python tools/cloud_check.py $(if $(CONFIG),--config $(CONFIG))
 
 # Mutation testing of the rules that decide who may do what and what reaches the cloud, against the
 # unit tier: minutes, not part of `make test`. Its own venv: the tests must import mutmut's mutated

@@ -221,6 +221,10 @@ class Cloud:
                          for droplet_id in droplet_ids[start:start + 50]]
             self._api("POST", f"tags/{tag}/resources", {"resources": resources})
 
+    def account(self):
+        """The account the token belongs to (its limits, email, status)."""
+        return self._api("GET", "account")["account"]
+
     # --- any listing, and the generic call ---
 
     def list_all(self, path, key, params=None):
