@@ -223,13 +223,14 @@ def same_rules(wanted, cloud):
 
     Every kind of target a rule names counts: we name addresses and tags only, so droplet ids, load
     balancers or clusters added in the cloud are a change too. The firewall's own droplet_ids do not:
-    the cloud lists there the droplets its tags cover."""
+    the cloud lists there the droplets its tags cover. A rule's action counts: ours name none, which the
+    cloud reads as allow, so a rule turned to deny in the cloud is a change and one that says allow is not."""
     def norm(rules, key):
         out = []
         for rule in rules or []:
             target = rule.get(key) or {}
             ports = "0" if rule.get("protocol") == "icmp" or rule.get("ports") in (None, "", "all") else rule["ports"]
-            out.append((rule.get("protocol"), ports,
+            out.append((rule.get("protocol"), ports, rule.get("action") or "allow",
                         sorted((kind, sorted(values)) for kind, values in target.items() if values)))
         return sorted(out)
     return (norm(wanted["inbound_rules"], "sources") == norm(cloud.get("inbound_rules"), "sources")

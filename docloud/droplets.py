@@ -9,7 +9,7 @@ import uuid
 from .addresses import default_vpc_range, default_vpc_uuid, private_v4, public_v4, public_v6
 from .catalog import DEFAULT_REGION, IMAGES, REGIONS, SIZES, find_image
 from .errors import not_found, unprocessable
-from .plumbing import Reply, iso, listing, paging
+from .plumbing import JSON_TYPE, Reply, iso, listing, paging
 from .store import DropletSpec
 from .validation import checked_name, parse_tags
 
@@ -198,10 +198,27 @@ def create_droplets(app, req):
     return Reply(202, {"droplet": droplets[0], "links": links})
 
 
+# GET /v2/droplets?type=: GPU droplets or the others (the default); their sizes tell them apart.
+DROPLET_TYPES = ("droplets", "gpus")
+
+
+def _sizes_of_type(req):
+    """The size slugs the listing keeps, or None for all of them (a tag's listing)."""
+    kind = req.query.get("type")
+    if kind is not None and kind not in DROPLET_TYPES:
+        raise unprocessable(f"type {kind!r} is invalid: use droplets or gpus.")
+    if req.query.get("tag_name") is not None:
+        if kind is not None:
+            raise unprocessable("type cannot be combined with tag_name.")
+        return None
+    gpus = kind == "gpus"
+    return [slug for slug, size in SIZES.items() if ("gpu_info" in size) == gpus]
+
+
 def list_droplets(app, req):
     page, per_page = paging(req)
     found, total = app.store.list_droplets(req.query.get("tag_name"), req.query.get("name"),
-                                           (page - 1) * per_page, per_page)
+                                           (page - 1) * per_page, per_page, _sizes_of_type(req))
     now = time.time()
     droplets = [_render(app, item, now) for item in found]
     return listing(req, "droplets", droplets, total, page, per_page)
@@ -214,10 +231,14 @@ def get_droplet(app, req):
     return Reply(200, {"droplet": _render(app, found, time.time())})
 
 
+# The two droplet deletes document their 204 with a content-type (no_content_with_content_type).
+NO_CONTENT_WITH_TYPE = {"Content-Type": JSON_TYPE}
+
+
 def delete_droplet(app, req):
     if not app.store.delete_droplet(req.int_param("id")):
         raise not_found()
-    return Reply(204)
+    return Reply(204, headers=dict(NO_CONTENT_WITH_TYPE))
 
 
 def delete_droplets_by_tag(app, req):
@@ -229,7 +250,7 @@ def delete_droplets_by_tag(app, req):
         raise unprocessable("DELETE /v2/droplets needs the tag_name query parameter.")
     if not app.store.delete_tagged_droplets(tag):
         raise not_found()
-    return Reply(204)
+    return Reply(204, headers=dict(NO_CONTENT_WITH_TYPE))
 
 
 # type: power state afterwards (None: unchanged)

@@ -16,6 +16,8 @@ def iso(timestamp):
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(timestamp))
 
 
+# What DigitalOcean sends as content-type, on a JSON body and on the 204s that document one.
+JSON_TYPE = "application/json; charset=utf-8"
 MAX_PER_PAGE = 200
 DEFAULT_PER_PAGE = 20
 
@@ -29,15 +31,17 @@ class Request:
     base_url: str  # scheme and authority, for the absolute links DO returns
     params: dict[str, str] = field(default_factory=dict)  # from the path template
 
-    def json(self):
+    def json(self, refuse=unprocessable, malformed=bad_request):
+        """The body as a dict; `malformed` and `refuse` make the errors for a body that is not
+        JSON and for JSON that is no object (each endpoint's documented ones)."""
         if not self.raw_body.strip():
             return {}
         try:
             body = json.loads(self.raw_body)
         except ValueError:
-            raise bad_request("The request body is not valid JSON.") from None
+            raise malformed("The request body is not valid JSON.") from None
         if not isinstance(body, dict):
-            raise unprocessable("The request body must be a JSON object.")
+            raise refuse("The request body must be a JSON object.")
         return body
 
     def int_param(self, name):
@@ -60,8 +64,9 @@ class Reply:
 
 
 def error_reply(error):
-    body = {"id": error.error_id, "message": error.message, "request_id": str(uuid.uuid4())}
-    return Reply(error.status, body, dict(error.headers))
+    request_id = str(uuid.uuid4())
+    body = {"id": error.error_id, "message": error.message, **error.extra, "request_id": request_id}
+    return Reply(error.status, body, {"x-request-id": request_id, **error.headers})
 
 
 def paging(req):

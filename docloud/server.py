@@ -14,7 +14,7 @@ from urllib.parse import parse_qs, urlsplit
 
 from .errors import ApiError, not_found
 from .faults import Faults, RateLimiter, Stats, fault_reply
-from .plumbing import Request, error_reply, find_route
+from .plumbing import JSON_TYPE, Request, error_reply, find_route
 from .routes import API_ROUTES, KNOB_ROUTES
 from .store import Store
 
@@ -122,7 +122,7 @@ class _HTTPHandler(BaseHTTPRequestHandler):
         data = b""
         if reply.status != 204:
             data = json.dumps(reply.payload).encode()
-            self.send_header("Content-Type", "application/json; charset=utf-8")
+            self.send_header("Content-Type", JSON_TYPE)
             self.send_header("Content-Length", str(len(data)))
         self.end_headers()
         self.wfile.write(data)

@@ -167,15 +167,20 @@ class Store:
                                    (droplet_id,)).fetchone()
             return None if row is None else (row, self._tags_of([droplet_id])[droplet_id])
 
-    def list_droplets(self, tag, name, offset, limit):
-        """One page of (row, tags) in id order, and the total."""
-        source, where, args = "droplets d", "", []
+    def list_droplets(self, tag, name, offset, limit, sizes=None):
+        """One page of (row, tags) in id order, and the total; `sizes`, when given, keeps the
+        droplets of those size slugs only."""
+        source, conditions, args = "droplets d", [], []
         if tag is not None:
             source = "droplet_tags t JOIN droplets d ON d.id = t.droplet_id AND t.tag = ?"
             args.append(tag)
         if name is not None:
-            where = " WHERE d.name = ?"
+            conditions.append("d.name = ?")
             args.append(name)
+        if sizes is not None:
+            conditions.append(f"d.size IN ({','.join('?' * len(sizes))})")
+            args.extend(sizes)
+        where = f" WHERE {' AND '.join(conditions)}" if conditions else ""
         with self._lock:
             total = self._db.execute(f"SELECT COUNT(*) FROM {source}{where}", args).fetchone()[0]
             rows = self._db.execute(

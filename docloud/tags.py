@@ -1,6 +1,6 @@
 """Tags: how the API shows them, and the /v2/tags handlers, (un)tagging droplets included."""
 
-from .errors import is_number, not_found, unprocessable
+from .errors import is_number, not_found, tag_bad_request, unprocessable
 from .plumbing import Reply, static_listing
 from .validation import check_tag
 
@@ -22,8 +22,9 @@ def list_tags(app, req):
 
 
 def create_tag(app, req):
-    name = req.json().get("name")
-    check_tag(name)
+    # DigitalOcean documents one refusal here: 400 in its tags_bad_request shape.
+    name = req.json(refuse=tag_bad_request, malformed=tag_bad_request).get("name")
+    check_tag(name, refuse=tag_bad_request)
     app.store.create_tag(name)
     return Reply(201, {"tag": render_tag(app.store.tag_summaries(name)[0], req.base_url)})
 

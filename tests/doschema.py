@@ -3,12 +3,15 @@
     errors = validate(reply_json, "resources/droplets/responses/existing_droplet.yml")
     assert errors == []
 
+    errors = validate_headers(answer_headers, "common/responses/no_content_with_content_type.yml")
+
 A model path is relative to the do-openapi folder (tests/data/do-openapi: the
-models the tests use, copied from DigitalOcean with one folder renamed; or $DO_OPENAPI_DIR)
+models the tests use, copied from DigitalOcean as its README says; or $DO_OPENAPI_DIR)
 and may carry a fragment ("common/pages.yml#/pagination"). A response file (one
 with `content`) stands for its application/json schema. Relative `$ref`s are
 inlined, and OpenAPI's `nullable: true` becomes a type that accepts null, so the
-result is a plain Draft 2020-12 schema.
+result is a plain Draft 2020-12 schema. A response's headers are checked
+against the schemas it documents for them.
 """
 
 import datetime
@@ -142,3 +145,30 @@ def validate(instance, model_relpath):
     """Every way `instance` breaks the model, as readable strings ([] if none)."""
     errors = _validator(model_relpath).iter_errors(instance)
     return sorted(_describe(error) for error in errors)
+
+
+def _header_value(text, schema):
+    # A header is text on the wire: an integer header is an integer if its text is one.
+    if schema.get("type") == "integer" and re.fullmatch(r"-?[0-9]+", text):
+        return int(text)
+    return text
+
+
+def validate_headers(headers, response_relpath):
+    """Every way `headers` (a mapping, any case) misses a header the response documents or
+    breaks its schema, as readable strings ([] if none). OpenAPI lets a documented header
+    be absent; the local cloud API is held to sending each, as DigitalOcean does."""
+    file_part, _, fragment = response_relpath.partition("#")
+    path = (openapi_dir() / file_part).resolve()
+    documented = _convert(_pointer(_load(path), fragment).get("headers", {}), path, frozenset())
+    sent = {name.lower(): value for name, value in headers.items()}
+    errors = []
+    for name, spec in documented.items():
+        if name.lower() not in sent:
+            errors.append(f"{name}: missing")
+            continue
+        schema = spec.get("schema", {})
+        value = _header_value(sent[name.lower()], schema)
+        errors += [f"{name}: {error.message}"
+                   for error in Draft202012Validator(schema, format_checker=FORMATS).iter_errors(value)]
+    return sorted(errors)

@@ -394,3 +394,9 @@ SIZE = "must be from /16 (65,536 addresses) to /28 (16)"
 ])
 def test_vpc_ranges_refused(value, message):
     assert error_of(vpcs.ip_range, value) == message
+
+
+def test_a_deny_rule_is_drift_and_a_rule_that_says_allow_is_not():
+    assert same_rules(WANTED, edit(lambda c: c["inbound_rules"][2].update(action="deny"))) is False
+    assert same_rules(WANTED, edit(lambda c: c["outbound_rules"][0].update(action="deny"))) is False
+    assert same_rules(WANTED, edit(lambda c: c["inbound_rules"][2].update(action="allow"))) is True

@@ -1117,3 +1117,23 @@ def test_a_workspace_is_found_by_its_exact_name_only(admin):
     assert admin.get("/workspaces/shop").status == 200
     for other in ("SHOP", "Shop", "shop%20"):
         assert_problem(admin.get(f"/workspaces/{other}"), 404)
+
+
+def test_a_rule_turned_to_deny_behind_our_back_is_put_back(admin, db, sandbox, values):
+    firewall = make_firewall(admin, "web", [HTTPS])
+    firewall_cloud_id = cloud_id(db, "firewalls", firewall["id"])
+    wanted = cloud(sandbox, "GET", f"firewalls/{firewall_cloud_id}").json["firewall"]
+    denied = [{**rule, "action": "deny"} for rule in wanted["inbound_rules"]]
+    drifted = cloud(sandbox, "PUT", f"firewalls/{firewall_cloud_id}", {
+        "name": wanted["name"], "tags": wanted["tags"], "outbound_rules": wanted["outbound_rules"],
+        "inbound_rules": denied})
+    assert drifted.status == 200, drifted.body
+    status, out = run(values)
+    assert status == 0 and "1 firewalls updated" in out, out
+    repaired = cloud(sandbox, "GET", f"firewalls/{firewall_cloud_id}").json["firewall"]
+    assert repaired["inbound_rules"] == wanted["inbound_rules"]
+    # A rule that says allow is what the product asked for: no drift.
+    cloud(sandbox, "PUT", f"firewalls/{firewall_cloud_id}", {
+        "name": wanted["name"], "tags": wanted["tags"], "outbound_rules": wanted["outbound_rules"],
+        "inbound_rules": [{**rule, "action": "allow"} for rule in wanted["inbound_rules"]]})
+    assert "firewalls updated" not in run(values)[1]

@@ -266,6 +266,69 @@ def test_key_and_tag_replies_match_the_do_models(sandbox):
     assert sandbox.api("GET", "tags/team:blue").status_code == 404
 
 
+@pytest.mark.parametrize("body", [{"name": "bad tag"}, {"name": "x" * 256}, {"name": "naïve"}, {}, {"name": 7}])
+def test_an_invalid_tag_is_a_400_in_the_tags_bad_request_shape(sandbox, body):
+    """POST /v2/tags documents one refusal, 400 with error, root_causes and messages
+    (tags_bad_request); id and message stay for clients that read the usual error shape."""
+    answer = sandbox.api("POST", "tags", json=body)
+    assert answer.status_code == 400, answer.text
+    refused = answer.json()
+    assert_model(refused, "resources/tags/responses/tags_bad_request.yml")
+    assert_model(refused, "common/models/error.yml")
+    assert doschema.validate_headers(answer.headers, "resources/tags/responses/tags_bad_request.yml") == []
+    says = f"Tag {body.get('name')!r} is invalid: tags may contain letters, numbers, colons, dashes and underscores"
+    assert refused["error"].startswith(says) and refused["root_causes"] == [refused["error"]]
+    assert (refused["id"], refused["message"], refused["messages"]) == ("bad_request", refused["error"], None)
+    assert answer.headers["x-request-id"] == refused["request_id"]
+    assert sandbox.api("GET", "tags").json()["meta"]["total"] == 0
+
+
+def test_a_tag_body_that_is_no_object_is_a_400_in_the_tags_bad_request_shape(sandbox):
+    for raw in (b"[]", b"{not json"):
+        answer = sandbox.api("POST", "tags", data=raw)
+        assert answer.status_code == 400, answer.text
+        assert_model(answer.json(), "resources/tags/responses/tags_bad_request.yml")
+
+
+def test_droplet_deletes_answer_204_with_a_content_type_as_documented(sandbox):
+    """The two droplet deletes document their 204 with a content-type (DigitalOcean's
+    no_content_with_content_type); pydo reads it."""
+    sandbox.knob("POST", "droplets/bulk", {"count": 2, "tags": ["doomed"]})
+    droplet_id = sandbox.create()["droplet"]["id"]
+    for path, params in ((f"droplets/{droplet_id}", None), ("droplets", {"tag_name": "doomed"})):
+        answer = sandbox.api("DELETE", path, params=params)
+        assert (answer.status_code, answer.content) == (204, b"")
+        assert answer.headers["content-type"] == "application/json; charset=utf-8"
+        assert "content-length" not in answer.headers  # a 204 has no body to measure
+        errors = doschema.validate_headers(answer.headers, "common/responses/no_content_with_content_type.yml")
+        assert errors == [], errors
+    assert sandbox.api("GET", "droplets").json()["meta"]["total"] == 0
+    # Other 204s document no content-type, and send none.
+    sandbox.api("POST", "tags", json={"name": "t"})
+    assert "content-type" not in sandbox.api("DELETE", "tags/t").headers
+
+
+def test_droplets_listed_by_type_gpus_or_the_others(sandbox):
+    """`type=gpus` lists GPU droplets only, `type=droplets` (and no type) the others; the
+    sandbox has no GPU sizes, so no GPU droplets. DigitalOcean documents `type` as not
+    combinable with `tag_name`."""
+    ids = sandbox.knob("POST", "droplets/bulk", {"count": 3, "tags": ["fleet"]})["ids"]
+    gpus = sandbox.api("GET", "droplets", params={"type": "gpus"}).json()
+    assert_model(gpus, "resources/droplets/responses/all_droplets.yml")
+    assert (gpus["droplets"], gpus["meta"], gpus["links"]) == ([], {"total": 0}, {})
+    for params in ({"type": "droplets"}, {}, {"type": "droplets", "per_page": 2, "page": 2}):
+        others = sandbox.api("GET", "droplets", params=params).json()
+        assert_model(others, "resources/droplets/responses/all_droplets.yml")
+        assert others["meta"]["total"] == 3
+    assert [d["id"] for d in others["droplets"]] == ids[2:]
+    assert others["links"]["pages"]["first"] == f"{sandbox.url}droplets?page=1&per_page=2&type=droplets"
+    assert_error(sandbox.api("GET", "droplets", params={"type": "gpu"}), 422, "unprocessable_entity",
+                 "type 'gpu' is invalid: use droplets or gpus.")
+    assert_error(sandbox.api("GET", "droplets", params={"type": "gpus", "tag_name": "fleet"}), 422,
+                 "unprocessable_entity", "type cannot be combined with tag_name.")
+    assert sandbox.api("GET", "droplets", params={"tag_name": "fleet"}).json()["meta"]["total"] == 3
+
+
 # ---------------------------------------------------------------- python-digitalocean
 
 
@@ -633,7 +696,7 @@ def test_firewall_droplets_follow_tags_and_assignments(sandbox):
     for path, body, says in ((f"{url}/rules", {}, "At least one"), (f"{url}/droplets", {}, "droplet_ids is required"),
                              (f"{url}/droplets", {"droplet_ids": [1]}, "Droplet 1 does not exist"),
                              (f"{url}/tags", {"tags": ["nope"]}, "Tag 'nope' does not exist")):
-        assert_error(sandbox.api("POST", path, json=body), 422, "unprocessable_entity", says)
+        assert_firewall_refused(sandbox.api("POST", path, json=body), says)
 
 
 @pytest.mark.parametrize(("change", "says"), [
@@ -661,14 +724,68 @@ def test_firewall_droplets_follow_tags_and_assignments(sandbox):
     ({"inbound_rules": [{**SSH_IN, "sources": {"kubernetes_ids": ["k8s-1"]}}]}, "Kubernetes cluster"),
     ({"tags": ["ghost"]}, "Tag 'ghost' does not exist"), ({"tags": "web"}, "tags must be a list"),
     ({"droplet_ids": [12345]}, "Droplet 12345 does not exist"), ({"droplet_ids": [True]}, "droplet_ids must be"),
+    ({"inbound_rules": [{**SSH_IN, "action": "drop"}]}, "inbound_rules[0].action 'drop' is invalid: use allow or deny"),
+    ({"outbound_rules": [{**ALL_OUT, "action": ["deny"]}]}, "outbound_rules[0].action ['deny'] is invalid"),
 ])
-def test_invalid_firewall_requests_are_422(sandbox, change, says):
+def test_invalid_firewall_requests_are_400(sandbox, change, says):
     body = {"name": "fw-1", "inbound_rules": [SSH_IN], **change}
-    assert_error(sandbox.api("POST", "firewalls", json=body), 422, "unprocessable_entity", says)
+    assert_firewall_refused(sandbox.api("POST", "firewalls", json=body), says)
     assert sandbox.api("GET", "firewalls").json()["meta"]["total"] == 0
     firewall = sandbox.create_firewall()
-    assert_error(sandbox.api("PUT", f"firewalls/{firewall['id']}", json=body), 422, "unprocessable_entity", says)
+    assert_firewall_refused(sandbox.api("PUT", f"firewalls/{firewall['id']}", json=body), says)
     assert sandbox.firewall(firewall["id"])["inbound_rules"] == [SSH_IN]
+
+
+def test_a_deny_rule_is_kept_and_never_taken_for_an_allow_rule(sandbox):
+    """DigitalOcean's rules carry `action`, allow or deny (allow when left out): a deny rule is
+    stored and shown as sent, and adding or removing the allow rule for the same traffic
+    leaves it alone."""
+    deny_ssh = {**SSH_IN, "action": "deny"}
+    allow_web = {"protocol": "tcp", "ports": "443", "sources": {"addresses": ["0.0.0.0/0"]}, "action": "allow"}
+    deny_out = {**ALL_OUT, "action": "deny"}
+    created = sandbox.api("POST", "firewalls", json={"name": "deny-1", "inbound_rules": [deny_ssh, allow_web],
+                                                     "outbound_rules": [deny_out]})
+    assert created.status_code == 202, created.text
+    assert_model(created.json(), "resources/firewalls/responses/create_firewall_response.yml")
+    firewall = created.json()["firewall"]
+    assert (firewall["inbound_rules"], firewall["outbound_rules"]) == ([deny_ssh, allow_web], [deny_out])
+    assert sandbox.firewall(firewall["id"])["inbound_rules"] == [deny_ssh, allow_web]
+
+    url = f"firewalls/{firewall['id']}/rules"
+    # The allow rule for the same traffic is another rule: added beside the deny rule, not merged into it.
+    assert sandbox.api("POST", url, json={"inbound_rules": [SSH_IN, deny_ssh]}).status_code == 204
+    assert sandbox.firewall(firewall["id"])["inbound_rules"] == [deny_ssh, allow_web, SSH_IN]
+    # Saying allow is what leaving it out says: no second copy of either allow rule.
+    assert sandbox.api("POST", url, json={"inbound_rules": [{**SSH_IN, "action": "allow"},
+                                                            {**allow_web, "action": None}]}).status_code == 204
+    assert sandbox.firewall(firewall["id"])["inbound_rules"] == [deny_ssh, allow_web, SSH_IN]
+    assert sandbox.api("DELETE", url, json={"inbound_rules": [{**SSH_IN, "action": "allow"}],
+                                            "outbound_rules": [ALL_OUT]}).status_code == 204
+    kept = sandbox.firewall(firewall["id"])
+    assert (kept["inbound_rules"], kept["outbound_rules"]) == ([deny_ssh, allow_web], [deny_out])
+    both_denials = {"inbound_rules": [deny_ssh], "outbound_rules": [deny_out]}
+    assert sandbox.api("DELETE", url, json=both_denials).status_code == 204
+    assert sandbox.firewall(firewall["id"])["inbound_rules"] == [allow_web]
+
+    put = sandbox.api("PUT", f"firewalls/{firewall['id']}", json={"name": "deny-1", "inbound_rules": [deny_ssh]})
+    assert put.status_code == 200, put.text
+    assert_model(put.json(), "resources/firewalls/responses/put_firewall_response.yml")
+    assert put.json()["firewall"]["inbound_rules"] == [deny_ssh]
+    listed = sandbox.api("GET", "firewalls").json()
+    assert_model(listed, "resources/firewalls/responses/list_firewalls_response.yml")
+    assert listed["firewalls"][0]["inbound_rules"] == [deny_ssh]
+    assert_firewall_refused(sandbox.api("POST", url, json={"inbound_rules": [{**SSH_IN, "action": "DENY"}]}),
+                            "action 'DENY' is invalid")
+    assert_firewall_refused(sandbox.api("POST", "firewalls", json=[deny_ssh]), "must be a JSON object")
+    assert sandbox.firewall(firewall["id"])["inbound_rules"] == [deny_ssh]
+
+
+def assert_firewall_refused(answer, says):
+    """DigitalOcean documents 400 bad_request (its shared bad_request response), and no 422,
+    for every firewall write."""
+    body = assert_error(answer, 400, "bad_request", says)
+    assert_model(body, "common/responses/bad_request.yml")
+    assert doschema.validate_headers(answer.headers, "common/responses/bad_request.yml") == []
 
 
 def test_sdk_manages_a_firewall(sandbox):
