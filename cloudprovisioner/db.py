@@ -12,6 +12,8 @@ A lost or refused connection becomes `DatabaseUnavailable` (a domain
 +00:00) and read back as ISO 8601 strings with a `Z`.
 """
 
+import time
+
 from MySQLdb import Error, IntegrityError, OperationalError, _mysql
 from MySQLdb.constants import FIELD_TYPE
 
@@ -157,6 +159,21 @@ class Database:
             if exc.args and exc.args[0] == DUPLICATE_KEY:
                 return False
             raise
+
+    def again_while_unavailable(self, work, seconds):
+        """`work()` run again, on a new connection, while the database is unavailable, for up to `seconds`
+        (a restart's worth); then its last DatabaseUnavailable. `work` must be safe to run twice: the
+        answer to a COMMIT can be lost after the COMMIT took effect."""
+        deadline = time.monotonic() + seconds
+        pause = 0.2
+        while True:
+            try:
+                return work()
+            except DatabaseUnavailable:
+                if time.monotonic() + pause > deadline:
+                    raise
+                time.sleep(pause)
+                pause = min(2 * pause, 2.0)
 
     def release_lock(self, name):
         self.execute("SELECT RELEASE_LOCK(%s)", (name,))

@@ -3,10 +3,15 @@
 A create writes its row first (status `pending`), then asks the cloud for a
 droplet tagged with the row's id, then stores the droplet id at once: if the
 process dies in between, the monitor still finds the droplet by its tag.
+
+Once the cloud has made the droplet the create has happened, whatever the
+database does next: it answers the server (202), never "try again", which a
+client would follow with a second create and a second droplet.
 """
 
 import json
 
+from .db import DatabaseUnavailable
 from .errors import Busy, CloudFailed, Conflict, Unavailable, invalid
 from .ids import looks_like_id, new_id
 from .server_rows import COLUMNS, STATUSES, represent, set_status
@@ -88,9 +93,16 @@ def status(ctx, server_id):
     return {key: shown[key] for key in STATUS_KEYS}
 
 
+# How long a create keeps trying to write what the cloud answered while the database is away: a restart's
+# worth. Its row is bound to any Idempotency-Key before the cloud call, so even a retry that takes the
+# claim over meanwhile answers from this server.
+OUTCOME_WRITE_WINDOW = 10
+
+
 def create(ctx, fields, bind=None):
     """A new server from `fields`: its network first (keys, VPC, firewalls), then the row and its
-    operation, then the cloud, then the droplet id at once. Answers the server's id.
+    operation, committed, then the cloud (no transaction open meanwhile), then the droplet id. Answers
+    the server as `created` shows it.
 
     `bind(server_id)`, if given, is called in the row's own transaction (an Idempotency-Key's claim
     binds the server it made, so that a retry is answered from it). A default network object the
@@ -114,6 +126,8 @@ def create(ctx, fields, bind=None):
         operation_id = operations.start(db, principal, "server.create", server_id)
         if bind is not None:
             bind(server_id)
+        # The answer should the database be gone once the droplet exists: the row as committed.
+        as_committed = created(ctx, server_id)
     row_tag = ownership.row_tag(config, server_id)
     tags = [ownership.install_tag(config), row_tag, ownership.tenant_tag(config, principal.tenant_id),
             *fields["tags"], *[ownership.scoped_tag(config, principal.tenant_id, tag) for tag in fields["tags"]],
@@ -123,20 +137,45 @@ def create(ctx, fields, bind=None):
             name=fields["name"], region=fields["region"], size=fields["size"], image=fields["image"],
             ssh_keys=key_ids, user_data=user_data, row_tag=row_tag, tags=tags, vpc_uuid=vpc["cloud_id"])
     except CloudFailed as exc:
-        # The monitor destroys any droplet that still turns up with this row's tag. Guarded:
-        # a DELETE or a cancel that came in meanwhile wins, and the monitor finishes it.
-        with db.transaction():
-            db.update("UPDATE servers SET status = 'error', status_reason = %s, updated_at = UTC_TIMESTAMP(6) "
-                      "WHERE id = %s AND status = 'pending'", (exc.message[:1000], server_id))
-            db.update("UPDATE operations SET status = 'failed', error = %s, updated_at = UTC_TIMESTAMP(6) "
-                      "WHERE id = %s AND status IN ('pending', 'running')", (exc.message[:1000], operation_id))
+        _write_failure(ctx, server_id, operation_id, exc)
         raise
+    try:
+        return db.again_while_unavailable(lambda: _write_droplet(ctx, server_id, operation_id, droplet_id),
+                                          OUTCOME_WRITE_WINDOW)
+    except DatabaseUnavailable as exc:
+        ctx.log(f"server {server_id}: droplet {droplet_id} made, its id not written ({exc.reason}); "
+                "the monitor adopts it by its tag")
+        return as_committed
+
+
+def _write_droplet(ctx, server_id, operation_id, droplet_id):
+    """Store the droplet's id and move the create on; answers the server as `created` shows it.
+    Guarded, so running it again changes nothing (nor does a DELETE that came in meanwhile lose)."""
+    db = ctx.db
     with db.transaction():
         db.update("UPDATE servers SET instance_id = %s, updated_at = UTC_TIMESTAMP(6) "
                   "WHERE id = %s AND instance_id IS NULL", (droplet_id, server_id))
         db.update("UPDATE operations SET status = 'running', updated_at = UTC_TIMESTAMP(6) "
                   "WHERE id = %s AND status = 'pending'", (operation_id,))
-    return server_id
+    return created(ctx, server_id)
+
+
+def _write_failure(ctx, server_id, operation_id, failure):
+    """Mark the row and its create failed; the monitor destroys any droplet that still turns up with
+    the row's tag. Guarded: a DELETE or a cancel that came in meanwhile wins, and the monitor finishes it.
+    If the database stays away, the row stays pending and the monitor settles it past CP_CREATE_GRACE."""
+    db, reason = ctx.db, failure.message[:1000]
+
+    def write():
+        with db.transaction():
+            db.update("UPDATE servers SET status = 'error', status_reason = %s, updated_at = UTC_TIMESTAMP(6) "
+                      "WHERE id = %s AND status = 'pending'", (reason, server_id))
+            db.update("UPDATE operations SET status = 'failed', error = %s, updated_at = UTC_TIMESTAMP(6) "
+                      "WHERE id = %s AND status IN ('pending', 'running')", (reason, operation_id))
+    try:
+        db.again_while_unavailable(write, OUTCOME_WRITE_WINDOW)
+    except DatabaseUnavailable as exc:
+        ctx.log(f"server {server_id}: its failed create not written ({exc.reason}); the monitor settles it")
 
 
 def _user_data(user_data):

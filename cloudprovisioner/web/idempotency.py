@@ -6,9 +6,12 @@ answer again (`Idempotent-Replayed: true`); the same key with another
 request is a 422; a retry while the first is still running is a 409.
 
 A 5xx answer is not stored: it says "try again", so a retry runs afresh.
-A first request that died (kill -9) leaves its claim "running": once it is
-older than a request can live, a retry takes the claim over, answering from
-the resource the dead request had already written, if it got that far.
+Only a create that made nothing that lives on answers one: once the cloud has
+made the server, the create answers 202 whatever the database does next.
+A first request that died (kill -9), or whose answer could not be stored (the
+database away), leaves its claim "running", bound to the resource it wrote:
+once it is older than a request can live, a retry takes the claim over,
+answering from that resource, if the first request got that far.
 """
 
 import hashlib
@@ -69,23 +72,33 @@ def run(request, handler, replay_resource):
                                                          request.environ.get("CONTENT_TYPE", ""), request.raw_body()))
     if earlier is not None:
         if earlier.get("resource_id"):
-            return _finish(claim, replay_resource(request, earlier["resource_id"]))
+            return _finish(request, claim, replay_resource(request, earlier["resource_id"]))
         response = Response(earlier["status"], headers=[tuple(pair) for pair in json.loads(earlier["headers"])])
         response.body = earlier["body"].encode("utf-8")
         response.headers.append(("Idempotent-Replayed", "true"))
         return response
     request.idempotency = claim
     try:
-        return _finish(claim, handler(request))
+        response = handler(request)
     except (Problem, DomainError) as error:
         problem = problem_for(error)
-        claim.store(problem.status, [*problem.headers, ("Content-Type", PROBLEM_TYPE)], problem.body())
+        _store(request, claim, problem.status, [*problem.headers, ("Content-Type", PROBLEM_TYPE)], problem.body())
         raise
+    return _finish(request, claim, response)
 
 
-def _finish(claim, response):
-    claim.store(response.status, response.headers, response.body)
+def _finish(request, claim, response):
+    _store(request, claim, response.status, response.headers, response.body)
     return response
+
+
+def _store(request, claim, status, headers, body):
+    """Store the answer; a database gone meanwhile must not change it (a 202 turned into a 503 would invite
+    a second create). The claim then stays running, bound to its resource, for a later retry to answer from."""
+    try:
+        claim.store(status, headers, body)
+    except DomainError as error:
+        request.ctx.log(f"[{request.request_id}] Idempotency-Key answer ({status}) not stored: {error.detail}")
 
 
 def _claim_or_find(request, claim, fingerprint):

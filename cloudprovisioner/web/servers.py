@@ -20,12 +20,12 @@ def get_server_status(request):
 def create_server(request):
     """POST /api/servers: 202 with the server and its create operation; the monitor sees it through."""
     claim = request.idempotency
-    server_id = servers.create(request.ctx, request.fields(), bind=claim.bind if claim is not None else None)
-    return created_answer(request, server_id)
+    server = servers.create(request.ctx, request.fields(), bind=claim.bind if claim is not None else None)
+    return accepted(request, server, f"/servers/{server['id']}")
 
 
 def created_answer(request, server_id):
-    """202 with the server and its create operation (also how an idempotent retry is answered)."""
+    """202 with the server and its create operation: how an idempotent retry is answered."""
     return accepted(request, servers.created(request.ctx, server_id), f"/servers/{server_id}")
 
 
