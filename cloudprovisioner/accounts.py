@@ -6,12 +6,12 @@ refuses more), so a longer password is a 422 that says so, never a 500.
 
 import uuid
 
-from . import auth
+from . import auth, mailer
 from .errors import Conflict, Forbidden
 from .ids import new_id
 from .validation import Field, boolean, one_of, text, validate
 
-EMAIL_PATTERN = r"[^@\s]+@[^@\s]+\.[^@\s]+"
+EMAIL_PATTERN = mailer.ADDRESS_PATTERN  # the address the welcome mail goes to: exactly one
 BCRYPT_LIMIT = 72
 USER_COLUMNS = "id, tenant_id, email, name, role, platform_admin, disabled, created_at, updated_at"
 # A bcrypt hash no password matches (its digest is not of any password we could be given),
@@ -51,7 +51,8 @@ def check_password(config, password, stored_hash):
 
 
 def email_field():
-    return Field(text(254, EMAIL_PATTERN, "must be an email address", allow_empty=False), required=True)
+    return Field(text(mailer.MAX_ADDRESS_LENGTH, EMAIL_PATTERN, mailer.ADDRESS_HINT, allow_empty=False),
+                 required=True)
 
 
 def represent(row):
@@ -81,7 +82,6 @@ def create_tenant(config, db, tenant_name, fields, platform_admin=False):
         db.update("INSERT INTO tenants (id, name, created_at) VALUES (%s, %s, UTC_TIMESTAMP(6))",
                   (tenant_id, tenant_name))
         user_id = insert_user(config, db, tenant_id, fields, "admin", platform_admin)
-        from . import mailer
         mailer.enqueue(db, fields["email"].strip().lower(), "Welcome to CloudProvisioner",
                        welcome_text(fields["name"], tenant_name, tenant_id))
     return tenant_id, user_id
@@ -113,7 +113,6 @@ def register(ctx, fields):
     tenant_id, user_id = create_tenant(config, ctx.db, fields["tenant_name"], fields)
     ctx.actor = (tenant_id, user_id)
     ctx.target = tenant_id
-    from . import mailer
     mailer.deliver(config, ctx.db)  # best effort now; the mail cron job retries
     user = load_user(ctx.db, tenant_id, user_id)
     return {"tenant": {"id": tenant_id, "name": fields["tenant_name"]}, "user": user}

@@ -4,17 +4,36 @@ A message is written to the `outbox` table in the same transaction as what it
 announces, then sent at once if the server answers; if not, the mail cron job
 (`monitor/send_mail`) retries it with growing delays, until it is taken.
 A named lock keeps two senders (a request and cron) from sending one twice.
+
+A message goes to one address, named to the SMTP server as the envelope's only recipient: a header
+that a mail library reads as a list (`a,b@example.com`) never makes a second one.
 """
 
+import re
 import sys
 
 from .errors import DomainError
 
 LOCK_NAME = "cloudprovisioner.mail"
 MAX_DELAY = 3600  # seconds between retries, at most
+# One addr-spec in RFC 5322's dot-atom form, ASCII: no display name, no quoted local part, no domain
+# literal, nothing that is a separator in a list of addresses (`,` `;`), brackets, spaces or controls.
+_ATOM = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+"
+_LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+ADDRESS_PATTERN = rf"(?=[^@]{{1,64}}@){_ATOM}(?:\.{_ATOM})*@{_LABEL}(?:\.{_LABEL})+"
+ADDRESS_HINT = "must be one email address (name@example.com), without a display name"
+MAX_ADDRESS_LENGTH = 254
+_ADDRESS = re.compile(ADDRESS_PATTERN)
+NEVER = "9999-12-31 00:00:00"  # next_attempt_at of a message that will not be sent
+
+
+def is_one_address(text):
+    return isinstance(text, str) and len(text) <= MAX_ADDRESS_LENGTH and _ADDRESS.fullmatch(text) is not None
 
 
 def enqueue(db, recipient, subject, body):
+    if not is_one_address(recipient):
+        raise ValueError(f"mail is sent to one checked address, not {recipient!r}")
     db.update("INSERT INTO outbox (recipient, subject, body, created_at, next_attempt_at) "
               "VALUES (%s, %s, %s, UTC_TIMESTAMP(6), UTC_TIMESTAMP(6))", (recipient, subject, body))
 
@@ -45,8 +64,13 @@ def _send_all(config, db, due, log):
         return 0, len(due)
     with connection:
         for message in due:
+            if not is_one_address(message["recipient"]):
+                _give_up(db, message, "the recipient is not one email address")
+                failed += 1
+                log(f"mail: message {message['id']} to {message['recipient']!r} not sent: not one address")
+                continue
             try:
-                connection.send_message(_email(config, message))
+                connection.send_message(_email(config, message), to_addrs=[message["recipient"]])
             except (OSError, smtplib.SMTPException) as exc:
                 _postpone(db, message, exc)
                 failed += 1
@@ -87,6 +111,11 @@ def _postpone(db, message, error):
     db.update("UPDATE outbox SET attempts = attempts + 1, last_error = %s, "
               "next_attempt_at = UTC_TIMESTAMP(6) + INTERVAL %s SECOND WHERE id = %s",
               (str(error)[:500], delay, message["id"]))
+
+
+def _give_up(db, message, reason):
+    db.update("UPDATE outbox SET attempts = attempts + 1, last_error = %s, next_attempt_at = %s WHERE id = %s",
+              (reason, NEVER, message["id"]))
 
 
 def main(argv=None):

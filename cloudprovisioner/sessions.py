@@ -1,4 +1,4 @@
-"""Login sessions: login, refresh (rotating), logout, and login throttling.
+"""Login sessions: login, refresh (rotating), logout, and the login limits.
 
 A session is one family of refresh tokens (RFC 9700 4.14.2): each refresh
 token is used once and replaced; presenting a used one again means it was
@@ -21,23 +21,22 @@ WRONG_CREDENTIALS = "the email or password is wrong"
 
 
 def login(ctx, fields, client_addr):
-    """{email, password} from `client_addr` -> access and refresh tokens; throttled per account and address."""
+    """{email, password} from `client_addr` -> access and refresh tokens, within the login limits."""
     config, db = ctx.config, ctx.db
     fields = validate(fields, {"email": Field(text(254), required=True),
                                "password": Field(text(1024), required=True)})
     email = fields["email"].strip().lower()
     ctx.target = email
-    scopes = [f"email:{email}", f"addr:{client_addr}"]
-    _refuse_if_blocked(db, scopes)
+    scopes = _login_scopes(config, db, email, client_addr[:MAX_ADDRESS_LENGTH])
+    _reserve_attempt(db, config, scopes)
     user = db.one("SELECT id, tenant_id, role, disabled, password_hash FROM users "
                   "WHERE email = %s AND deleted_at IS NULL", (email,))
     if user is not None:
         ctx.actor = (user["tenant_id"], user["id"])
     matches = accounts.check_password(config, fields["password"], user and user["password_hash"])
     if not matches or user["disabled"]:
-        _count_failure(db, config, scopes)
-        raise Unauthenticated(WRONG_CREDENTIALS, None)
-    db.update("DELETE FROM login_throttle WHERE scope = %s", (scopes[0],))
+        raise Unauthenticated(WRONG_CREDENTIALS, None)  # its reserved attempt stays counted: a failure
+    _give_back_attempt(db, config, scopes)
     session_id = new_id()
     db.update("INSERT INTO sessions (id, user_id, created_at, expires_at) VALUES "
               "(%s, %s, UTC_TIMESTAMP(6), UTC_TIMESTAMP(6) + INTERVAL %s SECOND)",
@@ -126,22 +125,81 @@ def _tokens(config, db, user, session_id):
             "refresh_expires_in": config.refresh_token_ttl}
 
 
-def _refuse_if_blocked(db, scopes):
-    row = db.one("SELECT MAX(TIMESTAMPDIFF(SECOND, UTC_TIMESTAMP(6), blocked_until)) AS wait "
-                 "FROM login_throttle WHERE scope IN (%s, %s) AND blocked_until > UTC_TIMESTAMP(6)", scopes)
-    if row and row["wait"] is not None:
-        wait = max(1, row["wait"] + 1)
-        raise Throttled(f"too many failed logins; try again in {wait} s", "too-many-failures", retry_after=wait)
+# --- login limits ---------------------------------------------------------------------------------------
+#
+# Each attempt is counted (reserved) before its password is checked, in one short transaction over every
+# scope it falls under, so however many arrive at once no scope ever has more passwords checked than its
+# limit: the attempt that reaches the limit sets the block itself, before its own check, and whoever comes
+# next finds it. An attempt that succeeds takes its count back. After a block, each further attempt doubles
+# it (CP_LOGIN_BLOCK, up to CP_LOGIN_BLOCK_MAX); a scope with no attempt for CP_LOGIN_WINDOW seconds after
+# its last attempt and any block starts again from nothing.
+#
+# The scopes: the (address, account) pair, so that a stranger's failures at another address never lock the
+# account's owner out; the address, so that one address cannot try many accounts; and the account, as a
+# ceiling on guesses spread over many addresses, which spares addresses the account has logged in from
+# within CP_LOGIN_KNOWN_ADDRESS_AGE. That ceiling can lock a user out of new addresses, never out of one they
+# have used: an account-wide block that spared nobody would hand anyone a way to lock any user out.
+
+MAX_ADDRESS_LENGTH = 64  # REMOTE_ADDR; an IPv6 address is at most 45 characters
+
+# Assignments run left to right (MySQL and MariaDB, without SIMULTANEOUS_ASSIGNMENT): `blocked_until`
+# reads the count just made, and the forgetting reads the old `last_at`.
+_RESERVE = (
+    "UPDATE login_throttle SET "
+    "failures = IF(GREATEST(last_at, COALESCE(blocked_until, last_at)) "
+    "<= UTC_TIMESTAMP(6) - INTERVAL %s SECOND, 0, failures) + 1, "
+    "blocked_until = IF(failures >= %s, UTC_TIMESTAMP(6) + INTERVAL LEAST(%s, %s << LEAST(failures - %s, 32)) "
+    "SECOND, blocked_until), "
+    "last_at = UTC_TIMESTAMP(6) "
+    "WHERE scope = %s AND (blocked_until IS NULL OR blocked_until <= UTC_TIMESTAMP(6))")
 
 
-def _count_failure(db, config, scopes):
-    """One more failure for the account and the address; block either at its limit."""
-    limits = (config.login_max_failures, config.login_max_failures_per_address)
-    for scope, limit in zip(scopes, limits, strict=True):
-        db.update("INSERT INTO login_throttle (scope, failures, window_start) VALUES (%s, 1, UTC_TIMESTAMP(6)) "
-                  "ON DUPLICATE KEY UPDATE failures = IF(window_start < UTC_TIMESTAMP(6) - INTERVAL %s SECOND, "
-                  "1, failures + 1), window_start = IF(failures = 1, UTC_TIMESTAMP(6), window_start)",
-                  (scope, config.login_window))
-        db.update("UPDATE login_throttle SET blocked_until = UTC_TIMESTAMP(6) + INTERVAL %s SECOND, "
-                  "failures = 0, window_start = UTC_TIMESTAMP(6) WHERE scope = %s AND failures >= %s",
-                  (config.login_block, scope, limit))
+def _login_scopes(config, db, email, address):
+    """[(scope, limit)] an attempt for `email` from `address` counts against, in the one order every login
+    takes their rows in (no two logins wait on each other in a circle)."""
+    pair = f"pair:{address} {email}"
+    scopes = [(pair, config.login_max_failures)]
+    if config.login_max_failures_per_account > 0 and not _known_address(db, pair):
+        scopes.append((f"account:{email}", config.login_max_failures_per_account))
+    scopes.append((f"addr:{address}", config.login_max_failures_per_address))
+    return scopes
+
+
+def _known_address(db, pair):
+    row = db.one("SELECT known_until > UTC_TIMESTAMP(6) AS known FROM login_throttle WHERE scope = %s", (pair,))
+    return bool(row and row["known"])
+
+
+def _reserve_attempt(db, config, scopes):
+    """Count this attempt in every scope, or in none and Throttled when one of them is blocked."""
+    names = [scope for scope, _ in scopes]
+    db.update("INSERT INTO login_throttle (scope, failures, last_at) VALUES "
+              + ", ".join(["(%s, 0, UTC_TIMESTAMP(6))"] * len(names)) + " ON DUPLICATE KEY UPDATE scope = scope",
+              names)
+    with db.transaction():  # a refusal rolls back what the other scopes counted
+        for scope, limit in scopes:
+            counted = db.update(_RESERVE, (config.login_window, limit, config.login_block_max, config.login_block,
+                                           limit, scope))
+            wait = None if counted else _blocked_for(db, scope)
+            if wait is not None:
+                raise Throttled(f"too many failed logins; try again in {wait} s", "too-many-failures",
+                                retry_after=wait)
+
+
+def _blocked_for(db, scope):
+    """Seconds until the scope's block ends (rounded up), or None when it is not blocked."""
+    row = db.one("SELECT TIMESTAMPDIFF(SECOND, UTC_TIMESTAMP(6), blocked_until) AS wait FROM login_throttle "
+                 "WHERE scope = %s AND blocked_until > UTC_TIMESTAMP(6)", (scope,))
+    return None if row is None else row["wait"] + 1
+
+
+def _give_back_attempt(db, config, scopes):
+    """A success: the pair starts afresh and its address is now known to the account; the address and
+    the account take back the one attempt, and lift a block it alone brought them to."""
+    (pair, _), *others = scopes
+    db.update("UPDATE login_throttle SET failures = 0, blocked_until = NULL, "
+              "known_until = UTC_TIMESTAMP(6) + INTERVAL %s SECOND WHERE scope = %s",
+              (config.login_known_address_age, pair))
+    for scope, limit in others:
+        db.update("UPDATE login_throttle SET failures = GREATEST(failures, 1) - 1, "
+                  "blocked_until = IF(failures < %s, NULL, blocked_until) WHERE scope = %s", (limit, scope))

@@ -81,6 +81,59 @@ def test_mail_server_down_loses_nothing(values, smtp, db):
     assert db.one("SELECT sent_at IS NOT NULL AS sent FROM outbox")["sent"] == 1
 
 
+# --- one email address, one recipient ---
+
+@pytest.fixture
+def envelopes(smtp, monkeypatch):
+    """The envelope recipients (RCPT TO) of each message the SMTP server takes during the test."""
+    seen = []
+    take = smtp.handle_DATA
+
+    async def handle_data(server, session, envelope):
+        seen.append(list(envelope.rcpt_tos))
+        return await take(server, session, envelope)
+    monkeypatch.setattr(smtp, "handle_DATA", handle_data)  # read by each new SMTP connection
+    return seen
+
+
+def test_a_comma_in_the_registration_email_is_422_and_mails_nobody(app, smtp, envelopes, db):
+    problem = assert_problem(Client(app).post("/auth/register", dict(REGISTRATION, email="postmaster,x@example.com")),
+                             422)
+    assert problem["errors"] == {"email": "must be one email address (name@example.com), without a display name"}
+    assert (smtp.messages, envelopes) == ([], [])
+    assert db.one("SELECT COUNT(*) AS n FROM users")["n"] == 0
+
+
+@pytest.mark.parametrize("email", [
+    "postmaster;x@example.com", "Ada <ada@acme.test>", "<ada@acme.test>", "ada @acme.test", "ada@acme.test ",
+    "ada@acme.test\r\nBcc: x@example.com", "ada\x00@acme.test", '"a,b"@acme.test', "ada@[127.0.0.1]",
+    "ada@acme", "ada..x@acme.test", "x" * 65 + "@acme.test",
+])
+def test_only_one_plain_address_is_an_email(app, email):
+    problem = assert_problem(Client(app).post("/auth/register", dict(REGISTRATION, email=email)), 422)
+    assert set(problem["errors"]) == {"email"}
+
+
+def test_the_welcome_mail_has_one_envelope_recipient(app, smtp, envelopes):
+    email = "o'brien+cp@mail.acme-corp.test"
+    assert Client(app).post("/auth/register", dict(REGISTRATION, email=email)).status == 201
+    assert envelopes == [[email]]
+    assert [mail["To"] for mail in smtp.messages] == [email]
+
+
+def test_queued_mail_to_more_than_one_address_is_never_sent(config, smtp, envelopes, db):
+    # As a registration before this check could have left it in the outbox.
+    db.update("INSERT INTO outbox (recipient, subject, body, created_at, next_attempt_at) VALUES "
+              "('postmaster,x@example.com', 'Welcome', 'Tenant id: 1', UTC_TIMESTAMP(6), UTC_TIMESTAMP(6))")
+    assert mailer.deliver(config, db) == (0, 1)
+    assert (smtp.messages, envelopes) == ([], [])
+    row = db.one("SELECT sent_at, attempts, last_error, next_attempt_at FROM outbox")
+    assert (row["sent_at"], row["attempts"], row["last_error"], row["next_attempt_at"]) == \
+        (None, 1, "the recipient is not one email address", "9999-12-31T00:00:00Z")
+    with pytest.raises(ValueError):
+        mailer.enqueue(db, "postmaster,x@example.com", "Welcome", "Tenant id: 1")
+
+
 # --- login, throttling, refresh, logout ---
 
 def test_login_answers_tokens_and_me_shows_who_you_are(admin):

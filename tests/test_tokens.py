@@ -88,13 +88,16 @@ def test_characters_outside_base64_are_refused_not_skipped():
 
 @pytest.mark.parametrize("text, data", [
     ("", b""), ("eA", b"x"), ("eHg", b"xx"), ("eHh4", b"xxx"), ("eHh4eA", b"xxxx"),
-    ("-_-_", b"\xfb\xff\xbf"), ("eHg=", b"xx"),
+    ("-_-_", b"\xfb\xff\xbf"),
 ])
 def test_b64url_decodes_unpadded_urlsafe_base64(text, data):
     assert auth._b64url(text) == data
 
 
-@pytest.mark.parametrize("text", ["e", "eHh4e", "eA==x", "=eA", "e\u00e9"])
+# Each but the first five spells bytes that a canonical part spells too: "eHg=" and "eHh" are b"xx" ("eHg"),
+# "eA==" and "eB" are b"x" ("eA"), "+/+/" and "-_+/" are b"\xfb\xff\xbf" ("-_-_").
+@pytest.mark.parametrize("text", ["e", "eHh4e", "eA==x", "=eA", "e\u00e9",
+                                  "eHg=", "eA==", "eHh", "eB", "+/+/", "-_+/"])
 def test_b64url_refuses_what_is_not_base64url(text):
     with pytest.raises(Unauthenticated) as error:
         auth._b64url(text)
@@ -107,6 +110,26 @@ def test_b64url_refuses_what_is_not_base64url(text):
 ], ids=["none", "hs512", "lower", "missing", "upper-name", "list", "string"])
 def test_only_hs256_headers_are_taken(header):
     refused("unsupported token algorithm", token(header=header))
+
+
+# A header of a thousand nested arrays made json.loads raise RecursionError: a 500 with a traceback.
+NESTED = b"[" * 1000 + b"]" * 1000
+
+
+def test_a_deeply_nested_part_is_never_parsed_unless_signed_and_then_is_malformed():
+    header_part, payload_part, signature_part = token().split(".")
+    nested = b64(NESTED)
+    refused("bad token signature", f"{nested}.{payload_part}.{signature_part}")
+    refused("bad token signature", f"{header_part}.{nested}.{signature_part}")
+    refused("malformed token", f"{nested}.{payload_part}.{sign(nested, payload_part)}")
+    refused("malformed token", f"{header_part}.{nested}.{sign(header_part, nested)}")
+
+
+def test_a_token_over_4096_characters_is_malformed_before_anything_else():
+    longest, too_long = token(pad="x" * 2811), token(pad="x" * 2812)
+    assert (len(longest), len(too_long)) == (4096, 4097)
+    assert auth.verify_jwt(longest, KEY, "access", now=NOW)["pad"] == "x" * 2811
+    refused("malformed token", too_long)
 
 
 def test_the_signature_must_be_ours():
