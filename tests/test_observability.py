@@ -1,5 +1,5 @@
 """Health, version, metrics, CORS and request ids: in-process against the real MariaDB,
-then through the real Apache (the shipped /health mapping, a Prometheus scrape, a preflight)."""
+then through the real Apache (the shipped /health mapping and /api/health, a Prometheus scrape, a preflight)."""
 
 import io
 import re
@@ -63,8 +63,18 @@ def test_health_is_unhealthy_without_the_database_or_with_another_schema(values,
     assert health(make_app(make_config(values))).json["status"] == "unhealthy"
 
 
-def test_health_lives_outside_the_api(app):
-    assert_problem(call(app, "GET", "/health"), 404)  # /api/health is not it
+def test_health_answers_at_the_root_and_under_the_api(app):
+    """/health for load balancers; /api/health for clients generated from the OpenAPI document, which call
+    every path under /api. The same report, GET only at both."""
+    root, api = health(app), call(app, "GET", "/health")
+    assert (root.status, api.status) == (200, 200)
+    assert api.json == root.json and api.json["status"] == "degraded"
+    assert api.headers["cache-control"] == "no-store" and api.content_type == "application/json"
+    for script_name in ("", "/api"):
+        refused = call(app, "POST", "/health", b"", "application/json", script_name=script_name)
+        assert_problem(refused, 405)
+        assert refused.headers["allow"] == "GET, OPTIONS"
+    assert_problem(call(app, "GET", "/health/x"), 404)
 
 
 def test_version(app):
@@ -176,12 +186,14 @@ def test_a_5xx_logs_its_request_id(admin, monkeypatch):
 # --- through the real Apache ---
 
 def test_health_through_apache_and_unhealthy_with_the_database_down(apache, installed, mariadb):
-    answer = http("GET", apache.url + "/health")
-    assert answer.status == 200 and answer.json["status"] in ("healthy", "degraded")
+    for path in ("/health", "/api/health"):
+        answer = http("GET", apache.url + path)
+        assert answer.status == 200 and answer.json["status"] in ("healthy", "degraded"), path
     mariadb.stop()
     try:
-        down = http("GET", apache.url + "/health")
-        assert down.status == 503 and down.json["status"] == "unhealthy"
+        for path in ("/health", "/api/health"):
+            down = http("GET", apache.url + path)
+            assert down.status == 503 and down.json["status"] == "unhealthy", path
     finally:
         mariadb.start()
 

@@ -10,6 +10,7 @@ Schemathesis run tolerates exactly those failures and no others.
 
 import inspect
 import json
+import re
 import secrets
 import subprocess
 import sys
@@ -99,17 +100,70 @@ def test_every_schema_is_a_valid_json_schema_2020_12():
             pytest.fail(f"components/schemas/{name}: {exc}")
 
 
+def _schemas_in(node, where):
+    """(where, schema) of every schema below a schema: what properties, items, not and the combinators hold."""
+    if not isinstance(node, dict):
+        return
+    for key, value in node.items():
+        if key in ("properties", "patternProperties"):
+            children = [(f"{where}/{key}/{name}", child) for name, child in value.items()]
+        elif key in ("allOf", "anyOf", "oneOf", "prefixItems"):
+            children = [(f"{where}/{key}/{index}", child) for index, child in enumerate(value)]
+        elif key in ("items", "not", "if", "then", "else", "contains", "propertyNames"):
+            children = [(f"{where}/{key}", value)]
+        else:
+            continue
+        for child_where, child in children:
+            yield child_where, child
+            yield from _schemas_in(child, child_where)
+
+
+def _pascal(name):
+    return "".join(part[:1].upper() + part[1:] for part in re.split(r"[^A-Za-z0-9]+", name))
+
+
+def test_the_document_says_nothing_client_generators_drop():
+    """What made openapi-python-client stop or drop models (test_generated_client.py runs it for real): a boolean
+    schema (`not: {}` forbids a property; `additionalProperties: false` is a keyword, not a schema), an enum of
+    mixed types, a `const` merged into a property another part of an allOf types, and a schema named like the
+    enum a generator derives from an inline enum (schema name + property name)."""
+    schemas = DOCUMENT["components"]["schemas"]
+    found = []
+    for name, schema in schemas.items():
+        top = f"#/components/schemas/{name}"
+        for where, child in [(top, schema), *_schemas_in(schema, top)]:
+            if isinstance(child, bool):
+                found.append(f"{where}: boolean schema")
+                continue
+            if len({type(value) for value in child.get("enum", []) if value is not None}) > 1:
+                found.append(f"{where}: enum of mixed types {child['enum']}")
+            if "allOf" in child and any(isinstance(merged, dict) and "const" in merged for part in child["allOf"]
+                                        for merged in part.get("properties", {}).values()):
+                found.append(f"{where}: const in an allOf")
+            for field, property_schema in child.get("properties", {}).items():
+                if isinstance(property_schema, dict) and "enum" in property_schema and "$ref" not in property_schema \
+                        and _pascal(name) + _pascal(field) in schemas:
+                    found.append(f"{where}/properties/{field}: its enum's derived name is a schema's")
+    assert not found, "\n".join(found)
+
+
 # -- b. the document and the routes agree ------------------------------------------------------------------------
 
 
+def served_at(path):
+    """The server URLs the document serves `path` at: its own `servers`, else the document's (`/api`)."""
+    return [server["url"] for server in DOCUMENT["paths"][path].get("servers", DOCUMENT["servers"])]
+
+
 def outside_api(path):
-    """Whether the document places `path` outside /api (its own `servers`): /health and the VMCP responder."""
-    return "servers" in DOCUMENT["paths"][path]
+    """Whether the document serves `path` at the root: /health (under /api too) and the VMCP responder."""
+    return "/" in served_at(path)
 
 
 def documented_operations():
-    """{(METHOD, path)} of the API under /api: the paths outside it and the OPTIONS every path answers left out."""
-    return {(method.upper(), path) for path, item in DOCUMENT["paths"].items() if not outside_api(path)
+    """{(METHOD, path)} of the API under /api: the paths only outside it and the OPTIONS every path answers
+    left out."""
+    return {(method.upper(), path) for path, item in DOCUMENT["paths"].items() if "/api" in served_at(path)
             for method in item if method in METHODS and method != "options"}
 
 
@@ -124,12 +178,15 @@ def test_every_route_is_documented_and_every_documented_operation_is_routed():
 
 
 def test_the_paths_outside_the_api_are_the_ones_apache_maps_onto_the_script():
-    """web.OUTSIDE_API and the responder's /vmcp/<id>: each documented at "/", public, GET (and OPTIONS) only."""
+    """web.OUTSIDE_API and the responder's /vmcp/<id>: each documented at "/", public, GET (and OPTIONS) only.
+    Health is also under /api, listed first: generators ignore a path's own `servers` and call the document's
+    (`/api`), and a client that reads them takes the first."""
     outside = {path for path in DOCUMENT["paths"] if outside_api(path)}
     assert outside == {route for route, _handler in web.OUTSIDE_API.values()} | {web.VMCP_PRETTY + "/{config_id}"}
+    assert {path: served_at(path) for path in outside} == {
+        "/health": ["/api", "/"], "/cgi-bin/vmcp": ["/"], "/vmcp/{config_id}": ["/"]}
     for path in outside:
         item = DOCUMENT["paths"][path]
-        assert [server["url"] for server in item["servers"]] == ["/"], path
         assert set(item) == {"servers", "get", "options"}, path
         assert item["get"]["security"] == [], path
 
@@ -159,7 +216,7 @@ def test_the_vmcp_responder_is_documented_as_the_code_answers():
 
 def test_the_observability_endpoints_are_documented():
     paths = DOCUMENT["paths"]
-    assert [server["url"] for server in paths["/health"]["servers"]] == ["/"]  # outside /api
+    assert served_at("/health") == ["/api", "/"]  # /api/health, and /health for load balancers
     assert set(paths["/health"]) == {"servers", "get", "options"}
     assert {"200", "503"} <= set(paths["/health"]["get"]["responses"])
     assert paths["/health"]["get"]["security"] == []
@@ -572,7 +629,13 @@ class Deployment:
             case.body.update(email=self.email, password=PASSWORD)
         elif positive and case.method == "OPTIONS" and self.turn(label) % 2:
             headers = {"Origin": ORIGIN}
-        return headers, self.root if outside_api(case.path) else self.api
+        return headers, self.base_url(case)
+
+    def base_url(self, case):
+        """Where the document serves the case's path; a path served at two places (health) takes each in turn."""
+        served = served_at(case.path)
+        where = served[self.turn(f"served at: {case.operation.label}") % len(served)]
+        return {"/api": self.api, "/": self.root}[where]
 
 
 @pytest.fixture(scope="module")
@@ -836,9 +899,10 @@ def test_cloud_failures_are_502_and_503(deployment, sandbox):
 def test_without_the_database_health_is_503_and_the_api_503_with_retry_after(deployment, mariadb):
     mariadb.stop()
     try:
-        health = call(deployment, "GET /health", base_url=deployment.root, headers={}, expect=503)
-        assert health.json()["status"] == "unhealthy"
-        assert health.json()["checks"]["database"]["status"] == "down"
+        for base_url in (deployment.root, deployment.api):
+            health = call(deployment, "GET /health", base_url=base_url, headers={}, expect=503)
+            assert health.json()["status"] == "unhealthy"
+            assert health.json()["checks"]["database"]["status"] == "down"
         assert call(deployment, "GET /version", headers={}, expect=200).json()["schema_version"] is None
         down = call(deployment, "GET /servers", expect=503)
         assert int(header(down, "Retry-After")) > 0
@@ -869,11 +933,12 @@ def test_metrics_are_served_as_documented(deployment):
 
 
 def test_health_answers_options_and_refuses_other_methods(deployment):
-    preflight = http("OPTIONS", deployment.root + "/health", headers={"Origin": ORIGIN})
-    assert (preflight.status, preflight.headers.get("allow")) == (204, "GET, OPTIONS")
-    for method in ("POST", "DELETE"):
-        refused = http(method, deployment.root + "/health", b"", "application/json")
-        assert (refused.status, refused.headers.get("allow")) == (405, "GET, OPTIONS"), method
+    for base_url in (deployment.root, deployment.api):
+        preflight = http("OPTIONS", base_url + "/health", headers={"Origin": ORIGIN})
+        assert (preflight.status, preflight.headers.get("allow")) == (204, "GET, OPTIONS"), base_url
+        for method in ("POST", "DELETE"):
+            refused = http(method, base_url + "/health", b"", "application/json")
+            assert (refused.status, refused.headers.get("allow")) == (405, "GET, OPTIONS"), (base_url, method)
 
 
 def test_empty_filters_are_refused(deployment):

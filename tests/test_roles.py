@@ -74,7 +74,7 @@ EXPECTED_LEAST_ROLE = {
 }
 # Anyone may call these (they authenticate the caller themselves, if at all).
 EXPECTED_PUBLIC = {("POST", "/auth/register"), ("POST", "/auth/login"), ("POST", "/auth/refresh"),
-                   ("POST", "/auth/logout"), ("GET", "/openapi.json"), ("GET", "/version"),
+                   ("POST", "/auth/logout"), ("GET", "/openapi.json"), ("GET", "/version"), ("GET", "/health"),
                    ("GET", "/metrics")}  # /metrics checks its caller itself: an admin or the scrape token
 
 

@@ -69,10 +69,13 @@ ROUTES = [
     ("/admin/orphans", {"GET": ("orphans:list_orphans", "platform:read")}),
     ("/openapi.json", {"GET": ("observability:openapi_document", PUBLIC)}),
     ("/version", {"GET": ("observability:version", PUBLIC)}),
+    # Under /api as well as at the root (HEALTH): clients generated from the document call it here.
+    ("/health", {"GET": ("observability:health", PUBLIC)}),
     ("/metrics", {"GET": ("observability:metrics", PUBLIC)}),  # admins, or the scrape token: it checks itself
 ]
 # Outside /api, Apache maps these public GETs onto the same script (apache/cloudprovisioner.conf):
-# /health with an empty SCRIPT_NAME, the VMCP responder as /cgi-bin/vmcp?config=<id> and /vmcp/<id>.
+# /health with an empty SCRIPT_NAME (for load balancers; ROUTES has it under /api too), the VMCP
+# responder as /cgi-bin/vmcp?config=<id> and /vmcp/<id>.
 HEALTH = ("", "/health")
 OUTSIDE_API = {HEALTH: ("/health", "observability:health"),
                ("/cgi-bin/vmcp", "/"): ("/cgi-bin/vmcp", "vmcp:respond")}

@@ -35,7 +35,7 @@ def version(request):
                           "schema_version": telemetry.schema_version(request.db)})
 
 
-# --- GET /health ---
+# --- GET /health (for load balancers) and GET /api/health (for clients made from the document) ---
 
 def health(request):
     """The health report: 503 when unhealthy, so a load balancer takes the host out."""
