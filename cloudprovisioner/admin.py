@@ -92,6 +92,23 @@ def create_admin(config, args):
         print(f"{adopted} servers from before tenants now belong to tenant {tenant_id}")
 
 
+def platform_admin(config, args):
+    """Make an existing user a platform admin (or, with --revoke, no longer one): the metrics of every tenant
+    and the orphans the monitor holds. Registration and tenant admins can never set the flag."""
+    from .accounts import set_platform_admin
+    from .db import Database
+    db = Database(config)
+    try:
+        user = set_platform_admin(db, args.email, not args.revoke)
+    finally:
+        db.close()
+    print(f"{user['email']} (user {user['id']}, tenant {user['tenant_id']}) is "
+          f"{'no longer ' if args.revoke else ''}a platform admin")
+    if user["role"] != "admin" and not args.revoke:
+        print(f"their role is {user['role']}: platform permissions also need the admin role")
+    return 0
+
+
 def _context(config):
     """The platform's own context for one command: the database, and the cloud (on first use) under the
     monitor's budget, as the monitor would act."""
@@ -181,6 +198,9 @@ def main(argv=None, sql_dir=None):
     admin_parser.add_argument("--name", required=True)
     admin_parser.add_argument("--tenant", default="platform", help="the admin's tenant (default: platform)")
     admin_parser.add_argument("--password-file", help="read the password from this file instead of asking")
+    platform_parser = commands.add_parser("platform-admin", help="make an existing user a platform admin")
+    platform_parser.add_argument("email")
+    platform_parser.add_argument("--revoke", action="store_true", help="take the flag away instead")
     commands.add_parser("orphans", help="list the cloud objects of this installation the monitor holds for a person")
     confirm_parser = commands.add_parser("confirm-destroy", help="show what the circuit breaker held back, "
                                                                  "and let the monitor destroy it")
@@ -202,6 +222,8 @@ def main(argv=None, sql_dir=None):
         config = configuration.load(path=args.config)
         if args.command in ORPHAN_COMMANDS:
             return ORPHAN_COMMANDS[args.command](config, args)
+        if args.command == "platform-admin":
+            return platform_admin(config, args)
         if args.command == "migrate":
             if not migrate.apply(config, args.sql_dir, sys.stdout):
                 print("schema is up to date")

@@ -1,7 +1,9 @@
 """Personal API tokens for CI: named, optionally expiring, never stronger than their creator.
 
 The token is shown once, at creation; only its SHA-256 is stored. It is sent
-as `Authorization: Bearer cpt_...` like an access token.
+as `Authorization: Bearer cpt_...` like an access token. Tenant admins see and
+revoke any user's tokens in their tenant; disabling or deleting a user revokes
+theirs for good.
 """
 
 import secrets
@@ -47,7 +49,7 @@ def create(ctx, fields):
         "(%s, %s, %s, %s, %s, UTC_TIMESTAMP(6), "
         "IF(%s IS NULL, NULL, UTC_TIMESTAMP(6) + INTERVAL %s DAY))",
         (token_id, principal.user_id, fields["name"], fields["role"], auth.token_hash(secret), days, days or 0))
-    return _load(ctx, token_id), secret
+    return _load(ctx, token_id, principal.user_id), secret
 
 
 def listing(ctx):
@@ -58,12 +60,42 @@ def listing(ctx):
 
 def revoke(ctx, token_id):
     ctx.target = token_id
-    _load(ctx, token_id)
-    ctx.db.update("UPDATE api_tokens SET revoked_at = UTC_TIMESTAMP(6) "
-                  "WHERE id = %s AND revoked_at IS NULL", (token_id,))
+    _load(ctx, token_id, ctx.principal.user_id)
+    _revoke(ctx.db, token_id)
 
 
-def _load(ctx, token_id):
-    """One of the caller's own tokens; anyone else's is unknown."""
+def user_listing(ctx, user_id):
+    """Every token of a user of the caller's tenant (rows), revoked and expired ones included."""
+    _tenant_user(ctx, user_id)
+    return ctx.db.query(f"SELECT {COLUMNS} FROM api_tokens WHERE user_id = %s ORDER BY id", (user_id,))
+
+
+def revoke_users_token(ctx, user_id, token_id):
+    """Revoke a token of a user of the caller's tenant (an admin's doing)."""
+    ctx.target = token_id
+    _tenant_user(ctx, user_id)
+    _load(ctx, token_id, user_id)
+    _revoke(ctx.db, token_id)
+
+
+def revoke_all(db, user_id):
+    """Every live token of the user revoked (the user is disabled or deleted)."""
+    db.update("UPDATE api_tokens SET revoked_at = UTC_TIMESTAMP(6) WHERE user_id = %s AND revoked_at IS NULL",
+              (user_id,))
+
+
+def _revoke(db, token_id):
+    db.update("UPDATE api_tokens SET revoked_at = UTC_TIMESTAMP(6) WHERE id = %s AND revoked_at IS NULL",
+              (token_id,))
+
+
+def _tenant_user(ctx, user_id):
+    """NotFound unless `user_id` is a live user of the caller's tenant (another tenant's is unknown too)."""
+    ctx.db.existing("user", "SELECT id FROM users WHERE id = %s AND tenant_id = %s AND deleted_at IS NULL",
+                    (user_id, ctx.tenant_id))
+
+
+def _load(ctx, token_id, user_id):
+    """One of the user's tokens; anyone else's is unknown."""
     return ctx.db.existing("token", f"SELECT {COLUMNS} FROM api_tokens WHERE id = %s AND user_id = %s",
-                           (token_id, ctx.principal.user_id))
+                           (token_id, user_id))

@@ -31,6 +31,7 @@ RANK = {role: rank for rank, role in enumerate(ROLES)}
 # and each is granted to a least role and every role above it.
 PERMISSIONS = {
     "me:read": "viewer",
+    "password:own": "viewer",
     "servers:read": "viewer",
     "tokens:own": "viewer",
     "network:read": "viewer",
@@ -45,8 +46,10 @@ PERMISSIONS = {
     "metrics:read": "admin",
     "platform:read": "admin",
 }
-# Permissions over the whole platform, not one tenant: an admin who is also a platform admin.
-PLATFORM_PERMISSIONS = ("platform:read",)
+# Permissions over the whole platform, not one tenant: an admin who is also a platform admin
+# (`cloudprovisioner-admin create-admin` or `platform-admin`; registration never makes one). The metrics
+# hold every tenant's figures, so a tenant's admin gets none of them.
+PLATFORM_PERMISSIONS = ("platform:read", "metrics:read")
 
 API_TOKEN_PREFIX = "cpt_"
 REFRESH_TOKEN_PREFIX = "cpr_"
@@ -69,11 +72,11 @@ class Principal:
         self.platform_admin = platform_admin
 
 
-def revoke_sessions(db, reason, *, user_id=None, session_id=None):
-    """End one login session, or every live one of a user: the one revoking query."""
+def revoke_sessions(db, reason, *, user_id=None, session_id=None, keep=None):
+    """End one login session, or every live one of a user but `keep`: the one revoking query."""
     column, value = ("id", session_id) if session_id else ("user_id", user_id)
     db.update(f"UPDATE sessions SET revoked_at = UTC_TIMESTAMP(6), revoked_reason = %s "
-              f"WHERE {column} = %s AND revoked_at IS NULL", (reason, value))
+              f"WHERE {column} = %s AND id <> %s AND revoked_at IS NULL", (reason, value, keep or ""))
 
 
 def signing_key(config):

@@ -33,8 +33,25 @@ How cloud-init reads it (cited so the choices below can be checked again):
   our entry to the user's write_files instead of dropping theirs, and then
   `ssh_pwauth: false` with `dict(replace)`, which beats a user's `ssh_pwauth: true`.
 
-This is a safe default, not a jail: user data may run scripts as root, and a
-script can switch password login back on.
+Why ours wins over what the user's document writes (sshd_config(5): a keyword's first value is the one
+kept; the Include of sshd_config.d/*.conf reads the files in lexical order; a Match block's value overrides
+the global one, and of the Match blocks that apply the first wins):
+
+- write_files is a list the user's entries come first in, and a user can name a file to sort before ours
+  (`00-anything.conf`), defer it to cloud-init's final stage (`defer: true`, written after ours), write
+  `Match all` blocks, or replace sshd_config itself; a user's `write_files: null` even drops our entry from
+  the merged list (dict(no_replace) keeps a value that is no list). So the drop-in written in the init stage
+  is only the first line of defence, for the time between sshd's start and the final stage.
+- The last word is a shell script of ours, ENFORCE_SCRIPT, a part of its own that no merge can drop:
+  cloud-init runs the scripts of user data in its final stage (scripts-user), after write-files-deferred,
+  in name order, and ENFORCE_NAME sorts after `runcmd` (the user's runcmd entries) and after the
+  `part-NNN` names of unnamed parts. It writes our drop-in again, puts `Include` of it on the first
+  line of sshd_config (so it is read before any other file, whatever their names; an sshd older than
+  OpenSSH 8.2 knows no Include, and gets the settings themselves first) and reloads sshd.
+
+This is a safe default, not a jail: user data may run scripts as root (a script of the user's named to sort
+after ours, a boothook, a part handler, a file written over cloud-init's own), and such code can switch
+password login back on.
 """
 
 import os
@@ -45,17 +62,48 @@ _HEADER = (
     "# so sshd's password and keyboard-interactive logins are switched off.\n"
 )
 _PASSWORD_LOGIN_OFF = "ssh_pwauth: false\n"
+SSHD_DROP_IN = "/etc/ssh/sshd_config.d/00-cloudprovisioner.conf"
+_OFF = "PasswordAuthentication no\nKbdInteractiveAuthentication no\n"
+# The Match block outranks any Match block read after it (a user's `Match all` included).
+SSHD_SETTINGS = _OFF + "Match all\n" + "".join(f"    {line}\n" for line in _OFF.splitlines())
 _SSHD_FILE = (
     "# Belt and braces: sshd keeps the first value it reads, and 00- is read first.\n"
     "write_files:\n"
-    "  - path: /etc/ssh/sshd_config.d/00-cloudprovisioner.conf\n"
+    f"  - path: {SSHD_DROP_IN}\n"
     "    content: |\n"
-    "      PasswordAuthentication no\n"
-    "      KbdInteractiveAuthentication no\n"
+    + "".join(f"      {line}\n" for line in SSHD_SETTINGS.splitlines())
 )
 PLATFORM_CONFIG = _HEADER + _PASSWORD_LOGIN_OFF + _SSHD_FILE
 
-# Ours, as two parts (see the module's docstring for why two, and why these merge types).
+# Sorts after "runcmd" and the "part-NNN" of unnamed parts in cloud-init's scripts folder, run in name order.
+ENFORCE_NAME = "zz-cloudprovisioner-sshd"
+ENFORCE_SCRIPT = f"""#!/bin/sh
+# CloudProvisioner: SSH keys only. Runs after the user data's write_files and runcmd; sshd reads this first.
+drop_in={SSHD_DROP_IN}
+main=/etc/ssh/sshd_config
+[ -f "$main" ] || exit 0
+mkdir -p "${{drop_in%/*}}"
+cat > "$drop_in" <<'SETTINGS'
+{SSHD_SETTINGS}SETTINGS
+chmod 644 "$drop_in"
+cp -p "$main" "$main.cloudprovisioner"
+# Before OpenSSH 8.2 (no Include, no sshd_config.d) the settings themselves go first.
+set -- $(ssh -V 2>&1 | sed -n 's/^OpenSSH_\\([0-9]*\\)\\.\\([0-9]*\\).*/\\1 \\2/p') 0 0
+if [ "$1" -gt 8 ] || {{ [ "$1" -eq 8 ] && [ "$2" -ge 2 ]; }} || grep -qi '^[[:space:]]*Include[[:space:]]' "$main"; then
+    first="Include $drop_in"
+else
+    first="$(printf '%s\\n' {" ".join(repr(line) for line in _OFF.splitlines())})"
+fi
+{{ printf '%s\\n' "$first"; grep -vxF "$first" "$main.cloudprovisioner"; }} > "$main"
+rm -f "$main.cloudprovisioner"
+for reload in "systemctl try-reload-or-restart ssh.service sshd.service" "service ssh reload" "service sshd reload"; do
+    $reload >/dev/null 2>&1 && break
+done
+exit 0
+"""
+
+# Ours: two cloud-config parts (see the module's docstring for why two, and why these merge types), then
+# ENFORCE_SCRIPT.
 _APPEND_TO_USERS = "list(append)+dict(no_replace,recurse_list)+str()"
 _REPLACE_USERS = "dict(replace)+list()+str()"
 
@@ -92,6 +140,9 @@ def merge(user_data):
     document.attach(_user_part(user_data))
     document.attach(_part(_HEADER + _SSHD_FILE, _APPEND_TO_USERS, "cloudprovisioner-sshd-file"))
     document.attach(_part(_HEADER + _PASSWORD_LOGIN_OFF, _REPLACE_USERS, "cloudprovisioner-ssh-pwauth"))
+    enforce = _text(ENFORCE_SCRIPT, "x-shellscript", "us-ascii")
+    enforce.add_header("Content-Disposition", "attachment", filename=ENFORCE_NAME)
+    document.attach(enforce)
     try:
         # email.policy.default without a line length writes every header as it is, where the default
         # (compat32) policy would rewrite a header of the user's holding non-ASCII as one encoded word.

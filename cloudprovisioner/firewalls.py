@@ -15,13 +15,21 @@ changed like any other's; it cannot be deleted.
 
 import json
 
-from . import desired_state, operations
+from . import desired_state, limits, operations
 from .errors import Busy, Conflict, Unavailable, invalid
 from .ids import looks_like_id
 from .validation import Field, boolean, list_of, short_name, validate
 
 PROTOCOLS = ("tcp", "udp", "icmp")
 WORLD = ("0.0.0.0/0", "::/0")
+PORTS = 65535
+# What takes "allow_all_ports_from_anywhere": the inbound rules of one protocol opening at least half of its
+# ports, each to at least half of the IPv4 or of the IPv6 internet, however the rules spell it ("1-65534",
+# 0.0.0.0/1 + 128.0.0.0/1, two rules of half the ports each). Below both halves stays what people open on
+# purpose: media ranges (RTP, TURN: 10,000-20,000 or 49152-65535 ports, a quarter at most), every port
+# from a network they trust (a /8 is 1/256 of IPv4). Public IPv4 is about 86% of it, so a list of every
+# public block is caught too.
+WIDE_PORTS = PORTS // 2 + 1
 MAX_RULES = 50
 DEFAULT_NAME = "default"
 MAX_TARGETS = 100
@@ -118,10 +126,64 @@ def _rule(config, targets_key):
     return check
 
 
-def _opens_world(rule):
-    """Every port of tcp or udp open to the whole internet."""
-    addresses = rule.get("sources", {}).get("addresses", [])
-    return rule["protocol"] != "icmp" and rule["ports"] == "all" and any(a in WORLD for a in addresses)
+def wide_open(rules):
+    """The inbound rules that together open at least half of a protocol's ports (WIDE_PORTS), each port to
+    at least half of the IPv4 or of the IPv6 internet, by protocol ({"tcp": [1]}; {} when none do)."""
+    found = {}
+    for protocol in ("tcp", "udp"):
+        opening = _opening(_spans(rules, protocol, 4), 32) | _opening(_spans(rules, protocol, 6), 128)
+        if opening:
+            found[protocol] = sorted(opening)
+    return found
+
+
+def _spans(rules, protocol, version):
+    """(rule number, first port, last port, [(first, last) address of each source network of the family])
+    of the protocol's rules that name any."""
+    import ipaddress
+    spans = []
+    for number, rule in enumerate(rules):
+        if rule["protocol"] != protocol:
+            continue
+        ranges = [(int(network.network_address), int(network.broadcast_address))
+                  for network in map(ipaddress.ip_network, rule["sources"].get("addresses", []))
+                  if network.version == version]
+        if ranges:
+            spans.append((number, *_span(rule["ports"]), ranges))
+    return spans
+
+
+def _span(ports):
+    low, _, high = ("1-65535" if ports == "all" else ports).partition("-")
+    return int(low), int(high or low)
+
+
+def _opening(spans, bits):
+    """The numbers of the rules that open WIDE_PORTS ports or more to most of a family of `bits`-bit
+    addresses (none if they do not). The ports are cut where a span starts or ends; a piece counts when the
+    sources of the spans covering it hold half of the family. Named are the rules that alone cover a piece
+    that counts (not a narrow rule beside a wide one), or, if none does, every rule covering one."""
+    if not _most_of(bits, [pair for span in spans for pair in span[3]]):
+        return set()  # the usual case, at once: not even all the sources together hold half
+    cuts = sorted({low for _, low, _, _ in spans} | {high + 1 for _, _, high, _ in spans})
+    wide, covering_wide, alone = 0, set(), set()
+    for start, end in zip(cuts, cuts[1:], strict=False):
+        covering = [span for span in spans if span[1] <= start <= span[2]]
+        if _most_of(bits, [pair for span in covering for pair in span[3]]):
+            wide += end - start
+            covering_wide.update(span[0] for span in covering)
+            alone.update(span[0] for span in covering if len(covering) == 1)
+    return (alone or covering_wide) if wide >= WIDE_PORTS else set()
+
+
+def _most_of(bits, ranges):
+    """Whether the address ranges, together, hold at least half of the 2**bits addresses."""
+    held, end = 0, -1
+    for first, last in sorted(ranges):
+        if last > end:
+            held += last - max(first, end + 1) + 1
+            end = last
+    return held * 2 >= 2 ** bits
 
 
 def schema(config, partial=False):
@@ -138,10 +200,10 @@ def schema(config, partial=False):
 def _check_rules(ctx, fields):
     """What the structure cannot say: the world-open flag, and that named servers are the tenant's."""
     if not fields["allow_all_ports_from_anywhere"]:
-        open_rules = [str(n) for n, rule in enumerate(fields.get("inbound_rules", [])) if _opens_world(rule)]
-        if open_rules:
-            raise invalid({"inbound_rules": f"rule {', '.join(open_rules)} opens every port to the whole "
-                                            "internet; send \"allow_all_ports_from_anywhere\": true if you mean it"})
+        opened = wide_open(fields.get("inbound_rules", []))
+        if opened:
+            said = "; ".join(_opening_said(protocol, numbers) for protocol, numbers in opened.items())
+            raise invalid({"inbound_rules": f"{said}; send \"allow_all_ports_from_anywhere\": true if you mean it"})
     errors = {}
     for key, part in (("inbound_rules", "sources"), ("outbound_rules", "destinations")):
         wanted = sorted({server for rule in fields.get(key, []) for server in rule[part].get("servers", [])})
@@ -151,6 +213,11 @@ def _check_rules(ctx, fields):
             errors[key] = f"{part}: no server {missing[0]}"
     if errors:
         raise invalid(errors)
+
+
+def _opening_said(protocol, numbers):
+    rules = f"rule {numbers[0]} opens" if len(numbers) == 1 else f"rules {', '.join(map(str, numbers))} open"
+    return f"{rules} at least half of the {protocol} ports to at least half of the internet (IPv4 or IPv6)"
 
 
 def default_rules(config):
@@ -265,8 +332,16 @@ def create(ctx, fields):
     fields = validate(fields, schema(ctx.config))
     _check_rules(ctx, fields)
     _name_not_kept(fields, is_default=False)
-    firewall_id = ctx.target = desired_state.insert(
-        ctx.db, ctx.principal, FAMILY, "firewall.create", _values(fields, is_default=False), name=fields["name"])
+    limits.spend(ctx, "cloud")
+
+    def insert(place):
+        made = desired_state.insert(ctx.db, ctx.principal, FAMILY, "firewall.create",
+                                    {**_values(fields, is_default=False), "cap_slot": place}, fields["name"],
+                                    racing_ok=True)
+        if made is None:  # the name, or the place, taken meanwhile: the name is a Conflict
+            desired_state.check_name_free(ctx.db, FAMILY, ctx.tenant_id, fields["name"])
+        return made
+    firewall_id = ctx.target = limits.within_cap(ctx, limits.FIREWALLS, insert)
     return desired_state.accepted(ctx, FAMILY, firewall_id, "firewall.create")
 
 
@@ -285,6 +360,7 @@ def update(ctx, firewall_id, fields):
     """PATCH /api/firewalls/<id>: new rules (or name) now; the cloud follows, retried by the monitor."""
     fields = validate(fields, schema(ctx.config, partial=True))
     _check_rules(ctx, fields)
+    limits.spend(ctx, "cloud")
     db = ctx.db
     ctx.target = firewall_id
     with db.transaction():
@@ -316,6 +392,7 @@ def delete(ctx, firewall_id):
     if users:
         raise Conflict(f"{users} server(s) are behind this firewall; deleting it would leave them open. "
                        "Delete those servers first", "firewall-in-use")
+    limits.spend(ctx, "cloud")
     return desired_state.delete(ctx, FAMILY, "firewall", row)
 
 

@@ -11,6 +11,7 @@ client would follow with a second create and a second droplet.
 
 import json
 
+from . import limits
 from .db import DatabaseUnavailable
 from .errors import Busy, CloudFailed, Conflict, Unavailable, invalid
 from .ids import looks_like_id, new_id
@@ -110,6 +111,7 @@ def create(ctx, fields, bind=None):
     from . import operations, ownership, sshkeys
     config, db, principal = ctx.config, ctx.db, ctx.principal
     fields = validate(fields, create_schema(config))
+    limits.spend(ctx, "cloud")
     user_data = _user_data(fields["user_data"])
     workspace = _workspace(ctx, fields["workspace"])
     key_ids = sshkeys.cloud_ids(ctx, fields["ssh_keys"])  # before the network: a bad key makes nothing
@@ -256,6 +258,7 @@ def delete(ctx, server_id):
     row = load(ctx, server_id)
     if row["status"] in ("deleting", "deleted"):
         return represent(row)
+    limits.spend(ctx, "cloud")
     if row["instance_id"]:
         ctx.cloud.destroy_droplet(row["instance_id"])
     # Without a droplet id, the monitor finds any droplet by the row's tag and destroys it.
@@ -279,6 +282,7 @@ def act(ctx, server_id, fields):
     ctx.target = row["id"]
     if row["status"] != "ready":
         raise Conflict(f"the server is {row['status']}; power actions need a ready server", "server-not-ready")
+    limits.spend(ctx, "cloud")
     action_id = ctx.cloud.droplet_action(row["instance_id"], fields["type"])
     operation_id = operations.start(ctx.db, ctx.principal, f"server.{fields['type']}", row["id"],
                                     status="running", cloud_action_id=action_id)

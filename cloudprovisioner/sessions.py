@@ -1,4 +1,4 @@
-"""Login sessions: login, refresh (rotating), logout, and the login limits.
+"""Login sessions: login, refresh (rotating), logout, a password change, and the login limits.
 
 A session is one family of refresh tokens (RFC 9700 4.14.2): each refresh
 token is used once and replaced; presenting a used one again means it was
@@ -10,7 +10,7 @@ import secrets
 import time
 
 from . import accounts, auth
-from .errors import Throttled, Unauthenticated
+from .errors import Throttled, Unauthenticated, invalid
 from .ids import new_id
 from .validation import Field, text, validate
 
@@ -107,6 +107,31 @@ def logout(ctx, bearer, fields=None):
     auth.revoke_sessions(db, "logout", session_id=session_id)
 
 
+def change_password(ctx, fields):
+    """{current_password, password}: the caller's new password. Every other session of the user ends (their
+    refresh tokens with them); the caller's own stays. Only in a login session: an API token may not set a
+    password. Wrong current passwords count like failed logins, per user, before the check."""
+    config, db, principal = ctx.config, ctx.db, ctx.principal
+    accounts.require_session(principal, "change a password")
+    fields = validate(fields, {"current_password": Field(text(1024), required=True),
+                               "password": Field(accounts.password_rule(config), required=True)})
+    ctx.target = principal.user_id
+    scope = f"password:{principal.user_id}"
+    accounts.reserve_attempt(db, [(scope, config.login_max_failures)], config.login_window, config.login_block,
+                             config.login_block_max, _password_refusal)
+    stored = db.one("SELECT password_hash FROM users WHERE id = %s", (principal.user_id,))
+    if not accounts.check_password(config, fields["current_password"], stored["password_hash"]):
+        raise invalid({"current_password": "is not your current password"})
+    db.update("UPDATE login_throttle SET failures = 0, blocked_until = NULL WHERE scope = %s", (scope,))
+    accounts.set_password(db, principal.user_id, accounts.hash_password(config, fields["password"]),
+                          principal.session_id)
+
+
+def _password_refusal(_scope, wait):
+    return Throttled(f"too many wrong current passwords; try again in {wait} s", "too-many-failures",
+                     retry_after=wait)
+
+
 def access_token(config, user, session_id):
     import jwt
     now = int(time.time())
@@ -128,11 +153,11 @@ def _tokens(config, db, user, session_id):
 # --- login limits ---------------------------------------------------------------------------------------
 #
 # Each attempt is counted (reserved) before its password is checked, in one short transaction over every
-# scope it falls under, so however many arrive at once no scope ever has more passwords checked than its
-# limit: the attempt that reaches the limit sets the block itself, before its own check, and whoever comes
-# next finds it. An attempt that succeeds takes its count back. After a block, each further attempt doubles
-# it (CP_LOGIN_BLOCK, up to CP_LOGIN_BLOCK_MAX); a scope with no attempt for CP_LOGIN_WINDOW seconds after
-# its last attempt and any block starts again from nothing.
+# scope it falls under (accounts.reserve_attempt), so however many arrive at once no scope ever has more
+# passwords checked than its limit: the attempt that reaches the limit sets the block itself, before its own
+# check, and whoever comes next finds it. An attempt that succeeds takes its count back. After a block, each
+# further attempt doubles it (CP_LOGIN_BLOCK, up to CP_LOGIN_BLOCK_MAX); a scope with no attempt for
+# CP_LOGIN_WINDOW seconds after its last attempt and any block starts again from nothing.
 #
 # The scopes: the (address, account) pair, so that a stranger's failures at another address never lock the
 # account's owner out; the address, so that one address cannot try many accounts; and the account, as a
@@ -140,18 +165,7 @@ def _tokens(config, db, user, session_id):
 # within CP_LOGIN_KNOWN_ADDRESS_AGE. That ceiling can lock a user out of new addresses, never out of one they
 # have used: an account-wide block that spared nobody would hand anyone a way to lock any user out.
 
-MAX_ADDRESS_LENGTH = 64  # REMOTE_ADDR; an IPv6 address is at most 45 characters
-
-# Assignments run left to right (MySQL and MariaDB, without SIMULTANEOUS_ASSIGNMENT): `blocked_until`
-# reads the count just made, and the forgetting reads the old `last_at`.
-_RESERVE = (
-    "UPDATE login_throttle SET "
-    "failures = IF(GREATEST(last_at, COALESCE(blocked_until, last_at)) "
-    "<= UTC_TIMESTAMP(6) - INTERVAL %s SECOND, 0, failures) + 1, "
-    "blocked_until = IF(failures >= %s, UTC_TIMESTAMP(6) + INTERVAL LEAST(%s, %s << LEAST(failures - %s, 32)) "
-    "SECOND, blocked_until), "
-    "last_at = UTC_TIMESTAMP(6) "
-    "WHERE scope = %s AND (blocked_until IS NULL OR blocked_until <= UTC_TIMESTAMP(6))")
+MAX_ADDRESS_LENGTH = accounts.MAX_ADDRESS_LENGTH
 
 
 def _login_scopes(config, db, email, address):
@@ -172,25 +186,12 @@ def _known_address(db, pair):
 
 def _reserve_attempt(db, config, scopes):
     """Count this attempt in every scope, or in none and Throttled when one of them is blocked."""
-    names = [scope for scope, _ in scopes]
-    db.update("INSERT INTO login_throttle (scope, failures, last_at) VALUES "
-              + ", ".join(["(%s, 0, UTC_TIMESTAMP(6))"] * len(names)) + " ON DUPLICATE KEY UPDATE scope = scope",
-              names)
-    with db.transaction():  # a refusal rolls back what the other scopes counted
-        for scope, limit in scopes:
-            counted = db.update(_RESERVE, (config.login_window, limit, config.login_block_max, config.login_block,
-                                           limit, scope))
-            wait = None if counted else _blocked_for(db, scope)
-            if wait is not None:
-                raise Throttled(f"too many failed logins; try again in {wait} s", "too-many-failures",
-                                retry_after=wait)
+    accounts.reserve_attempt(db, scopes, config.login_window, config.login_block, config.login_block_max,
+                             _login_refusal)
 
 
-def _blocked_for(db, scope):
-    """Seconds until the scope's block ends (rounded up), or None when it is not blocked."""
-    row = db.one("SELECT TIMESTAMPDIFF(SECOND, UTC_TIMESTAMP(6), blocked_until) AS wait FROM login_throttle "
-                 "WHERE scope = %s AND blocked_until > UTC_TIMESTAMP(6)", (scope,))
-    return None if row is None else row["wait"] + 1
+def _login_refusal(_scope, wait):
+    return Throttled(f"too many failed logins; try again in {wait} s", "too-many-failures", retry_after=wait)
 
 
 def _give_back_attempt(db, config, scopes):

@@ -209,6 +209,8 @@ def _check_comment(comment):
 # server may be given any colleague's key. The cloud hears of a key only when
 # a server is first created with it; keys are shared in the cloud account by
 # fingerprint, so two users (or tenants) with one key use one account key.
+# A key the account already holds is used as it is, whoever added it; only a
+# key this installation added itself (`account_keys_added`) is ever removed.
 
 COLUMNS = "id, user_id, name, public_key, algorithm, bits, fingerprint, sha256, created_at"
 
@@ -265,41 +267,55 @@ def create(ctx, fields):
 def delete(ctx, key_id):
     """DELETE /api/ssh-keys/<id>: your own key (an admin: anyone's). Servers that have it keep it.
     An account key that could not be removed is a line in the operator's log (`ctx.log`)."""
-    from . import auth
+    from . import auth, limits
     row = load(ctx, key_id)
     ctx.target = row["id"]
     principal = ctx.principal
     if row["user_id"] != principal.user_id and auth.RANK[principal.role] < auth.RANK["admin"]:
         raise Forbidden("this key belongs to another user; only they or an admin can delete it")
+    added = _added_here(ctx, row)
+    if added:
+        limits.spend(ctx, "cloud")
     ctx.db.update("DELETE FROM ssh_keys WHERE id = %s", (row["id"],))
-    if row["cloud_key_id"]:
+    if added:
         _forget_in_cloud(ctx, row)
 
 
+def _added_here(ctx, row):
+    """Whether deleting this row may remove its account key: it is the last row with the key, and the
+    key in the account is one this installation added itself."""
+    db = ctx.db
+    if not row["cloud_key_id"] or db.one("SELECT 1 AS used FROM ssh_keys WHERE fingerprint = %s AND id <> %s "
+                                         "LIMIT 1", (row["fingerprint"], row["id"])):
+        return False
+    added = db.one("SELECT 1 AS ours FROM account_keys_added WHERE cloud_key_id = %s", (row["cloud_key_id"],))
+    return added is not None
+
+
 def _forget_in_cloud(ctx, row):
-    """Remove the account key when no one on the platform has it any more, and only if this
-    installation added it (its name says so): the same key may have been in the account before,
-    added by hand or by another installation, and is theirs too (best effort: a key left in the
-    account is only used when we name it)."""
+    """Remove the account key this installation added, unless someone on the platform has the key again,
+    or it is no longer named as we named it. The same key may be in the account for someone else too (an
+    operator renamed it, or another installation uses it): best effort, since a key left in the account
+    is only used when we name it."""
     from . import ownership
-    if ctx.db.one("SELECT 1 AS used FROM ssh_keys WHERE fingerprint = %s LIMIT 1", (row["fingerprint"],)):
+    db, cloud_key_id = ctx.db, row["cloud_key_id"]
+    if db.one("SELECT 1 AS used FROM ssh_keys WHERE fingerprint = %s LIMIT 1", (row["fingerprint"],)):
         return
-    config = ctx.config
     try:
-        key = ctx.cloud.account_key(row["cloud_key_id"])
-        if key is None or key.get("name") != ownership.key_name(config, row["fingerprint"]):
-            return
-        ctx.cloud.delete_key(row["cloud_key_id"])
+        key = ctx.cloud.account_key(cloud_key_id)
+        if key is not None and key.get("name") == ownership.key_name(ctx.config, row["fingerprint"]):
+            ctx.cloud.delete_key(cloud_key_id)
     except CloudFailed as exc:
-        ctx.log(f"account key {row['cloud_key_id']} not removed: {exc.message}")
+        ctx.log(f"account key {cloud_key_id} not removed: {exc.message}")
+        return
+    db.update("DELETE FROM account_keys_added WHERE cloud_key_id = %s", (cloud_key_id,))
 
 
 def cloud_ids(ctx, key_ids):
     """The cloud account's key ids for the tenant's keys named in a server create (Invalid names an
     unknown key; the cloud failing is CloudFailed). Each is looked up by fingerprint every time, one
-    call a key: a key someone removed from the account behind our back is added again instead of
-    failing the create."""
-    from . import ownership
+    call a key the account has: a key someone removed from the account behind our back is added again
+    instead of failing the create."""
     if not key_ids:
         return []
     rows = ctx.db.tenant_rows("ssh_keys", "id, name, public_key, fingerprint, cloud_key_id", ctx.tenant_id, key_ids)
@@ -309,11 +325,25 @@ def cloud_ids(ctx, key_ids):
     found = []
     for key_id in key_ids:
         row = rows[key_id]
-        cloud_key_id = ctx.cloud.register_key(public_key=row["public_key"],
-                                              name=ownership.key_name(ctx.config, row["fingerprint"]),
-                                              fingerprint=row["fingerprint"])
+        cloud_key_id = _account_key(ctx, row)
         if cloud_key_id != row["cloud_key_id"]:
             ctx.db.update("UPDATE ssh_keys SET cloud_key_id = %s WHERE fingerprint = %s",
                           (cloud_key_id, row["fingerprint"]))
         found.append(cloud_key_id)
     return found
+
+
+def _account_key(ctx, row):
+    """The account's key for this row's key: the one already there, whoever added it (used, never
+    removed), or one added now and recorded as this installation's. A key someone else adds between the
+    look and the add is recorded too, but it does not carry our name, which removing it also needs."""
+    from . import ownership
+    there = ctx.cloud.account_key(row["fingerprint"])
+    if there is not None:
+        return there["id"]
+    cloud_key_id = ctx.cloud.register_key(public_key=row["public_key"], fingerprint=row["fingerprint"],
+                                          name=ownership.key_name(ctx.config, row["fingerprint"]))
+    ctx.db.update("INSERT INTO account_keys_added (cloud_key_id, fingerprint, added_at) VALUES "
+                  "(%s, %s, UTC_TIMESTAMP(6)) ON DUPLICATE KEY UPDATE fingerprint = VALUES(fingerprint)",
+                  (cloud_key_id, row["fingerprint"]))
+    return cloud_key_id

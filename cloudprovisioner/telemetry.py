@@ -88,7 +88,8 @@ def _int(state, name):
 
 
 class Collector:
-    """Every metric, read from the tables at scrape time."""
+    """Every metric, read from the tables at scrape time: the whole platform's (servers by tenant, every
+    request and login), for the platform's operators only (web/observability.py)."""
 
     def __init__(self, db):
         self.db = db

@@ -14,6 +14,11 @@ MISSING = object()
 # The names of firewalls, VPCs and workspaces: short, lower case, safe in a URL and in a cloud name.
 NAME_PATTERN = r"[a-z0-9][a-z0-9-]{0,62}"
 NAME_HINT = "must be 1-63 lower-case letters, digits and '-', starting with a letter or digit"
+# No body of the API nests more than a few levels; the cap keeps every later walk of a body shallow,
+# whatever the interpreter's stack has left.
+MAX_NESTING = 32
+NOT_UNICODE = ("holds a lone UTF-16 surrogate (an unpaired \\ud800-\\udfff escape), which is no character: "
+               "send Unicode text")
 
 
 class Field:
@@ -55,6 +60,34 @@ def validate(data, schema):
     return clean
 
 
+def plain_json(data):
+    """ValueError unless parsed JSON holds only Unicode text, in its keys and its values (JSON's \\u escapes can
+    spell a lone surrogate, which nothing downstream can encode), and nests at most MAX_NESTING deep.
+    Walked without recursion."""
+    pending = [(data, 1)]
+    while pending:
+        value, depth = pending.pop()
+        if isinstance(value, str):
+            unicode_text(value)
+        elif isinstance(value, (dict, list)):
+            if depth > MAX_NESTING:
+                raise ValueError(f"nests deeper than {MAX_NESTING} levels")
+            if isinstance(value, dict):
+                for key in value:
+                    unicode_text(key)
+                value = value.values()
+            pending.extend((item, depth + 1) for item in value)
+
+
+def unicode_text(value):
+    """`value` itself; ValueError(NOT_UNICODE) for a string holding a lone surrogate."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValueError(NOT_UNICODE) from None
+    return value
+
+
 def text(max_length, pattern=None, pattern_hint=None, allow_empty=True):
     """A string of at most `max_length` characters, optionally matching `pattern`."""
     compiled = re.compile(pattern) if pattern else None
@@ -62,6 +95,7 @@ def text(max_length, pattern=None, pattern_hint=None, allow_empty=True):
     def check(value):
         if not isinstance(value, str):
             raise ValueError("must be a string")
+        unicode_text(value)
         if not value and not allow_empty:
             raise ValueError("must not be empty")
         if len(value) > max_length:
@@ -82,7 +116,7 @@ def byte_text(max_bytes):
     def check(value):
         if not isinstance(value, str):
             raise ValueError("must be a string")
-        if len(value.encode("utf-8")) > max_bytes:
+        if len(unicode_text(value).encode("utf-8")) > max_bytes:
             raise ValueError(f"must be at most {max_bytes} bytes")
         return value
     return check

@@ -269,7 +269,13 @@ def _signing_key(ctx, tenant_id):
         pem = vmcpkeys.decrypt(ctx.config.get("CP_VMCP_KEY_SECRET"), tenant_id, row["private_key"])
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
-    return vmcpkeys.load_private_key(pem.decode(), trusted=True)  # checked when it was stored
+    try:
+        return vmcpkeys.load_private_key(pem.decode(), trusted=True)  # checked when it was stored
+    except ValueError as exc:
+        # Stored under older limits (a key over RSA_MAX_BITS): every answer signed with it would cost too much.
+        raise Conflict(f"This configuration's signing key cannot be used: {exc} The tenant's admin must upload "
+                       "another (POST /api/vmcp-key) or delete it (DELETE /api/vmcp-key).",
+                       "unusable-signing-key") from None
 
 
 # ---------------------------------------------------------------- the responder
@@ -283,4 +289,11 @@ def signed(ctx, config_id, salt):
     if row is None:
         raise no_such("VMCP configuration")
     document = {"name": row["name"], "secret": row["secret"], **json.loads(row["parameters"])}
-    return vmcpkeys.sign(_signing_key(ctx, row["tenant_id"]), document, salt)
+    private_key = _signing_key(ctx, row["tenant_id"])
+    try:
+        return vmcpkeys.sign(private_key, document, salt)
+    except (TypeError, ValueError) as exc:
+        # Stored before the API refused such values (a lone surrogate, a float): only its owner can fix it.
+        ctx.log(f"VMCP configuration {config_id} cannot be signed: {exc}")
+        raise Conflict("This configuration holds a value that cannot be signed for the CernVM WebAPI; its owner "
+                       "must change it (PATCH /api/vmcp-configs/<id>).", "unsignable-vmcp-config") from None

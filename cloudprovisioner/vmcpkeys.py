@@ -38,9 +38,16 @@ import hashlib
 import re
 
 RSA_MIN_BITS = 2048
-RSA_MAX_BITS = 16384  # far above any real domain key; bounds the work a pasted key can cause
+# What the responder can afford. CPU time on the 2-core test host (time.process_time around
+# load_private_key, and around loading trusted + sign per answer): 4,096 bits 0.25 s to check, 3 ms an
+# answer; 8,192 bits 3.6 s, 31 ms; 16,384 bits 26.9 s, 212 ms. The size is read from the key's DER first
+# (_check_size), so a larger key is refused in well under a millisecond.
+RSA_MAX_BITS = 4096
 GENERATE_BITS = (2048, 3072, 4096)
-MAX_PEM_CHARS = 64 * 1024  # a 16384-bit PKCS#1 key with its armour is about 13 KB
+MAX_PEM_CHARS = 64 * 1024  # room for certificates pasted beside the key
+# The DER of a 4,096-bit RSA key is about 2,400 bytes (PKCS#8); a key of another type that is larger than
+# this is larger than anything the checks after it should spend time on.
+MAX_KEY_DER_BYTES = 4096
 INT_MIN, INT_MAX = -(2**31), 2**31 - 1  # what jsoncpp's isInt() accepts
 
 SECRET_MIN_CHARS = 32
@@ -74,6 +81,8 @@ OTHER_PEM = ("This PEM file holds no private key: paste the RSA private key (BEG
              "BEGIN RSA PRIVATE KEY).")
 DAMAGED = ("The private key could not be read: its PEM content is damaged or incomplete; paste the whole "
            "file again, unchanged.")
+TOO_LARGE = (f"This private key is larger than an RSA key of {RSA_MAX_BITS} bits, the most accepted here: "
+             f"{NEW_KEY_HINT}.")
 TOO_LONG = f"The input is too long for a private key: paste one PEM key of at most {MAX_PEM_CHARS // 1024} KiB."
 SHORT_SECRET = (f"CP_VMCP_KEY_SECRET must be a string of at least {SECRET_MIN_CHARS} characters, e.g. "
                 "`python3 -c 'import secrets; print(secrets.token_urlsafe(48))'`.")
@@ -157,6 +166,8 @@ def load_private_key(pem: str, trusted: bool = False):
     label, block = _one_private_block(text)
     if label == "ENCRYPTED PRIVATE KEY" or "Proc-Type: 4,ENCRYPTED" in block:
         raise ValueError(ENCRYPTED)
+    # Before OpenSSL sees the key: its consistency check costs seconds for a large key.
+    _check_size(_der(block), label)
     key = _deserialize(block, trusted)
     _check_rsa(key)
     return key
@@ -182,6 +193,84 @@ def _one_private_block(text: str) -> tuple:
         raise ValueError(OTHER_PEM)
     # A BEGIN line without its END line is a cut-off paste rather than something else entirely.
     raise ValueError(DAMAGED if PEM_BEGIN.search(text) else NOT_PEM)
+
+
+def _der(block: str) -> bytes:
+    """The DER bytes inside one PEM block (its armour lines and any header lines left out)."""
+    lines = block.splitlines()[1:-1]
+    try:
+        return base64.b64decode("".join(line for line in lines if ":" not in line), validate=True)
+    except binascii.Error:
+        raise ValueError(DAMAGED) from None
+
+
+def _check_size(der: bytes, label: str) -> None:
+    """ValueError for a key larger than RSA_MAX_BITS (or an RSA key under RSA_MIN_BITS), read from the key's
+    structure alone: no number in it is checked, so this costs microseconds whatever the key."""
+    bits = _rsa_modulus_bits(der, label)
+    if bits is not None:
+        _check_bits(bits)
+    elif len(der) > MAX_KEY_DER_BYTES:
+        raise ValueError(TOO_LARGE)
+
+
+def _check_bits(bits: int) -> None:
+    if bits < RSA_MIN_BITS:
+        raise ValueError(f"This RSA key has only {bits} bits, too weak to sign with: use at least "
+                         f"{RSA_MIN_BITS} bits; {NEW_KEY_HINT}.")
+    if bits > RSA_MAX_BITS:
+        raise ValueError(f"This RSA key has {bits} bits, more than the {RSA_MAX_BITS} accepted here: "
+                         f"{NEW_KEY_HINT}.")
+
+
+# DER tags (X.690) of the parts of a key's structure read here.
+_INTEGER, _OCTET_STRING, _SEQUENCE = 0x02, 0x04, 0x30
+
+
+def _rsa_modulus_bits(der: bytes, label: str):
+    """The bit length of the modulus of an RSA private key's DER (PKCS#1 RSAPrivateKey, or PKCS#8 holding
+    one), None for a key of another type; ValueError(DAMAGED) for DER whose lengths do not add up."""
+    if label == "PRIVATE KEY":
+        der = _pkcs8_private_key(der)
+    elif label != "RSA PRIVATE KEY":
+        return None
+    # RSAPrivateKey (RFC 8017 A.1.2): SEQUENCE { version INTEGER, modulus INTEGER, ... }
+    items = _der_items(_der_item(der, 0, _SEQUENCE)[0], 2) if der[:1] == bytes([_SEQUENCE]) else []
+    if [tag for _, tag in items] != [_INTEGER, _INTEGER]:
+        return None  # not an RSA key (EC, Ed25519, DSA...): OpenSSL judges it, under MAX_KEY_DER_BYTES
+    modulus = items[1][0].lstrip(b"\x00")
+    return (len(modulus) - 1) * 8 + modulus[0].bit_length() if modulus else 0
+
+
+def _pkcs8_private_key(der: bytes) -> bytes:
+    """The privateKey of a PKCS#8 PrivateKeyInfo (RFC 5208: SEQUENCE { version, algorithm, OCTET STRING
+    privateKey, ... }), or b"" when the structure holds none."""
+    items = _der_items(_der_item(der, 0, _SEQUENCE)[0], 3)
+    return items[2][0] if len(items) == 3 and items[2][1] == _OCTET_STRING else b""
+
+
+def _der_items(content: bytes, count: int) -> list:
+    """The first `count` (content, tag) items of a constructed value's content."""
+    items, offset = [], 0
+    while offset < len(content) and len(items) < count:
+        value, tag, offset = _der_item(content, offset)
+        items.append((value, tag))
+    return items
+
+
+def _der_item(data: bytes, offset: int, tag: int | None = None) -> tuple:
+    """(content, tag, offset after it) of the DER item at `offset`: definite lengths only, as DER has."""
+    if offset + 2 > len(data) or (tag is not None and data[offset] != tag):
+        raise ValueError(DAMAGED)
+    found, length, start = data[offset], data[offset + 1], offset + 2
+    if length & 0x80:
+        size = length & 0x7F
+        if not 1 <= size <= 4 or start + size > len(data):
+            raise ValueError(DAMAGED)
+        length, start = int.from_bytes(data[start:start + size], "big"), start + size
+    if start + length > len(data):
+        raise ValueError(DAMAGED)
+    return data[start:start + length], found, start + length
 
 
 def _deserialize(block: str, trusted: bool = False):
@@ -210,12 +299,7 @@ def _check_rsa(key) -> None:
     if not isinstance(key, rsa.RSAPrivateKey):
         raise ValueError(f"This is {_key_kind(key)} private key, but the CernVM WebAPI verifies RSA signatures "
                          f"only: {NEW_KEY_HINT}.")
-    if key.key_size < RSA_MIN_BITS:
-        raise ValueError(f"This RSA key has only {key.key_size} bits, too weak to sign with: use at least "
-                         f"{RSA_MIN_BITS} bits; {NEW_KEY_HINT}.")
-    if key.key_size > RSA_MAX_BITS:
-        raise ValueError(f"This RSA key has {key.key_size} bits, more than the {RSA_MAX_BITS} accepted here: "
-                         f"{NEW_KEY_HINT}.")
+    _check_bits(key.key_size)
 
 
 def _key_kind(key) -> str:

@@ -14,10 +14,12 @@ ranges are checked against those too.
 A tenant's first server in a region gets a default VPC (`default-<region>`)
 carved from CP_VPC_POOL. If the cloud refuses its block because someone took
 it since the monitor last looked, the account is listed again and the next
-free block is tried.
+free block is tried. So that no tenant can take the pool from the others, the
+VPCs a tenant makes itself are capped (CP_TENANT_MAX_VPCS, limits.py), and one
+inside the pool is no larger than a default VPC.
 """
 
-from . import desired_state
+from . import desired_state, limits
 from .errors import Busy, CloudFailed, Conflict, Invalid, Unavailable
 from .validation import Field, one_of, short_name, text, validate
 
@@ -51,6 +53,21 @@ def ip_range(value):
     return value
 
 
+def tenant_range(config):
+    """A range of the tenant's choosing (`ip_range`). Inside CP_VPC_POOL it may be no larger than one of the
+    blocks default VPCs are carved in: with the cap on VPCs, one tenant then holds a few blocks of the pool
+    at most, not the whole of it (sixteen /16s fill the default /12), and every tenant still gets its
+    default VPCs."""
+    def check(value):
+        import ipaddress
+        network, pool = ipaddress.IPv4Network(ip_range(value)), ipaddress.IPv4Network(config.vpc_pool)
+        if network.overlaps(pool) and network.prefixlen < config.vpc_default_prefix:
+            raise ValueError(f"inside {pool}, where default VPCs are made, a VPC may be at most a "
+                             f"/{config.vpc_default_prefix}; choose a smaller range, or one outside it")
+        return value
+    return check
+
+
 def _name(value):
     value = short_name()(value)
     if value.startswith("default-"):
@@ -62,7 +79,7 @@ def create_schema(config):
     return {
         "name": Field(_name, required=True),
         "region": Field(one_of(config.get_list("CP_ALLOWED_REGIONS"), "region"), required=True),
-        "ip_range": Field(ip_range, required=True),
+        "ip_range": Field(tenant_range(config), required=True),
         "description": Field(text(255), default=""),
     }
 
@@ -92,7 +109,14 @@ def create(ctx, fields):
     Answers the VPC as shown, with its operation (`desired_state.accepted`)."""
     fields = validate(fields, create_schema(ctx.config))
     desired_state.check_name_free(ctx.db, FAMILY, ctx.tenant_id, fields["name"])
-    vpc_id = ctx.target = _insert(ctx, fields, is_default=False)
+    limits.spend(ctx, "cloud")
+
+    def insert(place):
+        made = _insert(ctx, fields, is_default=False, racing_ok=True, place=place)
+        if made is None:  # the name, or the place, taken meanwhile: the name is a Conflict
+            desired_state.check_name_free(ctx.db, FAMILY, ctx.tenant_id, fields["name"])
+        return made
+    vpc_id = ctx.target = limits.within_cap(ctx, limits.VPCS, insert)
     return desired_state.accepted(ctx, FAMILY, vpc_id, "vpc.create")
 
 
@@ -104,12 +128,13 @@ def delete(ctx, vpc_id):
                          (vpc_id,))["n"]
     if members:
         raise Conflict(f"{members} server(s) are still in this VPC; delete them first", "vpc-not-empty")
+    limits.spend(ctx, "cloud")
     return desired_state.delete(ctx, FAMILY, "vpc", row)
 
 
-def _insert(ctx, fields, is_default, racing_ok=False):
+def _insert(ctx, fields, is_default, racing_ok=False, place=None):
     """Under the range lock: refuse an overlap (or, without a range, take a free one from the pool),
-    then write the row and its operation."""
+    then write the row (holding `place` under the tenant's cap) and its operation."""
     import ipaddress
     db = ctx.db
     if not db.get_lock(RANGE_LOCK, 10):
@@ -120,7 +145,7 @@ def _insert(ctx, fields, is_default, racing_ok=False):
         first, last = int(network.network_address), int(network.broadcast_address)
         _refuse_overlap(ctx, first, last)
         values = {key: fields[key] for key in ("name", "description", "region", "ip_range")}
-        values.update(range_first=first, range_last=last, is_default=int(is_default))
+        values.update(range_first=first, range_last=last, is_default=int(is_default), cap_slot=place)
         return desired_state.insert(db, ctx.principal, FAMILY, "vpc.create", values, fields["name"], racing_ok)
     finally:
         db.release_lock(RANGE_LOCK)

@@ -414,6 +414,7 @@ APACHE_MODULES = (
     "dir",
     "headers",
     "setenvif",
+    "reqtimeout",  # on in Debian's default; the shipped site config sets its limits (RequestReadTimeout)
 )
 
 
@@ -479,8 +480,10 @@ class Apache:
         lines += [
             f'ErrorLog "{self.logfile}"',
             "LogLevel warn",
-            'LogFormat "%h %l %u %t \\"%r\\" %>s %b %D" timed',
-            f'CustomLog "{self.access_log}" timed',
+            # The request log's format is the one named cloudprovisioner, as apache/cloudprovisioner.conf has
+            # a deployment's virtual host log the site: that file defines it (later, so its definition wins);
+            # this one stands in for sites that do not.
+            'LogFormat "%h %l %u %t \\"%r\\" %>s %b %D" cloudprovisioner',
             f'ScriptSock "{run}/cgid.sock"',
             "TypesConfig /etc/mime.types",
             "",
@@ -505,8 +508,19 @@ class Apache:
             "    Require all denied",
             "</Directory>",
             f'DocumentRoot "{htdocs}"',
+            # Empty, and denied to clients, but not to Apache's own look-ups: CGI looks up each PATH_INFO as a
+            # URL for PATH_TRANSLATED, and a denied DocumentRoot logs AH01630 for every such look-up.
+            f'<Directory "{htdocs}">',
+            "    Options None",
+            "    Require expr %{IS_SUBREQ} == 'true'",
+            "</Directory>",
+            # No read timeouts unless a site config sets them (mod_reqtimeout has defaults of its own once
+            # loaded, as Debian's reqtimeout.conf has): the shipped site config must bring its own limits.
+            "RequestReadTimeout header=0 body=0",
             "",
             *(f'Include "{p}"' for p in self.includes),
+            "",
+            f'CustomLog "{self.access_log}" cloudprovisioner',
             "",
         ]
         self.conf.write_text("\n".join(lines))

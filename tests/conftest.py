@@ -144,6 +144,8 @@ def base_values(mariadb, sandbox, smtp, platform_vmcp_key):
         "CP_DO_API_URL": sandbox, "CP_DO_TIMEOUT": "5", "CP_JWT_SECRET": TEST_SECRET,
         "CP_BCRYPT_COST": "4", "CP_SMTP_HOST": "127.0.0.1", "CP_SMTP_PORT": str(smtp.port),
         "CP_SMTP_TIMEOUT": "3", "CP_INSTALL_ID": TEST_INSTALL_ID,
+        # Registered accounts log in at once; the tests of verification by mail set CP_REGISTRATION=verify.
+        "CP_REGISTRATION": "open",
     }
 
 

@@ -71,8 +71,13 @@ def payload(part):
 
 
 def check_platform_parts(parts):
-    """Our two parts, last, as the module docstring says: the sshd file, then ssh_pwauth."""
-    (sshd_kind, sshd), (pwauth_kind, pwauth) = parts
+    """Our three parts, last, as the module docstring says: the sshd file, ssh_pwauth, then the script that
+    has the last word (what it does on a first boot: tests/test_cloudinit_wins.py)."""
+    (sshd_kind, sshd), (pwauth_kind, pwauth), (enforce_kind, enforce) = parts
+    assert enforce_kind == "text/x-shellscript" and payload(enforce).startswith(b"#!/bin/sh\n")
+    assert enforce.get_filename() == "zz-cloudprovisioner-sshd"
+    # cloud-init runs user data's scripts in name order: ours after runcmd and after unnamed parts.
+    assert sorted(["runcmd", "part-001", "part-999", enforce.get_filename()])[-1] == enforce.get_filename()
     assert sshd_kind == pwauth_kind == "text/cloud-config"
     assert sshd["Merge-Type"] == APPEND_TO_USERS
     assert pwauth["Merge-Type"] == REPLACE_USERS
@@ -88,7 +93,8 @@ def check_platform_parts(parts):
 
 def check_drop_in(write_files):
     assert write_files == [{"path": SSHD_DROP_IN,
-                            "content": "PasswordAuthentication no\nKbdInteractiveAuthentication no\n"}]
+                            "content": "PasswordAuthentication no\nKbdInteractiveAuthentication no\nMatch all\n"
+                                       "    PasswordAuthentication no\n    KbdInteractiveAuthentication no\n"}]
 
 
 # ---------------------------------------------------------------- no user data
@@ -132,7 +138,8 @@ FORMATS = [
 @pytest.mark.parametrize(("user_data", "kind"), FORMATS, ids=[kind + str(i) for i, (_, kind) in enumerate(FORMATS)])
 def test_users_document_comes_first_then_ours(user_data, kind):
     _, parts = read(cloudinit.merge(user_data))
-    assert [part_kind for part_kind, _ in parts] == [kind, "text/cloud-config", "text/cloud-config"]
+    assert [part_kind for part_kind, _ in parts] == [kind, "text/cloud-config", "text/cloud-config",
+                                                     "text/x-shellscript"]
     (_, user), *ours = parts
     assert user.get_content_type() == kind  # the header says it too, not only the first line
     assert user["Merge-Type"] is None  # the user's own merging is theirs to say (merge_how)
@@ -173,7 +180,7 @@ def test_users_mime_document_is_walked_into(linesep):
     assert user_data.startswith("Content-Type: multipart/mixed")
     message, parts = read(cloudinit.merge(user_data))
     assert [kind for kind, _ in parts] == ["text/cloud-config", "text/x-shellscript", "text/x-include-url",
-                                           "text/cloud-config", "text/cloud-config"]
+                                           "text/cloud-config", "text/cloud-config", "text/x-shellscript"]
     bodies = [payload(part).replace(b"\r\n", b"\n") for _, part in parts[:3]]
     assert bodies == [b"#cloud-config\npackages: [htop]\n", b"#!/bin/sh\necho from mime\n",
                       b"#include\nhttps://example.com/inc\n"]
@@ -181,7 +188,7 @@ def test_users_mime_document_is_walked_into(linesep):
     check_platform_parts(parts[3:])
     # Nested, not flattened: the user's multipart is one part of ours, with its own boundary.
     outer = message.get_payload()
-    assert len(outer) == 3
+    assert len(outer) == 4
     assert outer[0].is_multipart()
     assert outer[0].get_boundary() != message.get_boundary()
 
@@ -192,7 +199,7 @@ def test_hand_written_mime_document_is_walked_into():
                  "--XYZ\nContent-Type: text/plain\n\n#cloud-config\nruncmd: [true]\n--XYZ--\n")
     _, parts = read(cloudinit.merge(user_data))
     assert [kind for kind, _ in parts] == ["text/x-shellscript", "text/cloud-config", "text/cloud-config",
-                                           "text/cloud-config"]
+                                           "text/cloud-config", "text/x-shellscript"]
     assert payload(parts[0][1]) == b"#!/bin/sh\necho one"
     check_platform_parts(parts[2:])
 
@@ -257,7 +264,7 @@ def test_users_text_comes_back_byte_for_byte(name):
     # 7bit where the text goes as it is; base64 past ASCII, and for a CR, which email's writer would turn into "\n".
     assert user["Content-Transfer-Encoding"] == ("7bit" if user_data.isascii() and "\r" not in user_data
                                                  else "base64")
-    assert len(parts) == 3
+    assert len(parts) == 4
     check_platform_parts(parts[1:])
     assert message.get_boundary() not in user_data
 
@@ -286,9 +293,9 @@ def test_boundary_is_only_on_delimiter_lines(name):
     boundary = message.get_boundary()
     assert BOUNDARY.fullmatch(boundary)
     assert boundary not in TEXTS[name]
-    assert document.count(boundary) == 1 + 3 + 1  # the header, three delimiters, the close
+    assert document.count(boundary) == 1 + 4 + 1  # the header, four delimiters, the close
     delimiters = [line for line in document.splitlines() if line.startswith("--" + boundary)]
-    assert delimiters == ["--" + boundary] * 3 + ["--" + boundary + "--"]
+    assert delimiters == ["--" + boundary] * 4 + ["--" + boundary + "--"]
 
 
 def test_boundaries_differ_from_one_merge_to_the_next():

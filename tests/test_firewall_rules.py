@@ -7,7 +7,7 @@ clients as 422 field errors, so each is pinned word for word.
 import pytest
 
 from cloudprovisioner import firewalls, vpcs
-from cloudprovisioner.firewalls import _address, _opens_world, _ports, same_rules
+from cloudprovisioner.firewalls import _address, _ports, same_rules
 from tests.support import make_config
 
 CONFIG = make_config({})
@@ -176,21 +176,54 @@ def test_a_rule_refused(check, value, message):
 
 # ---------------------------------------------------------------- every port to the world
 
+# Most ports to most of the internet, however it is spelled: each case is the inbound rules and what takes the
+# flag, by protocol (the rules named in the refusal). Half of 1-65535 is 32768 ports; half of IPv4 is a /1.
+WORLD4, WORLD6 = "0.0.0.0/0", "::/0"
 
-@pytest.mark.parametrize(("rule", "expected"), [
-    ({"protocol": "tcp", "ports": "all", "sources": {"addresses": ["0.0.0.0/0"]}}, True),
-    ({"protocol": "udp", "ports": "all", "sources": {"addresses": ["::/0"]}}, True),
-    ({"protocol": "tcp", "ports": "all", "sources": {"addresses": ["203.0.113.0/24", "::/0"], "tags": ["a"]}}, True),
-    ({"protocol": "tcp", "ports": "all", "sources": {"addresses": ["203.0.113.0/24"]}}, False),
-    ({"protocol": "tcp", "ports": "all", "sources": {"addresses": ["0.0.0.0/1", "128.0.0.0/1"]}}, False),
-    ({"protocol": "tcp", "ports": "all", "sources": {"tags": ["a"]}}, False),
-    ({"protocol": "tcp", "ports": "all", "destinations": {"addresses": ["0.0.0.0/0"]}}, False),
-    ({"protocol": "tcp", "ports": "22", "sources": {"addresses": ["0.0.0.0/0"]}}, False),
-    ({"protocol": "udp", "ports": "2-65535", "sources": {"addresses": ["::/0"]}}, False),
-    ({"protocol": "icmp", "sources": {"addresses": ["0.0.0.0/0", "::/0"]}}, False),
+
+def tcp(ports, *addresses, protocol="tcp"):
+    return {"protocol": protocol, "ports": ports, "sources": {"addresses": list(addresses)}}
+
+
+@pytest.mark.parametrize(("rules", "expected"), [
+    # the literal spellings
+    ([tcp("all", WORLD4)], {"tcp": [0]}),
+    ([tcp("all", WORLD6, protocol="udp")], {"udp": [0]}),
+    ([tcp("all", "203.0.113.0/24", WORLD6)], {"tcp": [0]}),
+    ([tcp("443", WORLD4, WORLD6), tcp("all", WORLD4)], {"tcp": [1]}),  # the narrow rule beside it is not named
+    # every port but one, or but the first
+    ([tcp("1-65534", WORLD4, WORLD6)], {"tcp": [0]}),
+    ([tcp("2-65535", WORLD6, protocol="udp")], {"udp": [0]}),
+    ([tcp("1024-65535", WORLD4)], {"tcp": [0]}),
+    # the whole internet in halves, in one rule or two
+    ([tcp("all", "0.0.0.0/1", "128.0.0.0/1")], {"tcp": [0]}),
+    ([tcp("all", "0.0.0.0/1"), tcp("all", "128.0.0.0/1")], {"tcp": [0, 1]}),
+    ([tcp("all", "::/1", "8000::/1")], {"tcp": [0]}),
+    ([tcp("all", "0.0.0.0/1")], {"tcp": [0]}),  # half of IPv4 is enough
+    ([tcp("all", "::/1")], {"tcp": [0]}),
+    ([tcp("all", "0.0.0.0/2", "64.0.0.0/2")], {"tcp": [0]}),
+    # the ports in halves
+    ([tcp("1-32767", WORLD4), tcp("32768-65535", WORLD4)], {"tcp": [0, 1]}),
+    ([tcp("1-32768", WORLD4)], {"tcp": [0]}),  # 32768 ports: half
+    # ports and addresses spread over rules: 40000 ports each to two quarters
+    ([tcp("1-40000", "0.0.0.0/2"), tcp("1-40000", "64.0.0.0/2")], {"tcp": [0, 1]}),
+    # both protocols
+    ([tcp("all", WORLD4), tcp("all", WORLD4, protocol="udp")], {"tcp": [0], "udp": [1]}),
+    # below either half: no flag
+    ([tcp("1-32767", WORLD4, WORLD6)], {}),  # 32767 ports
+    ([tcp("all", "0.0.0.0/2")], {}),  # a quarter of IPv4
+    ([tcp("all", "0.0.0.0/2", "128.0.0.0/3")], {}),  # three eighths
+    ([tcp("all", "::/2")], {}),
+    ([tcp("all", "0.0.0.0/2", protocol="tcp"), tcp("all", "64.0.0.0/2", protocol="udp")], {}),  # two protocols
+    ([tcp("1-40000", "0.0.0.0/2"), tcp("30000-65535", "64.0.0.0/2")], {}),  # half of IPv4 on 10001 ports only
+    ([tcp("all", "10.0.0.0/8", "2001:db8::/32")], {}),
+    ([tcp("49152-65535", WORLD4, WORLD6, protocol="udp"), tcp("10000-20000", WORLD4, protocol="udp")], {}),
+    ([tcp("22", WORLD4), tcp("80", WORLD4), tcp("443", WORLD4, WORLD6)], {}),
+    ([{"protocol": "tcp", "ports": "all", "sources": {"tags": ["web"], "servers": [SERVER]}}], {}),
+    ([{"protocol": "icmp", "sources": {"addresses": [WORLD4, WORLD6]}}], {}),
 ])
-def test_opens_world(rule, expected):
-    assert _opens_world(rule) is expected
+def test_most_ports_to_most_of_the_internet_take_the_flag(rules, expected):
+    assert firewalls.wide_open(rules) == expected
 
 
 # ---------------------------------------------------------------- whether the cloud has our rules

@@ -343,7 +343,8 @@ def test_a_server_gets_its_key_the_default_vpc_and_firewall_and_merged_user_data
     assert parts[0].get_content_type() == "text/x-shellscript"
     assert parts[0].get_payload(decode=True).decode("utf-8") == SCRIPT
     ours = [part.get_payload(decode=True).decode("utf-8") for part in parts[1:]]
-    assert all(part.get_content_type() == "text/cloud-config" for part in parts[1:])
+    assert [part.get_content_type() for part in parts[1:]] == ["text/cloud-config", "text/cloud-config",
+                                                              "text/x-shellscript"]
     assert any("ssh_pwauth: false" in text.splitlines() for text in ours)
     assert any("PasswordAuthentication no" in text for text in ours)
 
@@ -603,7 +604,7 @@ def test_a_server_behind_a_chosen_firewall_is_covered_by_it_alone(admin, db, san
 def test_every_port_open_to_the_world_needs_saying_so(admin, db, sandbox):
     rule = {"protocol": "tcp", "ports": "all", "sources": {"addresses": ["0.0.0.0/0"]}}
     problem = assert_problem(admin.post("/firewalls", {"name": "open", "inbound_rules": [HTTPS, rule]}), 422)
-    assert "rule 1 opens every port" in problem["errors"]["inbound_rules"]
+    assert "rule 1 opens at least half of the tcp ports" in problem["errors"]["inbound_rules"]
     assert "allow_all_ports_from_anywhere" in problem["errors"]["inbound_rules"]
     whole_range = dict(rule, ports="1-65535")
     assert_problem(admin.post("/firewalls", {"name": "open", "inbound_rules": [whole_range]}), 422)
@@ -614,8 +615,8 @@ def test_every_port_open_to_the_world_needs_saying_so(admin, db, sandbox):
     assert in_cloud["inbound_rules"] == [{"protocol": "tcp", "ports": "0", "sources": {"addresses": ["0.0.0.0/0"]}}]
 
 
-OPEN_EVERY_PORT = ('rule 1 opens every port to the whole internet; send "allow_all_ports_from_anywhere": true '
-                   'if you mean it')
+OPEN_EVERY_PORT = ('rule 1 opens at least half of the {} ports to at least half of the internet (IPv4 or IPv6); '
+                   'send "allow_all_ports_from_anywhere": true if you mean it')
 
 
 @pytest.mark.parametrize("protocol, addresses", [
@@ -631,12 +632,12 @@ def test_every_port_open_to_either_internet_needs_saying_so_on_create_and_patch(
                                                                                 addresses):
     rule = {"protocol": protocol, "ports": "all", "sources": {"addresses": addresses}}
     problem = assert_problem(admin.post("/firewalls", {"name": "open", "inbound_rules": [HTTPS, rule]}), 422)
-    assert problem["errors"] == {"inbound_rules": OPEN_EVERY_PORT}
+    assert problem["errors"] == {"inbound_rules": OPEN_EVERY_PORT.format(protocol)}
     assert count(db, "firewalls") == 0 and cloud_calls(sandbox, "POST /v2/firewalls") == 0
     # A PATCH is held to the same rule, and leaves the firewall as it was.
     firewall = make_firewall(admin, "web")
     problem = assert_problem(admin.patch(f"/firewalls/{firewall['id']}", {"inbound_rules": [HTTPS, rule]}), 422)
-    assert problem["errors"] == {"inbound_rules": OPEN_EVERY_PORT}
+    assert problem["errors"] == {"inbound_rules": OPEN_EVERY_PORT.format(protocol)}
     assert admin.get(f"/firewalls/{firewall['id']}").json["inbound_rules"] == [HTTPS]
     assert cloud_calls(sandbox, "PUT /v2/firewalls/{firewall_id}") == 0
     # Said so, it is made as asked.
@@ -651,12 +652,36 @@ def test_every_port_open_to_either_internet_needs_saying_so_on_create_and_patch(
     assert patched.status == 202, patched.body
 
 
+@pytest.mark.parametrize("rules, said", [
+    ([{"protocol": "tcp", "ports": "1-65534", "sources": {"addresses": WORLD}}], "rule 0 opens"),
+    ([{"protocol": "tcp", "ports": "all", "sources": {"addresses": ["0.0.0.0/1", "128.0.0.0/1"]}}], "rule 0 opens"),
+    ([{"protocol": "tcp", "ports": "all", "sources": {"addresses": ["0.0.0.0/1"]}},
+      {"protocol": "tcp", "ports": "all", "sources": {"addresses": ["128.0.0.0/1"]}}], "rules 0, 1 open"),
+    ([{"protocol": "tcp", "ports": "1-32767", "sources": {"addresses": WORLD}},
+      {"protocol": "tcp", "ports": "32768-65535", "sources": {"addresses": WORLD}}], "rules 0, 1 open"),
+    ([{"protocol": "tcp", "ports": "all", "sources": {"addresses": ["::/1"]}}], "rule 0 opens"),
+], ids=["all-but-one-port", "world-in-two-halves", "halves-in-two-rules", "ports-in-two-rules", "half-of-ipv6"])
+def test_most_ports_to_most_of_the_internet_need_the_flag_however_spelled(admin, db, sandbox, rules, said):
+    """Decided on the ports and addresses covered, not on the literal "all" from 0.0.0.0/0."""
+    expected = {"inbound_rules": f"{said} at least half of the tcp ports to at least half of the internet (IPv4 or "
+                                 'IPv6); send "allow_all_ports_from_anywhere": true if you mean it'}
+    assert assert_problem(admin.post("/firewalls", {"name": "wide", "inbound_rules": rules}), 422)["errors"] == expected
+    firewall = make_firewall(admin, "web")
+    problem = assert_problem(admin.patch(f"/firewalls/{firewall['id']}", {"inbound_rules": rules}), 422)
+    assert problem["errors"] == expected
+    assert admin.get(f"/firewalls/{firewall['id']}").json["inbound_rules"] == [HTTPS]
+    assert cloud_calls(sandbox, "POST /v2/firewalls") == 1
+    assert cloud_calls(sandbox, "PUT /v2/firewalls/{firewall_id}") == 0
+    assert make_firewall(admin, "wide", rules, allow_all_ports_from_anywhere=True)["inbound_rules"] == rules
+
+
 def test_every_port_open_to_part_of_either_internet_or_some_ports_to_all_of_it_needs_no_flag(admin):
-    for sources in (["10.0.0.0/8"], ["2001:db8::/32"], ["::/1"], ["0.0.0.0/1", "128.0.0.0/1"]):
+    for sources in (["10.0.0.0/8"], ["2001:db8::/32"], ["::/2"], ["0.0.0.0/2", "128.0.0.0/3"]):
         rule = {"protocol": "tcp", "ports": "all", "sources": {"addresses": sources}}
         assert admin.post("/firewalls", {"name": "part", "inbound_rules": [rule]}).status == 202, sources
         assert admin.delete(f"/firewalls/{admin.get('/firewalls').json[0]['id']}").status == 202
-    wide = [{"protocol": "tcp", "ports": "1-65534", "sources": {"addresses": WORLD}},
+    wide = [{"protocol": "tcp", "ports": "1-32767", "sources": {"addresses": WORLD}},
+            {"protocol": "udp", "ports": "49152-65535", "sources": {"addresses": WORLD}},
             {"protocol": "icmp", "sources": {"addresses": ["::/0"]}}]
     assert admin.post("/firewalls", {"name": "wide", "inbound_rules": wide}).status == 202
 
@@ -682,7 +707,7 @@ def test_the_world_open_check_refuses_either_family_before_the_database(addresse
                              (firewalls.update, (ctx, new_id(), {"inbound_rules": [HTTPS, rule]}))):
             with pytest.raises(Invalid) as refused:
                 action(*args)
-            assert refused.value.errors == {"inbound_rules": OPEN_EVERY_PORT}
+            assert refused.value.errors == {"inbound_rules": OPEN_EVERY_PORT.format(protocol)}
 
 
 @pytest.mark.parametrize("rule, words", [

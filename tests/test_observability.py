@@ -96,7 +96,8 @@ def samples(family):
     return {tuple(sorted(sample.labels.items())): sample.value for sample in family.samples}
 
 
-def test_metrics_for_an_admin_parse_and_count_what_happened(admin, member, values):
+def test_metrics_for_an_admin_parse_and_count_what_happened(admin, member, values, db):
+    db.update("UPDATE users SET platform_admin = 1 WHERE email = 'admin@acme.test'")  # every tenant's figures
     tenant = admin.get("/me").json["tenant_id"]
     admin.post("/servers", VALID)
     Client(admin.app).post("/auth/login", {"email": "admin@acme.test", "password": "wrong password!"})
@@ -179,7 +180,7 @@ def test_a_5xx_logs_its_request_id(admin, monkeypatch):
                                                          "X-Request-Id": "trace-me-1234"})
     assert_problem(answer, 500)
     assert answer.json["instance"] == "urn:request:trace-me-1234"
-    assert "[trace-me-1234] 500 GET /api/servers" in errors.getvalue()
+    assert "[trace-me-1234] 500 internal-error GET /api/servers" in errors.getvalue()
     assert "[trace-me-1234] unhandled error" in errors.getvalue()
 
 

@@ -203,8 +203,8 @@ def test_the_vmcp_responder_is_documented_as_the_code_answers():
         assert parameters["cvm_salt"]["required"] is True and not parameters["cvm_hostid"]["required"]
         assert parameters["cvm_salt"]["schema"]["pattern"] == f"^{vmcp.SALT_PATTERN}$"
         assert parameters["cvm_hostid"]["schema"]["pattern"] == f"^{vmcp.HOSTID_PATTERN}$"
-        # Everything under /vmcp/ reaches the service, so a path that is not an id is its 404 too.
-        assert set(operation["responses"]) == {"200", "400", "404", "500", "503"}, path
+        # 409: a configuration or a signing key stored before today's limits (vmcp.signed).
+        assert set(operation["responses"]) == {"200", "400", "404", "409", "500", "503"}, path
         answer = operation["responses"]["200"]
         assert answer["headers"]["Cache-Control"] == {"$ref": "#/components/headers/Cache-Control-No-Store"}
         assert answer["content"]["application/json"]["schema"] == {
@@ -643,7 +643,9 @@ def deployment(apache, installed, sandbox):
     from cloudprovisioner.config import load
     from cloudprovisioner.db import Database
     db = Database(load(environ={}, path=installed / "etc" / "cloudprovisioner.env"))
-    with installed_settings(installed, CP_CORS_ORIGINS=ORIGIN, CP_METRICS_TOKEN=METRICS_TOKEN):
+    # Every registration and password reset of the module (fuzzed ones too) comes from this one address.
+    with installed_settings(installed, CP_CORS_ORIGINS=ORIGIN, CP_METRICS_TOKEN=METRICS_TOKEN,
+                            CP_MAIL_MAX_PER_ADDRESS="1000"):
         try:
             yield Deployment(apache, installed, db)
         finally:
@@ -653,9 +655,23 @@ def deployment(apache, installed, sandbox):
             db.close()
 
 
+# Apache maps only configuration ids under /vmcp/ (apache/cloudprovisioner.conf): a request for any other path
+# there never reaches the service, and Apache answers it with a page of its own, outside the document.
+CONFIGURATION_ID = re.compile(r"[0-9a-hjkmnp-tv-z]{26}")
+
+
+def answered_by_apache_alone(case):
+    config_id = (case.path_parameters or {}).get("config_id")
+    return case.operation.path == "/vmcp/{config_id}" and not CONFIGURATION_ID.fullmatch(str(config_id))
+
+
 @SCHEMA.parametrize()
 def test_the_deployment_conforms_to_the_document(case, deployment):
     headers, base_url = deployment.prepare(case)
+    if answered_by_apache_alone(case):
+        response = case.call(base_url=base_url, headers=headers)
+        assert response.status_code in (403, 404) and "X-Request-Id" not in response.headers, response.text
+        return
     try:
         case.call_and_validate(base_url=base_url, headers=headers, checks=CHECKS)
     except FailureGroup as group:
@@ -927,7 +943,7 @@ def test_next_page_links_are_well_formed_uris(deployment):
 
 
 def test_metrics_are_served_as_documented(deployment):
-    answer = http("GET", deployment.api + "/metrics", headers=deployment.auth)
+    answer = http("GET", deployment.api + "/metrics", headers=deployment.bearer(METRICS_TOKEN))
     assert answer.status == 200
     assert answer.content_type.replace(" ", "").startswith("text/plain;version=0.0.4")
 

@@ -29,10 +29,13 @@ CHALLENGE = 'Bearer realm="cloudprovisioner"'
 # Routes are templates, as in web.ROUTES: `/users/{user_id}`.
 EXPECTED_LEAST_ROLE = {
     ("GET", "/me"): "viewer",
+    ("POST", "/me/password"): "viewer",
     ("GET", "/users"): "admin",
     ("POST", "/users"): "admin",
     ("PATCH", "/users/{user_id}"): "admin",
     ("DELETE", "/users/{user_id}"): "admin",
+    ("GET", "/users/{user_id}/tokens"): "admin",
+    ("DELETE", "/users/{user_id}/tokens/{token_id}"): "admin",
     ("GET", "/tokens"): "viewer",
     ("POST", "/tokens"): "viewer",
     ("DELETE", "/tokens/{token_id}"): "viewer",
@@ -75,7 +78,9 @@ EXPECTED_LEAST_ROLE = {
 # Anyone may call these (they authenticate the caller themselves, if at all).
 EXPECTED_PUBLIC = {("POST", "/auth/register"), ("POST", "/auth/login"), ("POST", "/auth/refresh"),
                    ("POST", "/auth/logout"), ("GET", "/openapi.json"), ("GET", "/version"), ("GET", "/health"),
-                   ("GET", "/metrics")}  # /metrics checks its caller itself: an admin or the scrape token
+                   ("GET", "/verify-email"), ("POST", "/verify-email"), ("POST", "/password-reset"),
+                   ("POST", "/password-reset/confirm"),
+                   ("GET", "/metrics")}  # /metrics checks its caller itself: a platform admin or the scrape token
 
 
 # Every method but GET may change something, so each refusal of one is on record in the audit log.
@@ -180,6 +185,9 @@ class Scene:
         answer = self.admin.post("/vmcp-key", {"generate": True})
         assert answer.status == 201, answer.body
 
+    def owner_id(self):
+        return self.db.one("SELECT id FROM users WHERE email = %s", (self.owner_email,))["id"]
+
     def own_token(self):
         """A token of the caller's own (DELETE /tokens/<id> only finds the caller's tokens)."""
         answer = self.owner.post("/tokens", {"name": "mine"})
@@ -198,11 +206,16 @@ class Scene:
 # The bodies are complete and valid, so an allowed call must succeed, not merely get past the 403.
 REQUESTS = {
     ("GET", "/me"): lambda s: ("/me", None, 200),
+    ("POST", "/me/password"): lambda s: ("/me/password", {"current_password": PASSWORD,
+                                                         "password": "another long password"}, 204),
     ("GET", "/users"): lambda s: ("/users", None, 200),
     ("POST", "/users"): lambda s: ("/users", {"name": "New", "email": "new@acme.test", "role": "viewer",
                                               "password": PASSWORD}, 201),
     ("PATCH", "/users/{user_id}"): lambda s: (f"/users/{s.user()}", {"name": "Renamed"}, 200),
     ("DELETE", "/users/{user_id}"): lambda s: (f"/users/{s.user()}", None, 204),
+    ("GET", "/users/{user_id}/tokens"): lambda s: (f"/users/{s.user()}/tokens", None, 200),
+    ("DELETE", "/users/{user_id}/tokens/{token_id}"): lambda s: (f"/users/{s.owner_id()}/tokens/{s.own_token()}",
+                                                                 None, 204),
     ("GET", "/tokens"): lambda s: ("/tokens", None, 200),
     ("POST", "/tokens"): lambda s: ("/tokens", {"name": "ci"}, 201),
     ("DELETE", "/tokens/{token_id}"): lambda s: (f"/tokens/{s.own_token()}", None, 204),
@@ -374,6 +387,8 @@ ISOLATION_CASES = {
     ("GET", "/servers/{server_id}/status"): None,
     ("PATCH", "/users/{user_id}"): {"name": "Pwned", "role": "admin", "disabled": True},
     ("DELETE", "/users/{user_id}"): None,
+    ("GET", "/users/{user_id}/tokens"): None,
+    ("DELETE", "/users/{user_id}/tokens/{token_id}"): None,
     ("DELETE", "/tokens/{token_id}"): None,
     ("POST", "/servers/{server_id}/actions"): {"type": "reboot"},
     ("GET", "/operations/{operation_id}"): None,
@@ -404,12 +419,13 @@ def test_another_tenants_ids_are_404_and_untouched(endpoint, admin, member, glob
     viewer = member("viewer")
     server = admin.post("/servers", SERVER).json
     token = admin.post("/tokens", {"name": "acme-ci"}).json
+    viewer_token = viewer.post("/tokens", {"name": "viewer-ci"}).json  # the viewer's: user_id and token_id agree
     key = admin.post("/ssh-keys", {"name": "laptop", "public_key": new_public_key()}).json
     firewall = admin.post("/firewalls", FIREWALL).json
     vpc = admin.post("/vpcs", {"name": "lab", "region": "nyc3", "ip_range": "10.250.0.0/24"}).json
     workspace = admin.post("/workspaces", {"name": "acme-only"}).json
     vmcp_config = admin.post("/vmcp-configs", VMCP_CONFIG).json
-    ids = {"server_id": server["id"], "user_id": viewer.get("/me").json["id"], "token_id": token["id"],
+    ids = {"server_id": server["id"], "user_id": viewer.get("/me").json["id"], "token_id": viewer_token["id"],
            "operation_id": server["operation"]["id"], "key_id": key["id"], "firewall_id": firewall["id"],
            "vpc_id": vpc["id"], "workspace_name": workspace["name"], "config_id": vmcp_config["id"]}
     db.update("UPDATE servers SET status = 'ready' WHERE id = %s", (server["id"],))  # so actions would apply
@@ -430,6 +446,7 @@ def test_another_tenants_ids_are_404_and_untouched(endpoint, admin, member, glob
             admin.get("/tokens").json) == acme_view
     assert viewer.get("/me").json["role"] == "viewer"
     assert Client(app, token=token["token"]).get("/me").status == 200
+    assert Client(app, token=viewer_token["token"]).get("/me").status == 200
 
 
 @pytest.mark.parametrize("method", ["PATCH", "DELETE"])

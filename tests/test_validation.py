@@ -510,9 +510,12 @@ PLATFORM_CONFIG = (
     "    content: |\n"
     "      PasswordAuthentication no\n"
     "      KbdInteractiveAuthentication no\n"
+    "      Match all\n"
+    "          PasswordAuthentication no\n"
+    "          KbdInteractiveAuthentication no\n"
 )
 # What the platform's parts and the MIME framing add to a one-line ASCII script (7bit, so byte for byte).
-MERGE_OVERHEAD = 1410
+MERGE_OVERHEAD = 2897
 
 
 def test_no_user_data_is_the_platform_config():
@@ -555,4 +558,4 @@ def test_merged_user_data_is_measured_in_bytes():
                 "Content-Type: text/x-shellscript\n\n#!/bin/sh\n--b--\n")
     assert len(document) < 33000
     assert refused(servers._user_data, document) == {"user_data": (
-        "too large once the platform's cloud-config is added: 65632 bytes, the cloud takes 65536")}
+        "too large once the platform's cloud-config is added: 67119 bytes, the cloud takes 65536")}

@@ -232,3 +232,39 @@ def test_a_changed_key_secret_is_a_503_not_a_wrong_signature(admin, app, values)
     problem = assert_problem(fetch(other, config["id"], salt()), 503)
     assert problem["type"].endswith(":misconfigured")
     assert fetch(app, config["id"], salt()).status == 200
+
+
+# -- signing keys the responder cannot afford ---------------------------------------------------------------------
+
+OVERSIZED_BITS = 4160  # just over the 4,096-bit cap: a real key, quick enough to make for a test
+
+
+@pytest.fixture(scope="module")
+def oversized_pem(tmp_path_factory):
+    path = tmp_path_factory.mktemp("oversized") / "key.pem"
+    subprocess.run(["openssl", "genpkey", "-algorithm", "RSA", "-pkeyopt", f"rsa_keygen_bits:{OVERSIZED_BITS}",
+                    "-out", str(path)], check=True, capture_output=True)
+    return path.read_text()
+
+
+def test_a_signing_key_over_4096_bits_is_422_and_not_stored(admin, db, oversized_pem):
+    problem = assert_problem(admin.post("/vmcp-key", {"private_key": oversized_pem}), 422)
+    assert problem["errors"]["private_key"].startswith(
+        "This RSA key has 4160 bits, more than the 4096 accepted here: make an RSA key with `openssl genpkey")
+    assert db.query("SELECT tenant_id FROM vmcp_keys") == []
+    assert admin.get("/vmcp-key").json["source"] == "platform"
+
+
+def test_a_stored_key_over_the_cap_answers_a_problem_instead_of_signing(admin, app, db, values, oversized_pem):
+    """A key stored when larger ones were taken: the responder refuses to spend its signing time on it."""
+    from cloudprovisioner import vmcpkeys
+    config = admin.post("/vmcp-configs", CONFIG).json
+    tenant_id = db.one("SELECT tenant_id FROM vmcp_configs WHERE id = %s", (config["id"],))["tenant_id"]
+    sealed = vmcpkeys.encrypt(values["CP_VMCP_KEY_SECRET"], tenant_id, oversized_pem.encode())
+    db.update("INSERT INTO vmcp_keys (tenant_id, private_key, public_key_base64, bits, fingerprint, created_at) "
+              "VALUES (%s, %s, 'AAAA', %s, 'SHA256:x', UTC_TIMESTAMP(6))", (tenant_id, sealed, OVERSIZED_BITS))
+    problem = assert_problem(fetch(app, config["id"], salt()), 409)
+    assert problem["type"] == "urn:cloudprovisioner:problem:unusable-signing-key"
+    assert "4160 bits, more than the 4096 accepted here" in problem["detail"]
+    assert admin.delete("/vmcp-key").status == 204  # what the detail tells the tenant's admin to do
+    assert fetch(app, config["id"], salt()).status == 200

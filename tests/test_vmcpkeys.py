@@ -389,6 +389,67 @@ def assert_no_echo(message, text, width=12):
             assert line[start:start + width] not in message, "the message quotes the input"
 
 
+# --- the size cap, read from the key's structure ----------------------------------------------------
+
+def der(tag, content):
+    """One DER item (X.690), written here apart from vmcpkeys' reader."""
+    size = len(content)
+    length = bytes([size]) if size < 128 else bytes([0x80 | (size.bit_length() + 7) // 8]) + size.to_bytes(
+        (size.bit_length() + 7) // 8, "big")
+    return bytes([tag]) + length + content
+
+
+def der_integer(number):
+    return der(0x02, number.to_bytes(number.bit_length() // 8 + 1, "big"))
+
+
+def pem(label, body):
+    text = base64.b64encode(body).decode()
+    return f"-----BEGIN {label}-----\n" + "\n".join(text[i:i + 64] for i in range(0, len(text), 64)) + \
+        f"\n-----END {label}-----\n"
+
+
+def fake_rsa(bits):
+    """An RSAPrivateKey structure with a modulus of `bits` bits whose numbers are not a key at all: OpenSSL
+    calls it damaged the moment it reads it, so only a check made before OpenSSL can name its size."""
+    half = bits // 2
+    numbers = [0, (1 << (bits - 1)) | 1, 65537, (1 << (bits - 2)) | 3] + [(1 << (half - 1)) | 5] * 5
+    return der(0x30, b"".join(der_integer(number) for number in numbers))
+
+
+RSA_ENCRYPTION = der(0x30, der(0x06, bytes.fromhex("2a864886f70d010101")) + der(0x05, b""))
+EC_PUBLIC_KEY = der(0x30, der(0x06, bytes.fromhex("2a8648ce3d0201")) + der(0x06, bytes.fromhex("2a8648ce3d030107")))
+
+
+@pytest.mark.parametrize("bits", [16384, 8192, 4104])
+@pytest.mark.parametrize("form", ["pkcs1", "pkcs8"])
+def test_a_key_over_4096_bits_is_refused_by_its_size_before_openssl_reads_it(bits, form):
+    body = fake_rsa(bits)
+    text = pem("RSA PRIVATE KEY", body) if form == "pkcs1" else pem(
+        "PRIVATE KEY", der(0x30, der_integer(0) + RSA_ENCRYPTION + der(0x04, body)))
+    with pytest.raises(ValueError) as caught:
+        vmcpkeys.load_private_key(text)
+    assert str(caught.value) == (f"This RSA key has {bits} bits, more than the 4096 accepted here: make an RSA key "
+                                 "with `openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out key.pem`.")
+
+
+def test_a_key_of_another_type_larger_than_any_accepted_key_is_refused_unread():
+    text = pem("PRIVATE KEY", der(0x30, der_integer(0) + EC_PUBLIC_KEY + der(0x04, der(0x04, b"\x01" * 5000))))
+    with pytest.raises(ValueError) as caught:
+        vmcpkeys.load_private_key(text)
+    assert str(caught.value) == ("This private key is larger than an RSA key of 4096 bits, the most accepted here: "
+                                 "make an RSA key with `openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 "
+                                 "-out key.pem`.")
+
+
+def test_a_real_key_over_4096_bits_is_refused(tmp_path):
+    path = tmp_path / "key.pem"
+    openssl("genpkey", "-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:4160", "-out", path)
+    with pytest.raises(ValueError) as caught:
+        vmcpkeys.load_private_key(path.read_text())
+    assert str(caught.value).startswith("This RSA key has 4160 bits, more than the 4096 accepted here")
+
+
 # --- generate, private_pem, public_forms ----------------------------------------------------------
 
 @pytest.mark.parametrize("bits", [2048, 3072, 4096])

@@ -51,7 +51,8 @@ def start(args):
     if done.returncode:
         raise SystemExit(f"make install failed:\n{done.stdout}{done.stderr}")
     step(f"installed into {dirs['PREFIX']}")
-    env_file = write_config(dirs["CONFDIR"] / "cloudprovisioner.env", mariadb, cloud_url, smtp_port)
+    env_file = write_config(dirs["CONFDIR"] / "cloudprovisioner.env", mariadb, cloud_url, smtp_port,
+                            f"http://127.0.0.1:{args.port}")
     subprocess.run([str(dirs["PREFIX"] / "bin" / "cloudprovisioner-admin"), "--config", str(env_file),
                     "migrate"], check=True, stdout=subprocess.DEVNULL)
     step("database schema up to date")
@@ -85,14 +86,14 @@ def start_mail_sink(base, port):
     return port
 
 
-def write_config(path, mariadb, cloud_url, smtp_port):
+def write_config(path, mariadb, cloud_url, smtp_port, public_url):
     """Fill in the demo's settings; keep the database password of an earlier run."""
     values = parse_env_file(path.read_text())
     password = values.get("CP_DB_PASSWORD") or secrets.token_urlsafe(24)
     mariadb.create_app_database("cloudprovisioner", "cloudprovisioner", password)
     values.update(CP_DB_SOCKET=mariadb.socket, CP_DB_PASSWORD=password, CP_DO_TOKEN=CLOUD_TOKEN,
                   CP_DO_API_URL=cloud_url, CP_ORPHAN_GRACE="120", CP_SMTP_HOST="127.0.0.1",
-                  CP_SMTP_PORT=str(smtp_port))
+                  CP_SMTP_PORT=str(smtp_port), CP_PUBLIC_URL=public_url)
     lines = [line for line in path.read_text().splitlines()
              if line.partition("=")[0].strip() not in values]
     path.write_text("\n".join(lines + [f"{key}={value}" for key, value in values.items()]) + "\n")
@@ -152,10 +153,13 @@ Logs: {base}/apache/error.log (API), {base}/monitor.log (monitor), {base}/cloud.
 Try it (copy and paste; needs curl and python3):
 
 # --- walkthrough ---
-# Register a tenant; you become its admin. The welcome mail carries the tenant id:
+# Register a tenant; you become its admin once you verify your address. The mail carries the tenant id:
 curl -s -X POST {api}/auth/register -H 'Content-Type: application/json' \
   -d '{{"tenant_name": "Demo", "name": "Dee", "email": "dee@example.test", "password": "demo password 1"}}'
 grep 'Tenant id' {base}/mail.log
+# Verify it: open the mail's link and press its button, or send the mail's code (this makes the tenant):
+CODE=$(grep -o 'Verification code: [A-Za-z0-9_-]*' {base}/mail.log | tail -1 | cut -d' ' -f3)
+curl -s -X POST {api}/verify-email -H 'Content-Type: application/json' -d '{{"token": "'$CODE'"}}'
 # Log in; keep the access token (valid 15 minutes; POST /api/auth/refresh renews it):
 TOKEN=$(curl -s -X POST {api}/auth/login -H 'Content-Type: application/json' \
   -d '{{"email": "dee@example.test", "password": "demo password 1"}}' | python3 -c 'import json, sys; print(json.load(sys.stdin)["access_token"])')

@@ -1,4 +1,5 @@
-"""GET/POST /api/tokens and DELETE /api/tokens/<id>: the caller's personal API tokens."""
+"""GET/POST /api/tokens and DELETE /api/tokens/<id>: the caller's personal API tokens; GET
+/api/users/<id>/tokens and DELETE /api/users/<id>/tokens/<token_id>: any user's, for the tenant's admins."""
 
 from .. import apitokens
 from .responses import Response
@@ -18,4 +19,16 @@ def list_tokens(request):
 
 def delete_token(request):
     apitokens.revoke(request.ctx, request.params["token_id"])
+    return Response(204)
+
+
+def list_user_tokens(request):
+    """GET /api/users/<id>/tokens: a user's tokens, for the tenant's admins."""
+    rows = apitokens.user_listing(request.ctx, request.params["user_id"])
+    return Response(200, [apitokens.represent(row) for row in rows])
+
+
+def revoke_user_token(request):
+    """DELETE /api/users/<id>/tokens/<token_id>: an admin revokes a user's token."""
+    apitokens.revoke_users_token(request.ctx, request.params["user_id"], request.params["token_id"])
     return Response(204)

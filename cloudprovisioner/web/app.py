@@ -13,7 +13,7 @@ import sys
 from .. import config as configuration
 from ..context import Context
 from ..errors import DomainError, no_such
-from .responses import JSON_TYPE, PROBLEM_TYPE, TITLES, Problem, Response, log, problem_for
+from .responses import JSON_TYPE, PROBLEM_TYPE, TITLES, Problem, Response, log, problem_for, protective_headers
 
 PUBLIC = None  # a route anyone may call (it authenticates the caller itself, if at all)
 
@@ -24,11 +24,18 @@ ROUTES = [
     ("/auth/login", {"POST": ("sessions:login", PUBLIC)}),
     ("/auth/refresh", {"POST": ("sessions:refresh", PUBLIC)}),
     ("/auth/logout", {"POST": ("sessions:logout", PUBLIC)}),
+    ("/verify-email", {"GET": ("accounts:verify_email_page", PUBLIC),
+                       "POST": ("accounts:verify_email", PUBLIC)}),
+    ("/password-reset", {"POST": ("accounts:request_password_reset", PUBLIC)}),
+    ("/password-reset/confirm", {"POST": ("accounts:confirm_password_reset", PUBLIC)}),
     ("/me", {"GET": ("accounts:me", "me:read")}),
+    ("/me/password", {"POST": ("accounts:change_password", "password:own")}),
     ("/users", {"GET": ("accounts:list_users", "users:manage"),
                 "POST": ("accounts:create_user", "users:manage")}),
     ("/users/{user_id}", {"PATCH": ("accounts:update_user", "users:manage"),
                           "DELETE": ("accounts:delete_user", "users:manage")}),
+    ("/users/{user_id}/tokens", {"GET": ("apitokens:list_user_tokens", "users:manage")}),
+    ("/users/{user_id}/tokens/{token_id}", {"DELETE": ("apitokens:revoke_user_token", "users:manage")}),
     ("/tokens", {"GET": ("apitokens:list_tokens", "tokens:own"),
                  "POST": ("apitokens:create_token", "tokens:own")}),
     ("/tokens/{token_id}", {"DELETE": ("apitokens:delete_token", "tokens:own")}),
@@ -85,6 +92,10 @@ CORS_HEADERS = "Authorization, Content-Type, Idempotency-Key, X-Request-Id"
 CORS_EXPOSED = "Location, Link, Retry-After, X-Request-Id, Operation-Location, Idempotent-Replayed, WWW-Authenticate"
 _SEGMENTS = [(template.strip("/").split("/"), methods) for template, methods in ROUTES]
 MUTATING = frozenset(("POST", "PUT", "PATCH", "DELETE"))
+# The methods the routes are made of. Any other gets the same 405 as a known one a path does not take, but
+# named "this method" and counted under OTHER: no client can add a metric series (or overflow its label,
+# which a 190-character method did) by making methods up.
+METHODS = frozenset(("GET", "HEAD", "OPTIONS", *MUTATING))
 # Creates that honour an Idempotency-Key: action -> how to answer again from the resource it made.
 IDEMPOTENT = {"servers.create_server": "servers:created_answer"}
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{8,64}")
@@ -198,6 +209,11 @@ class Request:
             raise Problem(400, "malformed-body", "the JSON is nested too deeply") from None
         if not isinstance(data, dict):
             raise Problem(400, "malformed-body", "the JSON body must be an object")
+        from ..validation import plain_json
+        try:
+            plain_json(data)
+        except ValueError as exc:
+            raise Problem(400, "malformed-body", f"the JSON body {exc}") from None
         return data
 
     def raw_body(self):
@@ -316,7 +332,7 @@ def _route(request):
         if request.method == "OPTIONS":
             return _preflight("GET, OPTIONS"), PUBLIC
         if request.method != "GET":
-            raise Problem(405, "method-not-allowed", f"{request.method} is not allowed here; use GET",
+            raise Problem(405, "method-not-allowed", f"{_method_name(request)} is not allowed here; use GET",
                           headers=[("Allow", "GET, OPTIONS")])
         return _handler(target), PUBLIC
     params, methods = match_route(request.path)
@@ -328,12 +344,16 @@ def _route(request):
         return _preflight(allow), PUBLIC
     target = methods.get(request.method)
     if target is None:
-        raise Problem(405, "method-not-allowed", f"{request.method} is not allowed here; use {allow}",
+        raise Problem(405, "method-not-allowed", f"{_method_name(request)} is not allowed here; use {allow}",
                       headers=[("Allow", allow)])
     request.params = params
     handler_name, permission = target
     request.action = handler_name.replace(":", ".")
     return _handler(handler_name), permission
+
+
+def _method_name(request, unknown="this method"):
+    return request.method if request.method in METHODS else unknown
 
 
 def _outside_api(request):
@@ -398,7 +418,7 @@ def _record(request, status):
     """The request's one counter write, and for a state change its audit row, whatever the outcome."""
     from .. import telemetry
     try:
-        telemetry.count_request(request.db, request.method, request.route, status)
+        telemetry.count_request(request.db, _method_name(request, "OTHER"), request.route, status)
         if request.method in MUTATING and request.action is not None:
             from . import audit
             audit.record(request, status)
@@ -410,6 +430,7 @@ def _problem_response(problem, request_id):
     response = Response(problem.status, headers=problem.headers)
     response.body = problem.body(request_id)
     response.headers.append(("Content-Type", PROBLEM_TYPE))
+    response.reason = problem.slug
     return response
 
 
@@ -435,7 +456,7 @@ def make_app(config=None):
             log(environ, f"[{rid}] unhandled error:\n" + traceback.format_exc())
             response = _problem_response(Problem(500, "internal-error", "internal error; see the server log"), rid)
         if response.status >= 500:
-            log(environ, f"[{rid}] {response.status} {environ.get('REQUEST_METHOD')} "
+            log(environ, f"[{rid}] {response.status} {response.reason} {environ.get('REQUEST_METHOD')} "
                          f"{environ.get('SCRIPT_NAME', '')}{environ.get('PATH_INFO', '')}")
         if request is not None:
             try:
@@ -443,6 +464,7 @@ def make_app(config=None):
             finally:
                 request.close()
             response.headers += cors(environ, request.config)
+        response.headers += protective_headers(response.headers, "HTTP_AUTHORIZATION" in environ)
         response.headers += [("Vary", "Origin"), ("X-Request-Id", rid),
                              ("Content-Length", str(len(response.body)))]
         start_response(_status_line(response.status), response.headers)

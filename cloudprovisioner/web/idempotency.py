@@ -5,7 +5,7 @@ answer is stored; a retry with the same key and the same request gets that
 answer again (`Idempotent-Replayed: true`); the same key with another
 request is a 422; a retry while the first is still running is a 409.
 
-A 5xx answer is not stored: it says "try again", so a retry runs afresh.
+A 5xx or 429 answer is not stored: it says "try again", so a retry runs afresh.
 Only a create that made nothing that lives on answers one: once the cloud has
 made the server, the create answers 202 whatever the database does next.
 A first request that died (kill -9), or whose answer could not be stored (the
@@ -35,7 +35,7 @@ class Claim:
                        (resource_id, self.tenant_id, self.key))
 
     def store(self, status, headers, body):
-        if status >= 500:
+        if status >= 500 or status == 429:
             self.db.update("DELETE FROM idempotency_keys WHERE tenant_id = %s AND idem_key = %s",
                            (self.tenant_id, self.key))
             return

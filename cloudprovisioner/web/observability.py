@@ -46,7 +46,8 @@ def health(request):
 # --- GET /api/metrics ---
 
 def metrics(request):
-    """Prometheus text format, for a tenant admin or the configured scrape token."""
+    """Prometheus text format, for a platform admin or the configured scrape token: every tenant's figures
+    are in it, so a tenant's own admin is refused (auth.PLATFORM_PERMISSIONS)."""
     from .. import auth
     token = request.bearer_token() or ""
     scrape_token = request.config.metrics_token

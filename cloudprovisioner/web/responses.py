@@ -28,6 +28,8 @@ class Response:
     def __init__(self, status, body=None, headers=(), content_type=JSON_TYPE):
         self.status = status
         self.headers = list(headers)
+        # What the error log names beside a 5xx: a problem's slug (app.py sets it), else the status's title.
+        self.reason = TITLES.get(status, "")
         if body is None:
             self.body = b""
         else:
@@ -82,6 +84,20 @@ def _quote(text):
     """Percent-encode for a URL query (urllib.parse.quote, without importing urllib.parse)."""
     return "".join(char if char in _UNRESERVED else "".join(f"%{byte:02X}" for byte in char.encode("utf-8"))
                    for char in text)
+
+
+NO_STORE = ("Cache-Control", "no-store")
+NOSNIFF = ("X-Content-Type-Options", "nosniff")
+
+
+def protective_headers(headers, credentials):
+    """What every answer adds to its `headers`: nosniff, so no browser takes a JSON or problem body for
+    something it would run; and, for a request that carried credentials, no-store (unless the answer says
+    how it may be cached), so no cache along the way keeps one caller's data for the next."""
+    added = [NOSNIFF]
+    if credentials and not any(name.lower() == "cache-control" for name, _ in headers):
+        added.append(NO_STORE)
+    return added
 
 
 def log(environ, message):

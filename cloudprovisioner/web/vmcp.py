@@ -3,7 +3,7 @@ and the public responder the CernVM WebAPI extension calls (GET /cgi-bin/vmcp?co
 
 from .. import vmcp
 from ..ids import looks_like_id
-from .responses import Problem, Response, list_page, list_query
+from .responses import NO_STORE, Problem, Response, list_page, list_query
 
 
 def list_configs(request):
@@ -70,4 +70,4 @@ def respond(request):
     if not looks_like_id(config_id):
         raise Problem(404 if config_id else 400, "not-found" if config_id else "no-config",
                       "no such VMCP configuration" if config_id else "name the configuration: ?config=<id>")
-    return Response(200, vmcp.signed(request.ctx, config_id, salt), [("Cache-Control", "no-store")])
+    return Response(200, vmcp.signed(request.ctx, config_id, salt), [NO_STORE])
