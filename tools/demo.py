@@ -62,7 +62,7 @@ def start(args):
     timer = Process([sys.executable, __file__, "timer", "--dir", str(base)], None, base / "monitor.log")
     timer.start()
     (base / "timer.pid").write_text(str(timer.pid))
-    step(f"monitor every {MONITOR_INTERVAL} s, as {dirs['CRONDIR'] / 'cloudprovisioner'} says")
+    step(f"monitor and mail job every {MONITOR_INTERVAL} s, as {dirs['CRONDIR'] / 'cloudprovisioner'} says")
     print(walkthrough(apache.url, base))
 
 
@@ -100,27 +100,31 @@ def write_config(path, mariadb, cloud_url, smtp_port, public_url):
     return path
 
 
-def cron_job(cron_file):
-    """(user, command) of the monitor's line in a /etc/cron.d file."""
+def cron_jobs(cron_file):
+    """[(user, command)] of the job lines in a /etc/cron.d file: the monitor and the mail job."""
+    jobs = []
     for line in cron_file.read_text().splitlines():
         fields = line.split(None, 6)
-        if len(fields) == 7 and not line.startswith("#") and "monitor_new_node" in fields[6]:
-            return fields[5], fields[6]
-    raise SystemExit(f"no monitor line in {cron_file}")
+        if len(fields) == 7 and not line.startswith("#"):
+            jobs.append((fields[5], fields[6]))
+    if not any("monitor_new_node" in command for _, command in jobs):
+        raise SystemExit(f"no monitor line in {cron_file}")
+    return jobs
 
 
 def timer(args):
-    """Run the cron line every MONITOR_INTERVAL seconds with cron's environment."""
-    user, command = cron_job(layout(Path(args.dir))["CRONDIR"] / "cloudprovisioner")
-    argv = ["/bin/sh", "-c", command]
-    if os.geteuid() == 0:
-        argv = ["/usr/sbin/runuser", "-u", user, "--", *argv]
+    """Run every cron line every MONITOR_INTERVAL seconds with cron's environment."""
+    jobs = cron_jobs(layout(Path(args.dir))["CRONDIR"] / "cloudprovisioner")
     while True:
-        done = subprocess.run(argv, env={"PATH": "/usr/bin:/bin", "SHELL": "/bin/sh"},
-                              capture_output=True, text=True)
-        stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-        for line in (done.stdout + done.stderr).splitlines():
-            print(f"{stamp} {line}", flush=True)
+        for user, command in jobs:
+            argv = ["/bin/sh", "-c", command]
+            if os.geteuid() == 0:
+                argv = ["/usr/sbin/runuser", "-u", user, "--", *argv]
+            done = subprocess.run(argv, env={"PATH": "/usr/bin:/bin", "SHELL": "/bin/sh"},
+                                  capture_output=True, text=True)
+            stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+            for line in (done.stdout + done.stderr).splitlines():
+                print(f"{stamp} {line}", flush=True)
         time.sleep(MONITOR_INTERVAL)
 
 
