@@ -5,6 +5,8 @@ import json
 import os
 import subprocess
 import sys
+import threading
+import time
 import urllib.error
 import urllib.request
 from wsgiref.util import setup_testing_defaults
@@ -267,3 +269,39 @@ def new_public_key(kind="ed25519", comment="test@cp"):
         subprocess.run(["ssh-keygen", "-q", "-t", kind, "-N", "", "-C", comment, "-f", path], check=True)
         with open(path + ".pub") as public:
             return public.read().strip()
+
+
+def wait_for(condition, what, timeout=10.0):
+    """Poll until `condition()` is truthy; answer that value (an AssertionError after `timeout` s)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+        time.sleep(0.05)
+
+
+class Background(threading.Thread):
+    """Run a call in a thread; `finish()` joins it and answers its result (or raises its error)."""
+
+    def __init__(self, function, *args, **kwargs):
+        super().__init__(daemon=True)
+        self.call = (function, args, kwargs)
+        self.result = self.error = None
+        self.start()
+
+    def run(self):
+        function, args, kwargs = self.call
+        try:
+            self.result = function(*args, **kwargs)
+        except BaseException as exc:  # noqa: BLE001 (handed to finish())
+            self.error = exc
+
+    def finish(self, timeout=60):
+        self.join(timeout)
+        assert not self.is_alive(), f"{self.call[0].__name__} still running after {timeout} s"
+        if self.error is not None:
+            raise self.error
+        return self.result

@@ -10,14 +10,13 @@ when its id could not be written).
 
 import secrets
 import threading
-import time
 from concurrent.futures import ThreadPoolExecutor, wait
 
 import pytest
 
 from cloudprovisioner import config as configuration
 from cloudprovisioner.db import Database
-from tests.support import TEST_TOKEN, http, installed_config, knob, run_cron_job
+from tests.support import TEST_TOKEN, Background, http, installed_config, knob, run_cron_job, wait_for
 
 EMAIL, PASSWORD = "restart@restart.test", "database restarts 123"
 BODY = {"name": "survivor", "region": "ams3", "size": "s-1vcpu-1gb", "image": "debian-12-x64"}
@@ -99,39 +98,6 @@ class Looker:
 
 # -- helpers --------------------------------------------------------------------------------------------------
 
-def wait_for(condition, what, timeout=20.0):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(0.05)
-
-
-class Background(threading.Thread):
-    """One request in a thread; `finish()` answers it (or raises what it raised)."""
-
-    def __init__(self, function, *args, **kwargs):
-        super().__init__(daemon=True)
-        self.call, self.result, self.error = (function, args, kwargs), None, None
-        self.start()
-
-    def run(self):
-        function, args, kwargs = self.call
-        try:
-            self.result = function(*args, **kwargs)
-        except BaseException as exc:  # noqa: BLE001 (handed to finish())
-            self.error = exc
-
-    def finish(self, timeout=STEP):
-        self.join(timeout)
-        assert not self.is_alive(), f"still running after {timeout} s"
-        if self.error is not None:
-            raise self.error
-        return self.result
-
 
 def slow_cloud_create(sandbox, seconds):
     rule = {"delay": seconds, "count": 1, "method": "POST", "path_prefix": "/v2/droplets"}
@@ -153,8 +119,8 @@ def create_in_flight(apache, auth, sandbox, store, key=None):
     once the cloud has the create (and the row and its key binding are committed: they come first)."""
     headers = {**auth, **({"Idempotency-Key": key} if key else {})}
     client = Background(http, "POST", apache.url + "/api/servers", BODY, headers=headers, timeout=STEP)
-    wait_for(lambda: droplet_creates(sandbox), "the create to reach the cloud")
-    [row] = wait_for(store.servers, "the committed row")
+    wait_for(lambda: droplet_creates(sandbox), "the create to reach the cloud", timeout=STEP)
+    [row] = wait_for(store.servers, "the committed row", timeout=STEP)
     assert (row["status"], row["instance_id"]) == ("pending", None)
     return client, row["id"]
 
@@ -196,7 +162,7 @@ def test_a_keyed_create_across_a_database_restart_is_one_server(apache, installe
     client, server_id = create_in_flight(apache, auth, sandbox, store, key)
     assert store.key(key) == [{"state": "running", "status": None, "resource_id": server_id}]
     mariadb.restart()
-    first = client.finish()
+    first = client.finish(STEP)
     retries = retry_together(apache, auth, key, 4)
 
     # The whole picture at once, so that a failure shows what became of the key and the cloud.
@@ -228,7 +194,7 @@ def test_a_plain_create_across_a_database_restart_answers_its_server(apache, ins
     slow_cloud_create(sandbox, 3)
     client, server_id = create_in_flight(apache, auth, sandbox, store)
     mariadb.restart()
-    answer = client.finish()
+    answer = client.finish(STEP)
 
     assert answer.status == 202, (answer.status, answer.body)
     assert answer.json["id"] == server_id and answer.json["status"] == "pending"
@@ -249,7 +215,7 @@ def test_a_create_whose_database_stays_away_answers_its_row_and_keeps_its_key(ap
     client, server_id = create_in_flight(apache, auth, sandbox, store, key)
     mariadb.stop()
     try:
-        answer = client.finish()
+        answer = client.finish(STEP)
     finally:
         mariadb.start()
 

@@ -21,7 +21,7 @@ import pytest
 from cloudprovisioner import config as configuration
 from cloudprovisioner.db import Database
 from cloudprovisioner.ids import looks_like_id
-from tests.support import TEST_TOKEN, assert_problem, http, installed_settings, knob, run_cron_job
+from tests.support import TEST_TOKEN, Background, assert_problem, http, installed_settings, knob, run_cron_job, wait_for
 
 EMAIL, PASSWORD = "faults@faults.test", "fault injection 123"
 # The installed service's own droplet tag, `cloudprovisioner:<its CP_INSTALL_ID>` (set by `ours`).
@@ -98,41 +98,6 @@ def make_the_tenants_network(apache, auth, database, sandbox):
 
 
 # -- helpers --------------------------------------------------------------------------------------------------
-
-def wait_for(condition, what, timeout=10.0):
-    """Poll until `condition()` is truthy; answer that value."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(0.05)
-
-
-class Background(threading.Thread):
-    """Run a call in a thread; `finish()` joins it and answers its result (or raises its error)."""
-
-    def __init__(self, function, *args, **kwargs):
-        super().__init__(daemon=True)
-        self.call = (function, args, kwargs)
-        self.result = self.error = None
-        self.start()
-
-    def run(self):
-        function, args, kwargs = self.call
-        try:
-            self.result = function(*args, **kwargs)
-        except BaseException as exc:  # noqa: BLE001 (handed to finish())
-            self.error = exc
-
-    def finish(self, timeout=60):
-        self.join(timeout)
-        assert not self.is_alive(), f"{self.call[0].__name__} still running after {timeout} s"
-        if self.error is not None:
-            raise self.error
-        return self.result
 
 
 def post_quietly(url, payload, headers):
