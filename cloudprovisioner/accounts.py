@@ -433,12 +433,16 @@ def create_user(ctx, fields):
 
 def update_user(ctx, user_id, fields):
     """Role, name, disabled. A tenant keeps at least one active admin. Disabling ends the user's sessions and
-    revokes their API tokens for good: enabling them again brings back neither."""
+    revokes their API tokens for good: enabling them again brings back neither. A role or an account
+    switched on or off outlives the API token that would do it (a friend's account made admin, the real
+    admin disabled), so only a person logged in may; a token may rename."""
     fields = validate(fields, {
         "name": Field(text(255, allow_empty=False)),
         "role": Field(one_of(auth.ROLES, "role")),
         "disabled": Field(boolean),
     })
+    if "role" in fields or "disabled" in fields:
+        require_session(ctx.principal, "change a user's role or disable or enable a user")
     db, tenant_id = ctx.db, ctx.tenant_id
     ctx.target = user_id
     with db.transaction():
@@ -457,7 +461,9 @@ def update_user(ctx, user_id, fields):
 
 
 def delete_user(ctx, user_id):
-    """The account goes (its email freed), its history stays."""
+    """The account goes (its email freed), its history stays. Not through an API token, for the reason
+    update_user gives: a leaked token must not be able to remove the people who would revoke it."""
+    require_session(ctx.principal, "delete users")
     db, tenant_id = ctx.db, ctx.tenant_id
     ctx.target = user_id
     with db.transaction():

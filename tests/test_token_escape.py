@@ -46,6 +46,33 @@ def test_an_api_token_cannot_set_a_password(admin, app):
                                             "password": "correct horse battery"}).status == 200
 
 
+def test_an_admin_api_token_cannot_promote_disable_or_delete_users(admin, member, app, db):
+    """A leaked admin token plus any account its holder controls must not become lasting admin rights, nor lock
+    out the admins who would revoke it: role, disabled and deletes need a person logged in."""
+    token = admin_token(admin, app)
+    viewer_id = member("viewer").get("/me").json["id"]
+    admin_id = admin.get("/me").json["id"]
+    for answer, doing in (
+            (token.patch(f"/users/{viewer_id}", {"role": "admin"}),
+             "change a user's role or disable or enable a user"),
+            (token.patch(f"/users/{admin_id}", {"disabled": True}), "change a user's role or disable or enable a user"),
+            (token.patch(f"/users/{viewer_id}", {"name": "Promoted", "disabled": False}),
+             "change a user's role or disable or enable a user"),
+            (token.delete(f"/users/{admin_id}"), "delete users")):
+        problem = assert_problem(answer, 403)
+        assert (problem["type"], problem["detail"]) == (
+            SESSION_REQUIRED, f"an API token cannot {doing}; log in and do it in your session")
+    rows = {row["id"]: (row["role"], row["disabled"], row["deleted_at"], row["name"]) for row in db.query(
+        "SELECT id, role, disabled, deleted_at, name FROM users WHERE id IN (%s, %s)", (viewer_id, admin_id))}
+    assert rows[viewer_id][:3] == ("viewer", 0, None) and rows[admin_id][:3] == ("admin", 0, None)
+    assert rows[viewer_id][3] != "Promoted"
+    # Renaming outlives nothing: a token may.
+    assert token.patch(f"/users/{viewer_id}", {"name": "Renamed"}).status == 200
+    # The same admin, logged in, still may do all of it.
+    assert admin.patch(f"/users/{viewer_id}", {"role": "operator"}).status == 200
+    assert admin.delete(f"/users/{viewer_id}").status == 204
+
+
 def test_enabling_a_disabled_user_again_brings_back_none_of_their_tokens(admin, member, app):
     operator = member("operator")
     created = operator.post("/tokens", {"name": "ci", "role": "operator"}).json
