@@ -317,6 +317,9 @@ def confirm_password_reset(ctx, fields):
         db.update("UPDATE users SET password_hash = %s, email_verified_at = COALESCE(email_verified_at, "
                   "UTC_TIMESTAMP(6)), updated_at = UTC_TIMESTAMP(6) WHERE id = %s", (password_hash, user_id))
         auth.revoke_sessions(db, "password reset", user_id=user_id)
+        # A reset is how an owner takes back an account someone else may hold: what that someone may have
+        # minted goes too (a change in a session keeps them: whoever changes it knew the password).
+        apitokens.revoke_all(db, user_id)
 
 
 def set_password(db, user_id, password_hash, keep_session):

@@ -77,6 +77,8 @@ def test_the_new_password_follows_the_password_rules(admin):
 
 def test_a_reset_sets_the_password_ends_every_session_and_verifies_the_address(admin, app, config, db, smtp):
     assert admin.get("/me").json["email_verified"] is False
+    api_token = Client(app, token=admin.post("/tokens", {"name": "ci", "role": "viewer"}).json["token"])
+    assert api_token.get("/me").status == 200
     smtp.messages.clear()
 
     known, unknown = ask_reset(app), ask_reset(app, "nobody@acme.test")
@@ -94,6 +96,7 @@ def test_a_reset_sets_the_password_ends_every_session_and_verifies_the_address(a
 
     assert confirmed.status == 204, confirmed.body
     assert_problem(admin.get("/me"), 401)  # every session ended, the one it was asked from too
+    assert_problem(api_token.get("/me"), 401)  # and every API token: someone else may have minted them
     assert_problem(Client(app).post("/auth/refresh", {"refresh_token": admin.refresh_token}), 401)
     assert_problem(login(app, PASSWORD), 401)
     renewed = Client(app).login("admin@acme.test", NEW_PASSWORD)
