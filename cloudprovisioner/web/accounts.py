@@ -2,9 +2,8 @@
 confirm), GET /api/me, POST /api/me/password, and GET/POST /api/users, PATCH/DELETE /api/users/<id>."""
 
 from .. import accounts, sessions
-from .responses import Response
+from .responses import NO_STORE, Response
 
-NO_STORE = ("Cache-Control", "no-store")
 # The page a verification mail links to: a button, never a verification by the GET itself, since mail
 # scanners open links in mail they deliver and would verify any address they serve for whoever registered it.
 VERIFY_PAGE = """<!doctype html>

@@ -2,7 +2,7 @@
 /api/users/<id>/tokens and DELETE /api/users/<id>/tokens/<token_id>: any user's, for the tenant's admins."""
 
 from .. import apitokens
-from .responses import Response
+from .responses import NO_STORE, Response
 
 
 def create_token(request):
@@ -10,7 +10,7 @@ def create_token(request):
     apitokens.refuse_token_callers(request.principal)  # before the body is read: a 403 whatever it holds
     row, secret = apitokens.create(request.ctx, request.fields())
     return Response(201, {**apitokens.represent(row), "token": secret},
-                    [("Location", request.url(f"/tokens/{row['id']}")), ("Cache-Control", "no-store")])
+                    [("Location", request.url(f"/tokens/{row['id']}")), NO_STORE])
 
 
 def list_tokens(request):

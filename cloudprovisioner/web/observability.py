@@ -7,7 +7,7 @@ import hmac
 import os
 
 from .. import __version__, telemetry
-from .responses import Response
+from .responses import NO_STORE, Response
 
 # os.path, not pathlib (~5 ms to import): /health and /version are CGI requests like any other.
 HERE = os.path.dirname(os.path.dirname(__file__))
@@ -40,7 +40,7 @@ def version(request):
 def health(request):
     """The health report: 503 when unhealthy, so a load balancer takes the host out."""
     report = telemetry.health(request.config, request.db)
-    return Response(503 if report["status"] == "unhealthy" else 200, report, [("Cache-Control", "no-store")])
+    return Response(503 if report["status"] == "unhealthy" else 200, report, [NO_STORE])
 
 
 # --- GET /api/metrics ---

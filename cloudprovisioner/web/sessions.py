@@ -5,9 +5,7 @@ failures included.
 """
 
 from .. import sessions
-from .responses import Response
-
-NO_STORE = ("Cache-Control", "no-store")
+from .responses import NO_STORE, Response
 
 
 def login(request):
