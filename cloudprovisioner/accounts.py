@@ -114,10 +114,11 @@ def create_tenant(config, db, tenant_name, fields, platform_admin=False, passwor
     tenant_id = str(uuid.uuid4())
     email = fields["email"].strip().lower()
     password_hash = password_hash or hash_password(config, fields["password"])
-    with db.transaction():
-        user_id = _new_tenant(db, tenant_id, tenant_name, email, fields["name"], password_hash,
-                              platform_admin=platform_admin)
-        mailer.enqueue(db, email, "Welcome to CloudProvisioner", welcome_text(tenant_id))
+    for attempt in db.transaction():
+        with attempt:
+            user_id = _new_tenant(db, tenant_id, tenant_name, email, fields["name"], password_hash,
+                                  platform_admin=platform_admin)
+            mailer.enqueue(db, email, "Welcome to CloudProvisioner", welcome_text(tenant_id))
     return tenant_id, user_id
 
 
@@ -147,6 +148,26 @@ def taken_text():
             "If it was you: log in with your email and password at POST /api/auth/login,\n"
             "or ask for a password reset at POST /api/password-reset.\n"
             "If it was not you, you can ignore this mail.\n")
+
+
+def invitation_text(config, tenant_id, token):
+    where = _public_link(config, "/api/invitations/accept") or "POST /api/invitations/accept"
+    return ("An administrator of a tenant on CloudProvisioner invited this address to\n"
+            "become one of its users:\n\n"
+            f"Tenant id: {tenant_id}\n\n"
+            f"Invitation code: {token}\n\n"
+            f"To accept within {_lifetime(config.verification_ttl)}, send the code with a password of your choice to\n"
+            f"{where}\nas {{\"token\": \"...\", \"password\": \"...\"}}. Then log in with your email and that "
+            "password\nat POST /api/auth/login.\n"
+            "If you do not know this tenant, ignore this mail: nothing is made without it.\n")
+
+
+def invited_taken_text():
+    return ("An administrator of a tenant on CloudProvisioner tried to add this address,\n"
+            "which already has an account, as one of its users. Nothing was changed:\n"
+            "an address belongs to one account.\n\n"
+            "If you meant to join that tenant, its administrator can invite another\n"
+            "address of yours. If you do not know this tenant, you can ignore this mail.\n")
 
 
 def reset_text(config, token):
@@ -225,18 +246,19 @@ def register(ctx, fields, client_addr):
 def _register_pending(config, db, fields, email, password_hash):
     """The mail a verified registration sends, and the registration it waits with when the address is new."""
     db.update("DELETE FROM registrations WHERE expires_at <= UTC_TIMESTAMP(6)")
-    with db.transaction():
-        if db.one("SELECT id FROM users WHERE email = %s", (email,)):
-            mailer.enqueue(db, email, "Someone tried to register with your address", taken_text())
-            return
-        token, tenant_id = secrets.token_urlsafe(32), str(uuid.uuid4())
-        db.update("INSERT INTO registrations (token_hash, email, name, tenant_name, tenant_id, password_hash, "
-                  "created_at, expires_at) VALUES (%s, %s, %s, %s, %s, %s, UTC_TIMESTAMP(6), "
-                  "UTC_TIMESTAMP(6) + INTERVAL %s SECOND)",
-                  (auth.token_hash(token), email, fields["name"], fields["tenant_name"], tenant_id, password_hash,
-                   config.verification_ttl))
-        mailer.enqueue(db, email, "Verify your address for CloudProvisioner",
-                       verification_text(config, tenant_id, token))
+    for attempt in db.transaction():
+        with attempt:
+            if db.one("SELECT id FROM users WHERE email = %s", (email,)):
+                mailer.enqueue(db, email, "Someone tried to register with your address", taken_text())
+                return
+            token, tenant_id = secrets.token_urlsafe(32), str(uuid.uuid4())
+            db.update("INSERT INTO registrations (token_hash, email, name, tenant_name, tenant_id, password_hash, "
+                      "created_at, expires_at) VALUES (%s, %s, %s, %s, %s, %s, UTC_TIMESTAMP(6), "
+                      "UTC_TIMESTAMP(6) + INTERVAL %s SECOND)",
+                      (auth.token_hash(token), email, fields["name"], fields["tenant_name"], tenant_id, password_hash,
+                       config.verification_ttl))
+            mailer.enqueue(db, email, "Verify your address for CloudProvisioner",
+                           verification_text(config, tenant_id, token))
 
 
 def pending_registration(ctx, query):
@@ -255,16 +277,17 @@ def verify_email(ctx, fields):
     config, db = ctx.config, ctx.db
     refuse_if_closed(config)
     digest = auth.token_hash(validate(fields, {"token": token_field()})["token"])
-    with db.transaction():
-        # The conditional update makes the token single-use: of two requests with it, one finds it unused.
-        if not db.update("UPDATE registrations SET used_at = UTC_TIMESTAMP(6) WHERE token_hash = %s "
-                         "AND used_at IS NULL AND expires_at > UTC_TIMESTAMP(6)", (digest,)):
-            raise invalid({"token": SPENT_TOKEN})
-        row = db.one("SELECT email, name, tenant_name, tenant_id, password_hash FROM registrations "
-                     "WHERE token_hash = %s", (digest,))
-        tenant_id = ctx.target = row["tenant_id"]
-        user_id = _new_tenant(db, tenant_id, row["tenant_name"], row["email"], row["name"], row["password_hash"],
-                              verified=True)
+    for attempt in db.transaction():
+        with attempt:
+            # The conditional update makes the token single-use: of two requests with it, one finds it unused.
+            if not db.update("UPDATE registrations SET used_at = UTC_TIMESTAMP(6) WHERE token_hash = %s "
+                             "AND used_at IS NULL AND expires_at > UTC_TIMESTAMP(6)", (digest,)):
+                raise invalid({"token": SPENT_TOKEN})
+            row = db.one("SELECT email, name, tenant_name, tenant_id, password_hash FROM registrations "
+                         "WHERE token_hash = %s", (digest,))
+            tenant_id = ctx.target = row["tenant_id"]
+            user_id = _new_tenant(db, tenant_id, row["tenant_name"], row["email"], row["name"], row["password_hash"],
+                                  verified=True)
     ctx.actor = (tenant_id, user_id)
     return {"tenant": {"id": tenant_id, "name": row["tenant_name"]}, "user": load_user(db, tenant_id, user_id)}
 
@@ -284,11 +307,12 @@ def request_password_reset(ctx, fields, client_addr):
         ctx.actor = (user["tenant_id"], user["id"])
         token = secrets.token_urlsafe(32)
         db.update("DELETE FROM password_resets WHERE expires_at <= UTC_TIMESTAMP(6)")
-        with db.transaction():
-            db.update("INSERT INTO password_resets (token_hash, user_id, created_at, expires_at) VALUES "
-                      "(%s, %s, UTC_TIMESTAMP(6), UTC_TIMESTAMP(6) + INTERVAL %s SECOND)",
-                      (auth.token_hash(token), user["id"], config.password_reset_ttl))
-            mailer.enqueue(db, email, "Reset your CloudProvisioner password", reset_text(config, token))
+        for attempt in db.transaction():
+            with attempt:
+                db.update("INSERT INTO password_resets (token_hash, user_id, created_at, expires_at) VALUES "
+                          "(%s, %s, UTC_TIMESTAMP(6), UTC_TIMESTAMP(6) + INTERVAL %s SECOND)",
+                          (auth.token_hash(token), user["id"], config.password_reset_ttl))
+                mailer.enqueue(db, email, "Reset your CloudProvisioner password", reset_text(config, token))
     return {"detail": "If an account has this address, a mail with a reset code is on its way to it; the code "
                       f"works once, within {_lifetime(config.password_reset_ttl)}."}
 
@@ -308,26 +332,28 @@ def confirm_password_reset(ctx, fields):
     user_id = ctx.target = found["user_id"]
     ctx.actor = (found["tenant_id"], user_id)
     password_hash = hash_password(config, fields["password"])
-    with db.transaction():
-        if not db.update("UPDATE password_resets SET used_at = UTC_TIMESTAMP(6) WHERE token_hash = %s "
-                         "AND used_at IS NULL AND expires_at > UTC_TIMESTAMP(6)", (digest,)):
-            raise invalid({"token": SPENT_TOKEN})
-        db.update("UPDATE password_resets SET used_at = UTC_TIMESTAMP(6) WHERE user_id = %s AND used_at IS NULL",
-                  (user_id,))
-        db.update("UPDATE users SET password_hash = %s, email_verified_at = COALESCE(email_verified_at, "
-                  "UTC_TIMESTAMP(6)), updated_at = UTC_TIMESTAMP(6) WHERE id = %s", (password_hash, user_id))
-        auth.revoke_sessions(db, "password reset", user_id=user_id)
-        # A reset is how an owner takes back an account someone else may hold: what that someone may have
-        # minted goes too (a change in a session keeps them: whoever changes it knew the password).
-        apitokens.revoke_all(db, user_id)
+    for attempt in db.transaction():
+        with attempt:
+            if not db.update("UPDATE password_resets SET used_at = UTC_TIMESTAMP(6) WHERE token_hash = %s "
+                             "AND used_at IS NULL AND expires_at > UTC_TIMESTAMP(6)", (digest,)):
+                raise invalid({"token": SPENT_TOKEN})
+            db.update("UPDATE password_resets SET used_at = UTC_TIMESTAMP(6) WHERE user_id = %s AND used_at IS NULL",
+                      (user_id,))
+            db.update("UPDATE users SET password_hash = %s, email_verified_at = COALESCE(email_verified_at, "
+                      "UTC_TIMESTAMP(6)), updated_at = UTC_TIMESTAMP(6) WHERE id = %s", (password_hash, user_id))
+            auth.revoke_sessions(db, "password reset", user_id=user_id)
+            # A reset is how an owner takes back an account someone else may hold: what that someone may have
+            # minted goes too (a change in a session keeps them: whoever changes it knew the password).
+            apitokens.revoke_all(db, user_id)
 
 
 def set_password(db, user_id, password_hash, keep_session):
     """The user's new password; every session of theirs ends but `keep_session` (the one that changed it)."""
-    with db.transaction():
-        db.update("UPDATE users SET password_hash = %s, updated_at = UTC_TIMESTAMP(6) WHERE id = %s",
-                  (password_hash, user_id))
-        auth.revoke_sessions(db, "password changed", user_id=user_id, keep=keep_session)
+    for attempt in db.transaction():
+        with attempt:
+            db.update("UPDATE users SET password_hash = %s, updated_at = UTC_TIMESTAMP(6) WHERE id = %s",
+                      (password_hash, user_id))
+            auth.revoke_sessions(db, "password changed", user_id=user_id, keep=keep_session)
 
 
 # --- attempt limits: the login limits' machinery, and the mail limits on it ------------------------------
@@ -357,12 +383,13 @@ def reserve_attempt(db, scopes, window, block, block_max, refusal):
     db.update("INSERT INTO login_throttle (scope, failures, last_at) VALUES "
               + ", ".join(["(%s, 0, UTC_TIMESTAMP(6))"] * len(names)) + " ON DUPLICATE KEY UPDATE scope = scope",
               names)
-    with db.transaction():  # a refusal rolls back what the other scopes counted
-        for scope, limit in scopes:
-            counted = db.update(_RESERVE, (window, limit, block_max, block, limit, scope))
-            wait = None if counted else _blocked_for(db, scope)
-            if wait is not None:
-                raise refusal(scope, wait)
+    for attempt in db.transaction():
+        with attempt:  # a refusal rolls back what the other scopes counted
+            for scope, limit in scopes:
+                counted = db.update(_RESERVE, (window, limit, block_max, block, limit, scope))
+                wait = None if counted else _blocked_for(db, scope)
+                if wait is not None:
+                    raise refusal(scope, wait)
 
 
 def _blocked_for(db, scope):
@@ -416,22 +443,79 @@ def listing(ctx):
                         "ORDER BY id", (ctx.tenant_id,))
 
 
-def create_user(ctx, fields):
-    """A new user of the caller's tenant, as shown. Not through an API token: a user with a password the token
-    chose would be a way to keep the token's access after it is revoked."""
+def create_user(ctx, fields, client_addr):
+    """POST /api/users, for a person logged in (a user with a password a token chose would keep the token's
+    access after it is revoked): (made, answer).
+
+    When registration is open, the user is made now with the password given: made is True and the answer the
+    user. Otherwise (made is False) the address is invited: it gets a one-time token with which its owner
+    chooses a password, which makes the user (accept_invitation); an address that already has an account, in
+    any tenant, gets a note instead. The answer is the same either way, so that an admin learns neither who
+    has an account elsewhere nor can take an address that is not theirs. It counts against the mail limits."""
     require_session(ctx.principal, "create users")
     config = ctx.config
-    fields = validate(fields, {
-        "name": Field(text(255, allow_empty=False), required=True),
-        "email": email_field(),
-        "password": Field(password_rule(config), required=True),
-        "role": Field(one_of(auth.ROLES, "role"), required=True),
-    })
-    tenant_id = ctx.tenant_id
-    user_id = insert_user(ctx.db, tenant_id, fields["email"].lower(), fields["name"],
-                          hash_password(config, fields["password"]), fields["role"])
-    ctx.target = user_id
-    return load_user(ctx.db, tenant_id, user_id)
+    rules = {"name": Field(text(255, allow_empty=False), required=True), "email": email_field(),
+             "role": Field(one_of(auth.ROLES, "role"), required=True)}
+    if registration_mode(config) == "open":
+        fields = validate(fields, {**rules, "password": Field(password_rule(config), required=True)})
+        user_id = ctx.target = insert_user(ctx.db, ctx.tenant_id, fields["email"].lower(), fields["name"],
+                                           hash_password(config, fields["password"]), fields["role"])
+        return True, load_user(ctx.db, ctx.tenant_id, user_id)
+    if isinstance(fields, dict) and "password" in fields:
+        raise invalid({"password": "the invited user chooses their own password when they accept; leave it out"})
+    fields = validate(fields, rules)
+    email = ctx.target = fields["email"].lower()
+    limit_mail(ctx, client_addr, email)
+    _invite(ctx, fields, email)
+    mailer.deliver(config, ctx.db)  # best effort now; the mail cron job retries
+    return False, {"email": email, "invitation_expires_in": config.verification_ttl,
+                   "detail": "A mail is on its way to this address: the user is made when its owner accepts the "
+                             "invitation with a password of their own."}
+
+
+def _invite(ctx, fields, email):
+    """The invitation's mail, and the invitation it waits with when the address has no account."""
+    db, config = ctx.db, ctx.config
+    db.update("DELETE FROM invitations WHERE expires_at <= UTC_TIMESTAMP(6)")
+    for attempt in db.transaction():
+        with attempt:
+            if db.one("SELECT id FROM users WHERE email = %s", (email,)):
+                mailer.enqueue(db, email, "Someone tried to add your address to a CloudProvisioner tenant",
+                               invited_taken_text())
+                return
+            token = secrets.token_urlsafe(32)
+            db.update("INSERT INTO invitations (token_hash, tenant_id, email, name, role, invited_by, created_at, "
+                      "expires_at) VALUES (%s, %s, %s, %s, %s, %s, UTC_TIMESTAMP(6), "
+                      "UTC_TIMESTAMP(6) + INTERVAL %s SECOND)",
+                      (auth.token_hash(token), ctx.tenant_id, email, fields["name"], fields["role"],
+                       ctx.principal.user_id, config.verification_ttl))
+            mailer.enqueue(db, email, "You are invited to CloudProvisioner",
+                           invitation_text(config, ctx.tenant_id, token))
+
+
+def accept_invitation(ctx, fields):
+    """{token, password} from an invitation's mail: the invited user made now, once, with this password and
+    their address verified (the token came through it). Refused when the inviting admin is no longer an
+    active admin of the tenant: an invitation carries no more authority than whoever sent it still has.
+    Conflict when the address has an account by now."""
+    config, db = ctx.config, ctx.db
+    fields = validate(fields, {"token": token_field(), "password": Field(password_rule(config), required=True)})
+    digest = auth.token_hash(fields["token"])
+    password_hash = hash_password(config, fields["password"])
+    for attempt in db.transaction():
+        with attempt:
+            # The conditional update makes the token single-use: of two requests with it, one finds it unused.
+            if not db.update("UPDATE invitations i JOIN users u ON u.id = i.invited_by AND u.tenant_id = i.tenant_id "
+                             "SET i.used_at = UTC_TIMESTAMP(6) WHERE i.token_hash = %s AND i.used_at IS NULL "
+                             "AND i.expires_at > UTC_TIMESTAMP(6) AND u.role = 'admin' AND u.disabled = 0 "
+                             "AND u.deleted_at IS NULL", (digest,)):
+                raise invalid({"token": SPENT_TOKEN})
+            row = db.one("SELECT tenant_id, email, name, role FROM invitations WHERE token_hash = %s", (digest,))
+            tenant_id = row["tenant_id"]
+            user_id = ctx.target = insert_user(db, tenant_id, row["email"], row["name"], password_hash, row["role"],
+                                               verified=True)
+    ctx.actor = (tenant_id, user_id)
+    return load_user(db, tenant_id, user_id)
 
 
 def update_user(ctx, user_id, fields):
@@ -448,18 +532,19 @@ def update_user(ctx, user_id, fields):
         require_session(ctx.principal, "change a user's role or disable or enable a user")
     db, tenant_id = ctx.db, ctx.tenant_id
     ctx.target = user_id
-    with db.transaction():
-        current = _locked_user(db, tenant_id, user_id)
-        stays_admin = fields.get("role", current["role"]) == "admin" and not fields.get("disabled", False)
-        if current["role"] == "admin" and not current["disabled"] and not stays_admin:
-            _keep_an_admin(db, tenant_id, user_id)
-        for column in ("name", "role", "disabled"):
-            if column in fields:
-                db.update(f"UPDATE users SET {column} = %s, updated_at = UTC_TIMESTAMP(6) WHERE id = %s",
-                          (fields[column], user_id))
-        if fields.get("disabled"):
-            auth.revoke_sessions(db, "account disabled", user_id=user_id)
-            apitokens.revoke_all(db, user_id)
+    for attempt in db.transaction():
+        with attempt:
+            current = _locked_user(db, tenant_id, user_id)
+            stays_admin = fields.get("role", current["role"]) == "admin" and not fields.get("disabled", False)
+            if current["role"] == "admin" and not current["disabled"] and not stays_admin:
+                _keep_an_admin(db, tenant_id, user_id)
+            for column in ("name", "role", "disabled"):
+                if column in fields:
+                    db.update(f"UPDATE users SET {column} = %s, updated_at = UTC_TIMESTAMP(6) WHERE id = %s",
+                              (fields[column], user_id))
+            if fields.get("disabled"):
+                auth.revoke_sessions(db, "account disabled", user_id=user_id)
+                apitokens.revoke_all(db, user_id)
     return load_user(db, tenant_id, user_id)
 
 
@@ -469,14 +554,15 @@ def delete_user(ctx, user_id):
     require_session(ctx.principal, "delete users")
     db, tenant_id = ctx.db, ctx.tenant_id
     ctx.target = user_id
-    with db.transaction():
-        current = _locked_user(db, tenant_id, user_id)
-        if current["role"] == "admin" and not current["disabled"]:
-            _keep_an_admin(db, tenant_id, user_id)
-        db.update("UPDATE users SET disabled = 1, deleted_at = UTC_TIMESTAMP(6), email = %s, "
-                  "updated_at = UTC_TIMESTAMP(6) WHERE id = %s", (f"deleted-{user_id}@deleted.invalid", user_id))
-        apitokens.revoke_all(db, user_id)
-        auth.revoke_sessions(db, "account deleted", user_id=user_id)
+    for attempt in db.transaction():
+        with attempt:
+            current = _locked_user(db, tenant_id, user_id)
+            if current["role"] == "admin" and not current["disabled"]:
+                _keep_an_admin(db, tenant_id, user_id)
+            db.update("UPDATE users SET disabled = 1, deleted_at = UTC_TIMESTAMP(6), email = %s, "
+                      "updated_at = UTC_TIMESTAMP(6) WHERE id = %s", (f"deleted-{user_id}@deleted.invalid", user_id))
+            apitokens.revoke_all(db, user_id)
+            auth.revoke_sessions(db, "account deleted", user_id=user_id)
 
 
 def set_platform_admin(db, email, flag):

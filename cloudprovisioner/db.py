@@ -17,13 +17,17 @@ import time
 from MySQLdb import Error, IntegrityError, OperationalError, _mysql
 from MySQLdb.constants import FIELD_TYPE
 
-from .errors import Unavailable, no_such
+from .errors import Busy, Unavailable, no_such
 
 # Client errors that mean "the server is not there (any more)", not "bad SQL":
 # 1040 too many connections, 1053 shutdown in progress, 2002/2003 cannot connect,
 # 2006 gone away, 2013 lost during query, 4031 disconnected by server (idle).
 UNAVAILABLE_CODES = {1040, 1053, 2002, 2003, 2006, 2013, 4031}
 DUPLICATE_KEY = 1062
+# 1213: InnoDB chose this transaction as a deadlock's victim, or Galera refused its write set because another
+# node committed a conflicting one first. Either way nothing of it was kept, and running it again is the cure.
+CONFLICT = 1213
+ATTEMPTS = 5  # of one transaction (or one statement outside any) that keeps losing to 1213, then WriteConflict
 
 SESSION_SETUP = (
     "SET SESSION time_zone = '+00:00', "
@@ -61,12 +65,32 @@ def _translate(exc):
     return None
 
 
+class WriteConflict(Busy):
+    """A transaction lost to concurrent writes (error 1213) every time it was tried."""
+
+    def __init__(self):
+        super().__init__("the database was busy with conflicting changes; try again", retry_after=1)
+
+
+def _conflict(exc):
+    return isinstance(exc, OperationalError) and exc.args and exc.args[0] == CONFLICT
+
+
+def _pause(attempt):
+    """A short, growing, jittered wait before running a conflicting transaction again, so that two that
+    keep colliding fall out of step. The clock's low digits are the jitter: `random` would be about 0.8 ms
+    more of imports on every CGI request (python -X importtime), for a wait that needs no real randomness."""
+    jitter = time.perf_counter_ns() % 1000 / 1000
+    time.sleep(jitter * 0.02 * 2 ** attempt)
+
+
 class Database:
     """One connection, opened on first use; autocommit outside `transaction()`."""
 
     def __init__(self, config):
         self.config = config
         self._conn = None
+        self._in_transaction = False
 
     def _connect(self):
         c = self.config
@@ -97,8 +121,19 @@ class Database:
     def execute(self, sql, args=None):
         """Run one statement; answer its rows (as dicts) and the affected count.
 
-        Parameters are `%s` in `sql` (and a literal % is written %%), as in MySQLdb.
+        Parameters are `%s` in `sql` (and a literal % is written %%), as in MySQLdb. Outside a transaction, a
+        statement that loses to a conflict (1213) is run again: nothing of it was kept.
         """
+        for attempt in range(ATTEMPTS):
+            try:
+                return self._execute(sql, args)
+            except OperationalError as exc:
+                if self._in_transaction or not _conflict(exc):
+                    raise
+                _pause(attempt)
+        raise WriteConflict()
+
+    def _execute(self, sql, args):
         try:
             if self._conn is None:
                 self._conn = self._connect()
@@ -179,8 +214,22 @@ class Database:
         self.execute("SELECT RELEASE_LOCK(%s)", (name,))
 
     def transaction(self):
-        """`with db.transaction():` one unit: committed at the end, rolled back on any error."""
-        return _Transaction(self)
+        """One unit of work, run again from the top when it loses to a conflict (1213):
+
+            for attempt in db.transaction():
+                with attempt:
+                    ...
+
+        Each attempt is committed at the end of its `with` and rolled back on any error; after ATTEMPTS
+        conflicts, WriteConflict. So the body must be safe to run again: database work and local names only,
+        never a cloud call or anything else done outside the database."""
+        for attempt in range(ATTEMPTS):
+            unit = _Transaction(self)
+            yield unit
+            if not unit.conflicted:
+                return
+            _pause(attempt)
+        raise WriteConflict()
 
     def get_lock(self, name, timeout=0):
         """A named lock held by this connection; it holds across hosts sharing the database."""
@@ -201,20 +250,36 @@ class Database:
 
 
 class _Transaction:
-    # A class rather than contextlib.contextmanager: contextlib is one more import per request.
+    """One attempt of `Database.transaction()`. A class rather than contextlib.contextmanager: contextlib is
+    one more import per request."""
+
     def __init__(self, db):
         self.db = db
+        self.conflicted = False
 
     def __enter__(self):
         self.db.execute("START TRANSACTION")
+        self.db._in_transaction = True
         return self.db
 
     def __exit__(self, kind, value, trace):
-        if kind is None:
-            self.db.execute("COMMIT")
-            return False
+        try:
+            if kind is None:
+                try:
+                    self.db.execute("COMMIT")  # Galera certifies the write set here, and may refuse it
+                    return False
+                except OperationalError as exc:
+                    if not _conflict(exc):
+                        raise
+                    value = exc
+            self.conflicted = _conflict(value)
+            self._roll_back()
+            return self.conflicted  # a conflict is swallowed here: transaction() runs the body again
+        finally:
+            self.db._in_transaction = False
+
+    def _roll_back(self):
         try:
             self.db.execute("ROLLBACK")
         except (Error, Unavailable):
             self.db._discard()  # a lost connection rolls back by itself
-        return False

@@ -48,15 +48,16 @@ def insert(db, principal, family, kind, values, name, racing_ok=False):
     row_id = new_id()
     columns = ", ".join(values)
     marks = ", ".join(["%s"] * len(values))
-    with db.transaction():
-        made = db.insert_new(f"INSERT INTO {family.table} (id, tenant_id, {columns}, status, created_at, "
-                             f"updated_at) VALUES (%s, %s, {marks}, 'pending', UTC_TIMESTAMP(6), UTC_TIMESTAMP(6))",
-                             (row_id, principal.tenant_id, *values.values()))
-        if not made:
-            if racing_ok:
-                return None
-            raise _name_taken(family, name)
-        operations.start(db, principal, kind, row_id, target_type=family.what)
+    for attempt in db.transaction():
+        with attempt:
+            made = db.insert_new(f"INSERT INTO {family.table} (id, tenant_id, {columns}, status, created_at, "
+                                 f"updated_at) VALUES (%s, %s, {marks}, 'pending', UTC_TIMESTAMP(6), UTC_TIMESTAMP(6))",
+                                 (row_id, principal.tenant_id, *values.values()))
+            if not made:
+                if racing_ok:
+                    return None
+                raise _name_taken(family, name)
+            operations.start(db, principal, kind, row_id, target_type=family.what)
     return row_id
 
 
@@ -114,14 +115,15 @@ def refused(family, row, exc):
 def delete(ctx, family, what, row):
     """DELETE: mark the row deleting with its operation, then try the cloud at once (as `accepted`)."""
     db = ctx.db
-    with db.transaction():
-        changed = db.update(f"UPDATE {family.table} SET status = 'deleting', status_reason = 'deletion requested', "
-                            "updated_at = UTC_TIMESTAMP(6) WHERE id = %s AND status NOT IN ('deleting', 'deleted')",
-                            (row["id"],))
-        if changed:
-            for kind in (f"{what}.create", f"{what}.update"):
-                operations.finish_open(db, row["id"], kind, "cancelled", f"the {what} was deleted")
-            operations.start(db, ctx.principal, f"{what}.delete", row["id"], target_type=what)
+    for attempt in db.transaction():
+        with attempt:
+            changed = db.update(f"UPDATE {family.table} SET status = 'deleting', status_reason = 'deletion requested', "
+                                "updated_at = UTC_TIMESTAMP(6) WHERE id = %s AND status NOT IN ('deleting', 'deleted')",
+                                (row["id"],))
+            if changed:
+                for kind in (f"{what}.create", f"{what}.update"):
+                    operations.finish_open(db, row["id"], kind, "cancelled", f"the {what} was deleted")
+                operations.start(db, ctx.principal, f"{what}.delete", row["id"], target_type=what)
     return accepted(ctx, family, row["id"], f"{what}.delete")
 
 
@@ -190,9 +192,12 @@ def _settle(db, family, row, status, kind, outcome, reason=""):
         sets += ", live = NULL"  # a VPC the cloud refused holds no range (and no name) of ours
     if "revision" in row and status == "ready":
         sets += ", applied_revision = revision"
-    with db.transaction():
-        if db.update(f"UPDATE {family.table} SET {sets} WHERE {' AND '.join(guard)}", (status, reason[:1000], *args)):
-            what = family.what
-            for open_kind in ([kind] if kind else [f"{what}.create", f"{what}.update"]):
-                operations.finish_open(db, row["id"], open_kind, outcome, reason)
+    for attempt in db.transaction():
+        with attempt:
+            changed = db.update(f"UPDATE {family.table} SET {sets} WHERE {' AND '.join(guard)}",
+                                (status, reason[:1000], *args))
+            if changed:
+                what = family.what
+                for open_kind in ([kind] if kind else [f"{what}.create", f"{what}.update"]):
+                    operations.finish_open(db, row["id"], open_kind, outcome, reason)
 

@@ -363,20 +363,22 @@ def update(ctx, firewall_id, fields):
     limits.spend(ctx, "cloud")
     db = ctx.db
     ctx.target = firewall_id
-    with db.transaction():
-        row = load_row(ctx, firewall_id, lock=True)
-        if row["status"] == "deleting":
-            raise Conflict("the firewall is being deleted", "firewall-deleting")
-        _name_not_kept(fields, row["is_default"])
-        changes = {key: json.dumps(fields[key]) for key in ("inbound_rules", "outbound_rules") if key in fields}
-        if "name" in fields:
-            changes["name"] = fields["name"]
-        desired_state.check_name_free(db, FAMILY, ctx.tenant_id, changes.get("name"), firewall_id)
-        sets = ", ".join(f"{column} = %s" for column in changes)
-        db.update(f"UPDATE firewalls SET {sets}{', ' if sets else ''}revision = revision + 1, status = 'pending', "
-                  "status_reason = '', updated_at = UTC_TIMESTAMP(6) WHERE id = %s", (*changes.values(), firewall_id))
-        operations.finish_open(db, firewall_id, "firewall.update", "cancelled", "replaced by a later change")
-        operations.start(db, ctx.principal, "firewall.update", firewall_id, target_type="firewall")
+    for attempt in db.transaction():
+        with attempt:
+            row = load_row(ctx, firewall_id, lock=True)
+            if row["status"] == "deleting":
+                raise Conflict("the firewall is being deleted", "firewall-deleting")
+            _name_not_kept(fields, row["is_default"])
+            changes = {key: json.dumps(fields[key]) for key in ("inbound_rules", "outbound_rules") if key in fields}
+            if "name" in fields:
+                changes["name"] = fields["name"]
+            desired_state.check_name_free(db, FAMILY, ctx.tenant_id, changes.get("name"), firewall_id)
+            sets = ", ".join(f"{column} = %s" for column in changes)
+            db.update(f"UPDATE firewalls SET {sets}{', ' if sets else ''}revision = revision + 1, "
+                      "status = 'pending', status_reason = '', updated_at = UTC_TIMESTAMP(6) WHERE id = %s",
+                      (*changes.values(), firewall_id))
+            operations.finish_open(db, firewall_id, "firewall.update", "cancelled", "replaced by a later change")
+            operations.start(db, ctx.principal, "firewall.update", firewall_id, target_type="firewall")
     return desired_state.accepted(ctx, FAMILY, firewall_id, "firewall.update")
 
 

@@ -438,17 +438,18 @@ class Run:
                 args.append(value)
         sets += [f"{column} = UTC_TIMESTAMP(6)"
                  for column, wanted in (("ready_at", ready_at), ("deleted_at", deleted_at)) if wanted]
-        with self.db.transaction():
-            changed = self.db.update(f"UPDATE servers SET {', '.join(sets)} WHERE id = %s AND status = %s",
-                                     (*args, row["id"], row["status"]))
-            if changed and status in OPERATION_OUTCOME:
-                kind, outcome = OPERATION_OUTCOME[status]
-                operations.finish_open(self.db, row["id"], kind, outcome, reason if outcome == "failed" else "",
-                                       result)
-            elif changed and instance_id is not None:
-                self.db.update("UPDATE operations SET status = 'running', updated_at = UTC_TIMESTAMP(6) "
-                               "WHERE target_id = %s AND kind = 'server.create' AND status = 'pending'",
-                               (row["id"],))
+        for attempt in self.db.transaction():
+            with attempt:
+                changed = self.db.update(f"UPDATE servers SET {', '.join(sets)} WHERE id = %s AND status = %s",
+                                         (*args, row["id"], row["status"]))
+                if changed and status in OPERATION_OUTCOME:
+                    kind, outcome = OPERATION_OUTCOME[status]
+                    operations.finish_open(self.db, row["id"], kind, outcome, reason if outcome == "failed" else "",
+                                           result)
+                elif changed and instance_id is not None:
+                    self.db.update("UPDATE operations SET status = 'running', updated_at = UTC_TIMESTAMP(6) "
+                                   "WHERE target_id = %s AND kind = 'server.create' AND status = 'pending'",
+                                   (row["id"],))
         if changed:
             self.counts[counter] += 1
         return changed

@@ -89,13 +89,14 @@ def cancel(ctx, operation_id):
     from . import server_rows
     db, tenant_id = ctx.db, ctx.tenant_id
     ctx.target = operation_id
-    with db.transaction():
-        row = load(db, tenant_id, operation_id, lock=True)
-        if row["status"] in FINISHED:
-            raise Conflict(f"the operation already {row['status']}", "operation-finished")
-        if row["kind"] != "server.create":
-            raise Conflict(f"a {row['kind']} cannot be called back once sent to the cloud", "not-cancellable")
-        mark(db, operation_id, "cancelled", "cancelled by request")
-        server_rows.set_status(db, row["target_id"], "deleting", "create cancelled")
+    for attempt in db.transaction():
+        with attempt:
+            row = load(db, tenant_id, operation_id, lock=True)
+            if row["status"] in FINISHED:
+                raise Conflict(f"the operation already {row['status']}", "operation-finished")
+            if row["kind"] != "server.create":
+                raise Conflict(f"a {row['kind']} cannot be called back once sent to the cloud", "not-cancellable")
+            mark(db, operation_id, "cancelled", "cancelled by request")
+            server_rows.set_status(db, row["target_id"], "deleting", "create cancelled")
     server_rows.destroy_now(ctx, row["target_id"])
     return load(db, tenant_id, operation_id)

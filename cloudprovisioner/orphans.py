@@ -78,14 +78,15 @@ def adopt(ctx, droplet_id, tenant_id=None):
     tenant_id = tenant_id or tagged
     if not tenant_id or not db.one("SELECT 1 AS known FROM tenants WHERE id = %s", (tenant_id,)):
         raise OrphanError(f"no tenant {tenant_id or '(none named on the droplet)'} here; name one with --tenant")
-    with db.transaction():
-        db.update("INSERT INTO servers (id, tenant_id, workspace_id, vpc_id, owner, description, name, region, size, "
-                  "image, tags, firewall_ids, ssh_key_ids, instance_id, status, status_reason, public_ip, private_ip, "
-                  "created_at, updated_at, ready_at) VALUES (%s, %s, %s, %s, '', %s, %s, %s, %s, %s, %s, %s, '[]', "
-                  "%s, 'ready', 'adopted by an admin', %s, %s, COALESCE(%s, UTC_TIMESTAMP(6)), UTC_TIMESTAMP(6), "
-                  "UTC_TIMESTAMP(6))",
-                  _row_values(config, db, droplet, server_id, tenant_id, tags))
-        db.update("DELETE FROM orphans WHERE kind = 'droplet' AND cloud_id = %s", (str(droplet_id),))
+    for attempt in db.transaction():
+        with attempt:
+            db.update("INSERT INTO servers (id, tenant_id, workspace_id, vpc_id, owner, description, name, region, "
+                      "size, image, tags, firewall_ids, ssh_key_ids, instance_id, status, status_reason, public_ip, "
+                      "private_ip, created_at, updated_at, ready_at) VALUES (%s, %s, %s, %s, '', %s, %s, %s, %s, %s, "
+                      "%s, %s, '[]', %s, 'ready', 'adopted by an admin', %s, %s, COALESCE(%s, UTC_TIMESTAMP(6)), "
+                      "UTC_TIMESTAMP(6), UTC_TIMESTAMP(6))",
+                      _row_values(config, db, droplet, server_id, tenant_id, tags))
+            db.update("DELETE FROM orphans WHERE kind = 'droplet' AND cloud_id = %s", (str(droplet_id),))
     return server_id
 
 

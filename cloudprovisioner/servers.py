@@ -117,19 +117,20 @@ def create(ctx, fields, bind=None):
     key_ids = sshkeys.cloud_ids(ctx, fields["ssh_keys"])  # before the network: a bad key makes nothing
     firewall_ids, vpc = _network(ctx, fields)
     server_id = ctx.target = new_id()
-    with db.transaction():
-        db.update(
-            "INSERT INTO servers (id, tenant_id, workspace_id, vpc_id, owner, description, name, region, size, image, "
-            "tags, firewall_ids, ssh_key_ids, status, created_at, updated_at) VALUES (%s, %s, %s, %s, %s, %s, %s, "
-            "%s, %s, %s, %s, %s, %s, 'pending', UTC_TIMESTAMP(6), UTC_TIMESTAMP(6))",
-            (server_id, principal.tenant_id, workspace["id"], vpc["id"], principal.user_id, fields["description"],
-             fields["name"], fields["region"], fields["size"], fields["image"], json.dumps(fields["tags"]),
-             json.dumps(firewall_ids), json.dumps(fields["ssh_keys"])))
-        operation_id = operations.start(db, principal, "server.create", server_id)
-        if bind is not None:
-            bind(server_id)
-        # The answer should the database be gone once the droplet exists: the row as committed.
-        as_committed = created(ctx, server_id)
+    for attempt in db.transaction():
+        with attempt:
+            db.update(
+                "INSERT INTO servers (id, tenant_id, workspace_id, vpc_id, owner, description, name, region, size, "
+                "image, tags, firewall_ids, ssh_key_ids, status, created_at, updated_at) VALUES (%s, %s, %s, %s, %s, "
+                "%s, %s, %s, %s, %s, %s, %s, %s, 'pending', UTC_TIMESTAMP(6), UTC_TIMESTAMP(6))",
+                (server_id, principal.tenant_id, workspace["id"], vpc["id"], principal.user_id, fields["description"],
+                 fields["name"], fields["region"], fields["size"], fields["image"], json.dumps(fields["tags"]),
+                 json.dumps(firewall_ids), json.dumps(fields["ssh_keys"])))
+            operation_id = operations.start(db, principal, "server.create", server_id)
+            if bind is not None:
+                bind(server_id)
+            # The answer should the database be gone once the droplet exists: the row as committed.
+            as_committed = created(ctx, server_id)
     row_tag = ownership.row_tag(config, server_id)
     tags = [ownership.install_tag(config), row_tag, ownership.tenant_tag(config, principal.tenant_id),
             *fields["tags"], *[ownership.scoped_tag(config, principal.tenant_id, tag) for tag in fields["tags"]],
@@ -154,11 +155,12 @@ def _write_droplet(ctx, server_id, operation_id, droplet_id):
     """Store the droplet's id and move the create on; answers the server as `created` shows it.
     Guarded, so running it again changes nothing (nor does a DELETE that came in meanwhile lose)."""
     db = ctx.db
-    with db.transaction():
-        db.update("UPDATE servers SET instance_id = %s, updated_at = UTC_TIMESTAMP(6) "
-                  "WHERE id = %s AND instance_id IS NULL", (droplet_id, server_id))
-        db.update("UPDATE operations SET status = 'running', updated_at = UTC_TIMESTAMP(6) "
-                  "WHERE id = %s AND status = 'pending'", (operation_id,))
+    for attempt in db.transaction():
+        with attempt:
+            db.update("UPDATE servers SET instance_id = %s, updated_at = UTC_TIMESTAMP(6) "
+                      "WHERE id = %s AND instance_id IS NULL", (droplet_id, server_id))
+            db.update("UPDATE operations SET status = 'running', updated_at = UTC_TIMESTAMP(6) "
+                      "WHERE id = %s AND status = 'pending'", (operation_id,))
     return created(ctx, server_id)
 
 
@@ -169,11 +171,12 @@ def _write_failure(ctx, server_id, operation_id, failure):
     db, reason = ctx.db, failure.message[:1000]
 
     def write():
-        with db.transaction():
-            db.update("UPDATE servers SET status = 'error', status_reason = %s, updated_at = UTC_TIMESTAMP(6) "
-                      "WHERE id = %s AND status = 'pending'", (reason, server_id))
-            db.update("UPDATE operations SET status = 'failed', error = %s, updated_at = UTC_TIMESTAMP(6) "
-                      "WHERE id = %s AND status IN ('pending', 'running')", (reason, operation_id))
+        for attempt in db.transaction():
+            with attempt:
+                db.update("UPDATE servers SET status = 'error', status_reason = %s, updated_at = UTC_TIMESTAMP(6) "
+                          "WHERE id = %s AND status = 'pending'", (reason, server_id))
+                db.update("UPDATE operations SET status = 'failed', error = %s, updated_at = UTC_TIMESTAMP(6) "
+                          "WHERE id = %s AND status IN ('pending', 'running')", (reason, operation_id))
     try:
         db.again_while_unavailable(write, OUTCOME_WRITE_WINDOW)
     except DatabaseUnavailable as exc:
@@ -262,10 +265,11 @@ def delete(ctx, server_id):
     if row["instance_id"]:
         ctx.cloud.destroy_droplet(row["instance_id"])
     # Without a droplet id, the monitor finds any droplet by the row's tag and destroys it.
-    with db.transaction():
-        set_status(db, row["id"], "deleting", "deletion requested")
-        operations.finish_open(db, row["id"], "server.create", "cancelled", "the server was deleted")
-        operation_id = operations.start(db, ctx.principal, "server.delete", row["id"], status="running")
+    for attempt in db.transaction():
+        with attempt:
+            set_status(db, row["id"], "deleting", "deletion requested")
+            operations.finish_open(db, row["id"], "server.create", "cancelled", "the server was deleted")
+            operation_id = operations.start(db, ctx.principal, "server.delete", row["id"], status="running")
     shown = represent(load(ctx, row["id"]))
     shown["operation"] = operations.represent(operations.load(db, ctx.tenant_id, operation_id))
     return shown

@@ -49,23 +49,24 @@ def refresh(ctx, fields):
     config, db = ctx.config, ctx.db
     fields = validate(fields, {"refresh_token": Field(text(200), required=True)})
     digest = auth.token_hash(fields["refresh_token"])
-    with db.transaction():
-        row = db.one(
-            "SELECT r.session_id, r.used_at, r.expires_at <= UTC_TIMESTAMP(6) AS expired, s.revoked_at, "
-            "s.expires_at <= UTC_TIMESTAMP(6) AS ended, u.id, u.tenant_id, u.role, u.disabled "
-            "FROM refresh_tokens r JOIN sessions s ON s.id = r.session_id JOIN users u ON u.id = s.user_id "
-            "WHERE r.token_hash = %s FOR UPDATE", (digest,))
-        refusal = _refresh_refusal(row)
-        if refusal is None:
-            ctx.actor = (row["tenant_id"], row["id"])
-            ctx.target = row["session_id"]
-            db.update("UPDATE refresh_tokens SET used_at = UTC_TIMESTAMP(6) WHERE token_hash = %s", (digest,))
-            return _tokens(config, db, row, row["session_id"])
-        if row is not None and row["used_at"] and not row["revoked_at"]:
-            # A replay: whoever holds the newer token, the session can no longer be trusted.
-            auth.revoke_sessions(db, "refresh token reused", session_id=row["session_id"])
-            ctx.actor = (row["tenant_id"], row["id"])
-            ctx.target = row["session_id"]
+    for attempt in db.transaction():
+        with attempt:
+            row = db.one(
+                "SELECT r.session_id, r.used_at, r.expires_at <= UTC_TIMESTAMP(6) AS expired, s.revoked_at, "
+                "s.expires_at <= UTC_TIMESTAMP(6) AS ended, u.id, u.tenant_id, u.role, u.disabled "
+                "FROM refresh_tokens r JOIN sessions s ON s.id = r.session_id JOIN users u ON u.id = s.user_id "
+                "WHERE r.token_hash = %s FOR UPDATE", (digest,))
+            refusal = _refresh_refusal(row)
+            if refusal is None:
+                ctx.actor = (row["tenant_id"], row["id"])
+                ctx.target = row["session_id"]
+                db.update("UPDATE refresh_tokens SET used_at = UTC_TIMESTAMP(6) WHERE token_hash = %s", (digest,))
+                return _tokens(config, db, row, row["session_id"])
+            if row is not None and row["used_at"] and not row["revoked_at"]:
+                # A replay: whoever holds the newer token, the session can no longer be trusted.
+                auth.revoke_sessions(db, "refresh token reused", session_id=row["session_id"])
+                ctx.actor = (row["tenant_id"], row["id"])
+                ctx.target = row["session_id"]
     raise Unauthenticated(refusal)
 
 

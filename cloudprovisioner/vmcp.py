@@ -150,22 +150,23 @@ def update(ctx, config_id, body):
         raise invalid({key: "unknown field" for key in unknown})
     db = ctx.db
     ctx.target = config_id
-    with db.transaction():
-        row = load_row(ctx, config_id, lock=True)
-        parameters = json.loads(row["parameters"])
-        parameters.update({key: value for key, value in fields.items() if key not in ("name", "secret")})
-        for key in removed:
-            parameters.pop(key, None)
-        _check_together(parameters)
-        sets, args = ["parameters = %s", "updated_at = UTC_TIMESTAMP(6)"], [json.dumps(parameters)]
-        for column in ("name", "secret"):
-            if column in fields:
-                sets.append(f"{column} = %s")
-                args.append(fields[column])
-        if "name" in fields and db.one("SELECT 1 AS taken FROM vmcp_configs WHERE tenant_id = %s AND name = %s "
-                                       "AND id <> %s", (ctx.tenant_id, fields["name"], config_id)):
-            raise _name_taken(fields["name"])
-        db.update(f"UPDATE vmcp_configs SET {', '.join(sets)} WHERE id = %s", (*args, config_id))
+    for attempt in db.transaction():
+        with attempt:
+            row = load_row(ctx, config_id, lock=True)
+            parameters = json.loads(row["parameters"])
+            parameters.update({key: value for key, value in fields.items() if key not in ("name", "secret")})
+            for key in removed:
+                parameters.pop(key, None)
+            _check_together(parameters)
+            sets, args = ["parameters = %s", "updated_at = UTC_TIMESTAMP(6)"], [json.dumps(parameters)]
+            for column in ("name", "secret"):
+                if column in fields:
+                    sets.append(f"{column} = %s")
+                    args.append(fields[column])
+            if "name" in fields and db.one("SELECT 1 AS taken FROM vmcp_configs WHERE tenant_id = %s AND name = %s "
+                                           "AND id <> %s", (ctx.tenant_id, fields["name"], config_id)):
+                raise _name_taken(fields["name"])
+            db.update(f"UPDATE vmcp_configs SET {', '.join(sets)} WHERE id = %s", (*args, config_id))
     return load_row(ctx, config_id), notes
 
 

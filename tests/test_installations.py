@@ -109,8 +109,10 @@ def make_droplet(sandbox, name, tags):
 class Site:
     """One installation as a tenant admin and its operator see it."""
 
-    def __init__(self, name, prefix, url, email):
-        self.name, self.prefix, self.url, self.api = name, prefix, url, url + "/api"
+    def __init__(self, name, prefix, apache, email):
+        self.name, self.prefix, self.apache = name, prefix, apache
+        self.url = apache.url
+        self.api = self.url + "/api"
         self.install_id = env_values(prefix)["CP_INSTALL_ID"]
         self.install_tag = f"cloudprovisioner:{self.install_id}"
         registered = http("POST", self.api + "/auth/register", {"tenant_name": f"Tenant {name}", "name": name,
@@ -121,6 +123,14 @@ class Site:
 
     def call(self, method, path, body=None, auth=None):
         return http(method, self.api + path, body, headers=auth or self.auth, timeout=60)
+
+    def logged(self, answer):
+        """Apache's error log from the first line about the request that gave `answer` (its problem's
+        instance): a traceback's lines follow it without the id."""
+        request_id = answer.body.decode(errors="replace").rpartition("urn:request:")[2][:32]
+        lines = self.apache.error_log().splitlines()
+        first = next((n for n, line in enumerate(lines) if request_id and request_id in line), len(lines))
+        return lines[first:first + 80]
 
     def monitor(self):
         job = run_cron_job(self.prefix, "monitor_new_node")
@@ -199,12 +209,12 @@ def nothing_left_for_the_next_test(request, sandbox):
 
 @pytest.fixture(scope="module")
 def site_a(installed, apache, clean_cloud):
-    return Site("A", installed, apache.url, "ada@install-a.test")
+    return Site("A", installed, apache, "ada@install-a.test")
 
 
 @pytest.fixture(scope="module")
 def site_b(installed_b, apache_b, clean_cloud):
-    return Site("B", installed_b, apache_b.url, "bob@install-b.test")
+    return Site("B", installed_b, apache_b, "bob@install-b.test")
 
 
 def test_each_installation_has_an_id_of_its_own(installed, installed_b, apache_b):
@@ -239,12 +249,12 @@ def test_two_installations_on_one_account_never_touch_each_others_objects(site_a
 
     def create(site, path, body):
         answer = site.call("POST", path, body)
-        assert answer.status == 202, (site.name, path, answer.body)
+        assert answer.status == 202, (site.name, path, answer.body, site.logged(answer))
         made[site.name, path].append(answer.json)
 
     def delete(site, path, row):
         answer = site.call("DELETE", f"{path}/{row['id']}")
-        assert answer.status == 202, (site.name, path, answer.body)
+        assert answer.status == 202, (site.name, path, answer.body, site.logged(answer))
 
     def finish(futures):
         for future in futures:

@@ -79,7 +79,7 @@ EXPECTED_LEAST_ROLE = {
 EXPECTED_PUBLIC = {("POST", "/auth/register"), ("POST", "/auth/login"), ("POST", "/auth/refresh"),
                    ("POST", "/auth/logout"), ("GET", "/openapi.json"), ("GET", "/version"), ("GET", "/health"),
                    ("GET", "/verify-email"), ("POST", "/verify-email"), ("POST", "/password-reset"),
-                   ("POST", "/password-reset/confirm"),
+                   ("POST", "/password-reset/confirm"), ("POST", "/invitations/accept"),
                    ("GET", "/metrics")}  # /metrics checks its caller itself: a platform admin or the scrape token
 
 

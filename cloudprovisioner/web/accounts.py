@@ -1,5 +1,6 @@
 """POST /api/auth/register, /api/verify-email (and the page its mail links to), /api/password-reset (and its
-confirm), GET /api/me, POST /api/me/password, and GET/POST /api/users, PATCH/DELETE /api/users/<id>."""
+confirm), GET /api/me, POST /api/me/password, GET/POST /api/users, PATCH/DELETE /api/users/<id>, and
+POST /api/invitations/accept."""
 
 from .. import accounts, sessions
 from .responses import NO_STORE, Response
@@ -73,9 +74,18 @@ def list_users(request):
 
 
 def create_user(request):
+    """POST /api/users: the user (201) when registration is open; else an invitation by mail (202), the same
+    answer whether or not the address has an account."""
     accounts.require_session(request.principal, "create users")  # a 403 whatever the body holds
-    user = accounts.create_user(request.ctx, request.fields())
-    return Response(201, user, [("Location", request.url(f"/users/{user['id']}"))])
+    made, answer = accounts.create_user(request.ctx, request.fields(), request.environ.get("REMOTE_ADDR", ""))
+    if made:
+        return Response(201, answer, [("Location", request.url(f"/users/{answer['id']}"))])
+    return Response(202, answer)
+
+
+def accept_invitation(request):
+    """POST /api/invitations/accept {token, password}: the invited user made now, once."""
+    return Response(201, accounts.accept_invitation(request.ctx, request.fields()), [("Location", request.url("/me"))])
 
 
 def update_user(request):

@@ -34,6 +34,7 @@ ROUTES = [
                 "POST": ("accounts:create_user", "users:manage")}),
     ("/users/{user_id}", {"PATCH": ("accounts:update_user", "users:manage"),
                           "DELETE": ("accounts:delete_user", "users:manage")}),
+    ("/invitations/accept", {"POST": ("accounts:accept_invitation", PUBLIC)}),
     ("/users/{user_id}/tokens", {"GET": ("apitokens:list_user_tokens", "users:manage")}),
     ("/users/{user_id}/tokens/{token_id}", {"DELETE": ("apitokens:revoke_user_token", "users:manage")}),
     ("/tokens", {"GET": ("apitokens:list_tokens", "tokens:own"),
