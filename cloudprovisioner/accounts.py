@@ -400,7 +400,7 @@ def _blocked_for(db, scope):
 
 
 def limit_mail(ctx, client_addr, email):
-    """Count a request that mails `email` (a registration, a password reset), whether or not the address has
+    """Count a request that mails `email` (a registration, an invitation, a password reset), whether or not it has
     an account, or Throttled: at most CP_MAIL_MAX_PER_ADDRESS such requests from one client address and
     CP_MAIL_MAX_PER_RECIPIENT mails to one address per CP_MAIL_LIMIT_WINDOW; then one more per window, until a
     window passes without any. Per recipient, so that nobody can use this service to flood an address."""
@@ -413,7 +413,8 @@ def limit_mail(ctx, client_addr, email):
 
 def _mail_refusal(scope, wait):
     if scope.startswith("mail-from:"):
-        return Throttled(f"too many registrations and password resets from your address; try again in {wait} s",
+        return Throttled("too many requests that send mail (registrations, invitations, password resets) from your "
+                         f"address; try again in {wait} s",
                          "too-many-requests", retry_after=wait)
     return Throttled(f"this address has been sent enough mail for now; try again in {wait} s", "too-much-mail",
                      retry_after=wait)

@@ -501,7 +501,7 @@ class Apache:
             "HostnameLookups Off",
             "ServerTokens Prod",
             "ServerSignature Off",
-            "TraceEnable Off",
+            # No TraceEnable here: the shipped site config must bring it (TRACE's default is on).
             "",
             "<Directory />",
             "    AllowOverride None",

@@ -104,8 +104,8 @@ SANDBOX_DEFAULTS = {"activate_after": 1, "ratelimit_limit": 5000, "ratelimit_rem
 EVERY_TABLE = ("tenant_buckets", "account_keys_added", "orphans", "account_vpcs", "counters", "service_state",
                "idempotency_keys", "operations", "servers", "firewalls", "vpcs",
                "workspaces", "ssh_keys", "vmcp_configs", "vmcp_keys", "audit_log",
-               "login_throttle", "outbox", "registrations", "password_resets", "api_tokens", "refresh_tokens",
-               "sessions", "users", "tenants")
+               "login_throttle", "outbox", "registrations", "password_resets", "invitations", "api_tokens",
+               "refresh_tokens", "sessions", "users", "tenants")
 
 
 def reset_sandbox(sandbox_url):

@@ -171,3 +171,47 @@ def test_a_logged_5xx_names_its_reason(apache, installed):
     request_id = problem["instance"].removeprefix("urn:request:")
     logged = error_log_after(apache, before)
     assert f"[{request_id}] 503 database-unavailable POST /api/auth/login" in logged
+
+
+# --- Apache's own answers ---
+
+def raw_answer(apache, request):
+    """Apache's status and header lines (each as sent, lower-cased) for one raw request."""
+    with socket.create_connection(address(apache), timeout=30) as sock:
+        sock.sendall(request)
+        received = b""
+        while b"\r\n\r\n" not in received:
+            chunk = sock.recv(65536)
+            if not chunk:
+                break
+            received += chunk
+    head = received.split(b"\r\n\r\n", 1)[0].decode("latin-1").split("\r\n")
+    return int(head[0].split()[1]), [line.lower() for line in head[1:]]
+
+
+NOSNIFF = "x-content-type-options: nosniff"
+
+
+def test_apaches_own_answers_are_nosniff_and_trace_is_refused(apache):
+    """What Apache answers itself (the shipped file, not the script): a TRACE, a header too large, a path that
+    maps to nothing, an id-less /vmcp/ path. Without the file's TraceEnable a TRACE echoes the request back."""
+    host = b"Host: 127.0.0.1\r\n"
+    requests = {
+        "trace": b"TRACE /api/servers HTTP/1.1\r\n" + host + b"Cookie: secret\r\nConnection: close\r\n\r\n",
+        "oversized header": b"GET /api/health HTTP/1.1\r\n" + host + b"X-Big: " + b"a" * 9000
+                            + b"\r\nConnection: close\r\n\r\n",
+        "unmapped": b"GET /etc/passwd HTTP/1.1\r\n" + host + b"Connection: close\r\n\r\n",
+        "not an id": b"GET /vmcp/not-an-id HTTP/1.1\r\n" + host + b"Connection: close\r\n\r\n",
+    }
+    answers = {name: raw_answer(apache, request) for name, request in requests.items()}
+    # 403 for what maps to nothing: the tests' DocumentRoot is denied (under a granted one, 404).
+    assert {name: status for name, (status, _) in answers.items()} == {
+        "trace": 405, "oversized header": 400, "unmapped": 403, "not an id": 403}
+    assert {name: headers.count(NOSNIFF) for name, (_, headers) in answers.items()} == dict.fromkeys(answers, 1)
+
+
+def test_the_scripts_answers_carry_nosniff_once(apache):
+    """The script sets the header itself; Apache's copy replaces it rather than repeating it."""
+    for request in (b"GET /api/health HTTP/1.1\r\n", b"GET /api/nowhere HTTP/1.1\r\n"):
+        status, headers = raw_answer(apache, request + b"Host: 127.0.0.1\r\nConnection: close\r\n\r\n")
+        assert status in (200, 404) and headers.count(NOSNIFF) == 1, headers
