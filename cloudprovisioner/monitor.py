@@ -108,6 +108,7 @@ class Run:
             from . import firewalls, vpcs
             for family in (vpcs.FAMILY, firewalls.FAMILY):
                 self._sync_network(family)
+            self._refresh_sizes()
             self._destroy_doomed()
             self.record_orphans()
             self._record_breaker()
@@ -115,6 +116,15 @@ class Run:
             self.log(f"monitor: the cloud's rate limit is low ({self.cloud.rate_limit.get('remaining')} calls left); "
                      "stopping here, the next run goes on")
         self.db.update("DELETE FROM idempotency_keys WHERE expires_at <= UTC_TIMESTAMP(6) LIMIT 1000")
+
+    def _refresh_sizes(self):
+        """The cloud's sizes and prices, cached for requests (one listing per run at most; quietly, as a run
+        that changed nothing says nothing)."""
+        from . import sizes
+        try:
+            sizes.refresh_if_stale(self.db, self.cloud, self.config.get("CP_SIZES_MAX_AGE"))
+        except CloudFailed as exc:
+            self.log(f"monitor: sizes and prices not refreshed: {exc}")
 
     def _check_installation(self):
         """Code newer than the schema (between `make install` and `make migrate`) does nothing.
