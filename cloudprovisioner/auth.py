@@ -45,11 +45,12 @@ PERMISSIONS = {
     "audit:read": "admin",
     "metrics:read": "admin",
     "platform:read": "admin",
+    "platform:write": "admin",
 }
 # Permissions over the whole platform, not one tenant: an admin who is also a platform admin
 # (`cloudprovisioner-admin create-admin` or `platform-admin`; registration never makes one). The metrics
 # hold every tenant's figures, so a tenant's admin gets none of them.
-PLATFORM_PERMISSIONS = ("platform:read", "metrics:read")
+PLATFORM_PERMISSIONS = ("platform:read", "platform:write", "metrics:read")
 
 API_TOKEN_PREFIX = "cpt_"
 REFRESH_TOKEN_PREFIX = "cpr_"

@@ -3,20 +3,22 @@
 These know nothing of HTTP: the web layer's one table (web/responses.py) gives each kind its
 status and headers; the monitor and the admin commands print the detail. `slug` names the
 particular refusal (a problem's type), `detail` says it to a person, `errors` maps fields to
-what is wrong with each, and `retry_after` is the seconds after which trying again may work.
+what is wrong with each, `facts` holds figures a program may act on (a quota's limit and use), and
+`retry_after` is the seconds after which trying again may work.
 """
 
 
 class DomainError(Exception):
     slug = "error"
 
-    def __init__(self, detail, slug=None, *, errors=None, retry_after=None):
+    def __init__(self, detail, slug=None, *, errors=None, retry_after=None, facts=None):
         super().__init__(detail)
         self.detail = detail
         if slug is not None:
             self.slug = slug
         self.errors = errors
         self.retry_after = retry_after
+        self.facts = facts
 
 
 class NotFound(DomainError):

@@ -66,17 +66,18 @@ def seconds_until_token(ahead, interval, burst):
 
 
 # What a cap counts: the table, what one row is called (in the refusal's slug), what several are called
-# (in its words), and the setting.
-Cap = namedtuple("Cap", "table what plural setting")
-VPCS = Cap("vpcs", "vpc", "VPCs", "CP_TENANT_MAX_VPCS")
-FIREWALLS = Cap("firewalls", "firewall", "firewalls", "CP_TENANT_MAX_FIREWALLS")
+# (in its words), and its quota (quotas.QUOTAS: a setting a platform admin may override per tenant).
+Cap = namedtuple("Cap", "table what plural quota")
+VPCS = Cap("vpcs", "vpc", "VPCs", "vpcs")
+FIREWALLS = Cap("firewalls", "firewall", "firewalls", "firewalls")
 
 
 def within_cap(ctx, cap, insert):
     """The id `insert(place)` answers for the lowest free place under the tenant's cap, or Conflict at the
     cap. `insert` answers None when a UNIQUE key refused its row (and raises if that was the name): the
     place was taken meanwhile, and the next free one is tried."""
-    limit = ctx.config.get(cap.setting)
+    from . import quotas
+    limit = quotas.limit(ctx, cap.quota)
     for _ in range(limit + 2):  # each place lost to a parallel create is one fewer to try
         taken = {row["cap_slot"] for row in ctx.db.query(
             f"SELECT cap_slot FROM {cap.table} WHERE tenant_id = %s AND live = 1 AND cap_slot IS NOT NULL",
@@ -85,7 +86,8 @@ def within_cap(ctx, cap, insert):
         if len(taken) >= limit or not free:
             raise Conflict(f"this tenant has {len(taken)} {cap.plural}, the most one tenant may make (the "
                            f"defaults the platform makes aside); delete one it no longer needs",
-                           f"{cap.what}-limit-reached")
+                           f"{cap.what}-limit-reached",
+                           facts={"quota": {"name": cap.quota, "limit": limit, "used": len(taken), "requested": 1}})
         row_id = insert(free[0])
         if row_id is not None:
             return row_id

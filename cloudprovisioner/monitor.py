@@ -26,7 +26,7 @@ import time
 from datetime import UTC, datetime
 
 from . import config as configuration
-from . import operations, orphans, ownership, provider
+from . import operations, orphans, ownership, provider, server_rows
 from .db import Database
 from .errors import CloudFailed, DomainError
 
@@ -88,6 +88,7 @@ class Run:
             self.droplets = self.cloud.list_droplets(ownership.install_tag(self.config))
             self._take_over_legacy()
             self.objects += len(self.droplets)
+            self._expire()
             by_row = self._droplets_by_row()
             rows = self.db.query(
                 "SELECT id, status, instance_id, TIMESTAMPDIFF(SECOND, created_at, UTC_TIMESTAMP()) AS age "
@@ -116,6 +117,14 @@ class Run:
             self.log(f"monitor: the cloud's rate limit is low ({self.cloud.rate_limit.get('remaining')} calls left); "
                      "stopping here, the next run goes on")
         self.db.update("DELETE FROM idempotency_keys WHERE expires_at <= UTC_TIMESTAMP(6) LIMIT 1000")
+
+    def _expire(self):
+        """Owners warned before their servers expire; expired servers marked deleting (expiry.py). Before the
+        rows are read, so that this run destroys an expired server's droplet as it does any deleting one's:
+        its owner's decision, made in advance, so never held by the breaker."""
+        from . import expiry
+        for counter, done in expiry.sweep(self.db, self.config, self.log).items():
+            self.counts[counter] = self.counts.get(counter, 0) + done
 
     def _refresh_sizes(self):
         """The cloud's sizes and prices, cached for requests (one listing per run at most; quietly, as a run
@@ -204,6 +213,8 @@ class Run:
             else:
                 # Still listed: the destroy may have failed; asking again is harmless.
                 self._destroy(droplet, f"server {row['id']} is being deleted", count=None)
+                # Its billing ends now if nothing ended it before (an expiry marks it deleting, and this destroys).
+                server_rows.mark_destroyed(self.db, row["id"])
 
     def _settle_pending(self, row, droplet):
         if droplet is not None and droplet.status == "active" and droplet.public_ip:
@@ -448,6 +459,8 @@ class Run:
                 args.append(value)
         sets += [f"{column} = UTC_TIMESTAMP(6)"
                  for column, wanted in (("ready_at", ready_at), ("deleted_at", deleted_at)) if wanted]
+        if status in ("error", "deleted"):  # its droplet is gone or doomed: the end of its billing (costs.py)
+            sets.append("destroyed_at = COALESCE(destroyed_at, UTC_TIMESTAMP(6))")
         for attempt in self.db.transaction():
             with attempt:
                 changed = self.db.update(f"UPDATE servers SET {', '.join(sets)} WHERE id = %s AND status = %s",
@@ -456,6 +469,9 @@ class Run:
                     kind, outcome = OPERATION_OUTCOME[status]
                     operations.finish_open(self.db, row["id"], kind, outcome, reason if outcome == "failed" else "",
                                            result)
+                    if status == "deleted":  # or the delete the monitor began itself, at the server's expiry
+                        from . import expiry
+                        expiry.deleted(self.db, row["id"])
                 elif changed and instance_id is not None:
                     self.db.update("UPDATE operations SET status = 'running', updated_at = UTC_TIMESTAMP(6) "
                                    "WHERE target_id = %s AND kind = 'server.create' AND status = 'pending'",

@@ -14,7 +14,7 @@ from .errors import Conflict
 from .ids import new_id
 from .validation import Field, one_of, text
 
-KINDS = ("server.create", "server.delete", "server.reboot", "server.power_off", "server.power_on",
+KINDS = ("server.create", "server.delete", "server.expire", "server.reboot", "server.power_off", "server.power_on",
          "firewall.create", "firewall.update", "firewall.delete", "vpc.create", "vpc.delete")
 STATUSES = ("pending", "running", "succeeded", "failed", "cancelled")
 FINISHED = ("succeeded", "failed", "cancelled")

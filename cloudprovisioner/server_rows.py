@@ -5,13 +5,19 @@ that none of them imports another to read or change a server.
 
 import json
 
+from .costs import BILLED, BILLED_FROM, BILLED_UNTIL, dollars, hourly_dollars, total
 from .errors import CloudFailed
 
 STATUSES = ("pending", "ready", "error", "deleting", "deleted")
 
 COLUMNS = ("id, owner, description, name, region, size, image, tags, instance_id, status, "
            "status_reason, public_ip, private_ip, created_at, ready_at, deleted_at, workspace_id, vpc_id, "
-           "firewall_ids, ssh_key_ids")
+           "firewall_ids, ssh_key_ids, expires_at, "
+           # What it costs, in the same query (a list page asks nothing per server): its size's cached prices
+           # (NULL until the monitor has listed them) and its billed lifetime, as costs.py reads them.
+           "(SELECT price_hourly_micro FROM cloud_sizes WHERE slug = servers.size) AS price_hourly_micro, "
+           "(SELECT price_monthly_micro FROM cloud_sizes WHERE slug = servers.size) AS price_monthly_micro, "
+           f"{BILLED} AS billed, {BILLED_FROM} AS billed_from, {BILLED_UNTIL} AS billed_until")
 
 
 def represent(row):
@@ -36,12 +42,32 @@ def represent(row):
         "vpc_id": row["vpc_id"],
         "firewall_ids": json.loads(row["firewall_ids"] or "[]"),
         "ssh_key_ids": json.loads(row["ssh_key_ids"] or "[]"),
+        "expires_at": row["expires_at"],
+        "hourly_price": hourly_dollars(row.get("price_hourly_micro")),
+        "cost_to_date": dollars(cost_to_date(row)),
     }
+
+
+def cost_to_date(row):
+    """Micro-dollars a server (a row of COLUMNS) has been billed since its creation, every month of it; 0 when
+    it never had a droplet, None while its size's price is not cached."""
+    if not row.get("billed"):
+        return 0
+    if row.get("price_monthly_micro") is None:
+        return None
+    return total(row["billed_from"], row["billed_until"], row["price_monthly_micro"])
 
 
 def set_status(db, server_id, status, reason):
     db.update("UPDATE servers SET status = %s, status_reason = %s, updated_at = UTC_TIMESTAMP(6) "
               "WHERE id = %s", (status, reason[:1000], server_id))
+
+
+def mark_destroyed(db, server_id):
+    """The server's droplet stops costing from now (the cloud was just asked to destroy it, or it is gone):
+    the end of its billed lifetime (costs.py). The first such moment holds."""
+    db.update("UPDATE servers SET destroyed_at = UTC_TIMESTAMP(6) WHERE id = %s AND destroyed_at IS NULL",
+              (server_id,))
 
 
 def destroy_now(ctx, server_id):
@@ -53,3 +79,5 @@ def destroy_now(ctx, server_id):
             ctx.cloud.destroy_droplet(row["instance_id"])
         except CloudFailed as exc:
             ctx.log(f"droplet {row['instance_id']} not destroyed yet ({exc.message}); the monitor will")
+        else:
+            mark_destroyed(ctx.db, server_id)

@@ -11,12 +11,12 @@ client would follow with a second create and a second droplet.
 
 import json
 
-from . import limits
+from . import expiry, limits
 from .db import DatabaseUnavailable
 from .errors import Busy, CloudFailed, Conflict, Unavailable, invalid
 from .ids import looks_like_id, new_id
-from .server_rows import COLUMNS, STATUSES, represent, set_status
-from .validation import Field, byte_text, list_of, one_of, text, validate
+from .server_rows import COLUMNS, STATUSES, mark_destroyed, represent, set_status
+from .validation import Field, boolean, byte_text, list_of, one_of, text, validate
 
 # DigitalOcean's own rules for droplet names and user data (tags: ownership.TAG_PATTERN).
 NAME_PATTERN = r"[a-zA-Z0-9]?[a-z0-9A-Z.\-]*[a-z0-9A-Z]"
@@ -47,6 +47,9 @@ def create_schema(config):
         "workspace": Field(name_field(), default="default"),
         "vpc": Field(_object_id("a VPC")),
         "firewalls": Field(list_of(_object_id("a firewall"), 10)),
+        **expiry.fields(),  # expires_at or ttl
+        # Read by check_mode() before the rest: a dry run. Here so that it is a known field like any other.
+        "check_mode": Field(boolean),
     }
 
 
@@ -108,24 +111,28 @@ def create(ctx, fields, bind=None):
     `bind(server_id)`, if given, is called in the row's own transaction (an Idempotency-Key's claim
     binds the server it made, so that a retry is answered from it). A default network object the
     cloud failed to make is left to the monitor, with a line in the operator's log (`ctx.log`)."""
-    from . import operations, ownership, sshkeys
+    from . import operations, ownership, quotas, sshkeys
     config, db, principal = ctx.config, ctx.db, ctx.principal
     fields = validate(fields, create_schema(config))
+    expires_at = expiry.on_create(ctx, fields)  # the tenant's policy: required, capped
     limits.spend(ctx, "cloud")
     user_data = _user_data(fields["user_data"])
     workspace = _workspace(ctx, fields["workspace"])
+    size = _size(ctx, fields["size"])
+    quotas.check_server(ctx, size)  # an early word, before the network: a create over quota makes nothing
     key_ids = sshkeys.cloud_ids(ctx, fields["ssh_keys"])  # before the network: a bad key makes nothing
     firewall_ids, vpc = _network(ctx, fields)
     server_id = ctx.target = new_id()
     for attempt in db.transaction():
         with attempt:
+            quotas.hold_for_server(ctx, size)  # the word that counts: under the tenant's quota lock
             db.update(
                 "INSERT INTO servers (id, tenant_id, workspace_id, vpc_id, owner, description, name, region, size, "
-                "image, tags, firewall_ids, ssh_key_ids, status, created_at, updated_at) VALUES (%s, %s, %s, %s, %s, "
-                "%s, %s, %s, %s, %s, %s, %s, %s, 'pending', UTC_TIMESTAMP(6), UTC_TIMESTAMP(6))",
+                "image, tags, firewall_ids, ssh_key_ids, expires_at, status, created_at, updated_at) VALUES (%s, %s, "
+                "%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, 'pending', UTC_TIMESTAMP(6), UTC_TIMESTAMP(6))",
                 (server_id, principal.tenant_id, workspace["id"], vpc["id"], principal.user_id, fields["description"],
                  fields["name"], fields["region"], fields["size"], fields["image"], json.dumps(fields["tags"]),
-                 json.dumps(firewall_ids), json.dumps(fields["ssh_keys"])))
+                 json.dumps(firewall_ids), json.dumps(fields["ssh_keys"]), expires_at))
             operation_id = operations.start(db, principal, "server.create", server_id)
             if bind is not None:
                 bind(server_id)
@@ -197,6 +204,82 @@ def _user_data(user_data):
     return merged
 
 
+def check_mode(fields, dry_run_arg):
+    """Whether a create is a dry run: `"check_mode": true` in its body or `?dry_run=true`. Takes check_mode
+    out of `fields` (a body just parsed for this request), which then holds what a create reads."""
+    flags = validate({"check_mode": fields.pop("check_mode", None), "dry_run": dry_run_arg},
+                     {"check_mode": Field(boolean, default=False), "dry_run": Field(boolean, default=False)})
+    return flags["check_mode"] or flags["dry_run"]
+
+
+def plan(ctx, fields):
+    """A dry run of `create` (`check_mode`): every check a create makes, with nothing written and nothing
+    asked of the cloud. Answers what the create would make, where, what it would cost and the quotas after
+    it; or raises what the create would raise. What only the cloud can say (that it has capacity, that it
+    takes the keys) it cannot say; the defaults a first create makes are named as "would be made"."""
+    from . import quotas, sizes, sshkeys
+    fields = validate(fields, create_schema(ctx.config))
+    expires_at = expiry.on_create(ctx, fields)
+    user_data = _user_data(fields["user_data"])
+    workspace = _workspace(ctx, fields["workspace"])
+    size = quotas.require_size(sizes.known(ctx.db, fields["size"]), fields["size"])
+    after = quotas.check_server(ctx, size)
+    keys = sshkeys.named(ctx, fields["ssh_keys"])
+    server = {key: fields[key] for key in ("name", "region", "size", "image", "description", "tags")}
+    server.update(workspace=workspace["name"], ssh_keys=[{"id": key_id, "name": keys[key_id]["name"]}
+                                                         for key_id in fields["ssh_keys"]],
+                  user_data_bytes=len(user_data.encode("utf-8")),
+                  expires_at=expiry.shown(expires_at) if expires_at else None)
+    return {"check_mode": True, "server": server, "network": _network_plan(ctx, fields),
+            "cost": _cost_plan(ctx, size), "quotas_after": _quotas_after(ctx, after)}
+
+
+def _network_plan(ctx, fields):
+    """The firewalls and VPC a create would use: the named ones (checked as a create checks them), or the
+    tenant's defaults, which a first create makes."""
+    from . import firewalls, vpcs
+    if fields.get("firewalls"):
+        shown = [{"id": firewall_id, "would_be_made": False}
+                 for firewall_id in firewalls.named(ctx, fields["firewalls"])]
+    else:
+        row = ctx.db.one("SELECT id FROM firewalls WHERE tenant_id = %s AND is_default = 1 AND status <> 'deleted'",
+                         (ctx.tenant_id,))
+        shown = [{"id": row["id"] if row else None, "name": firewalls.DEFAULT_NAME, "would_be_made": row is None}]
+    if "vpc" in fields:
+        vpc = _vpc(ctx, fields)
+    else:
+        vpc = ctx.db.one(f"SELECT {vpcs.COLUMNS} FROM vpcs WHERE tenant_id = %s AND name = %s AND live = 1",
+                         (ctx.tenant_id, f"default-{fields['region']}"))
+    vpc_shown = ({"id": vpc["id"], "name": vpc["name"], "ip_range": vpc["ip_range"], "would_be_made": False} if vpc
+                 else {"id": None, "name": f"default-{fields['region']}", "ip_range": None, "would_be_made": True})
+    return {"firewalls": shown, "vpc": vpc_shown}
+
+
+def _cost_plan(ctx, size):
+    from . import costs
+    return {"currency": "USD", "hourly_price": costs.hourly_dollars(size["price_hourly_micro"]),
+            "estimated_monthly": costs.dollars(size["price_monthly_micro"]),
+            "to_month_end": costs.dollars(costs.new_server_projection_micro(ctx.db, size))}
+
+
+def _quotas_after(ctx, after):
+    from . import quotas
+    maximums = quotas.limits(ctx.db, ctx.config, ctx.tenant_id)
+    return {name: {"limit": quotas.shown(name, maximums[name]), "used": quotas.shown(name, after[name])}
+            for name in after}
+
+
+def _size(ctx, slug):
+    """The size from the cache the monitor keeps. On a fresh installation, before the monitor's first run,
+    the cloud's sizes are listed now, once: this create calls the cloud anyway."""
+    from . import quotas, sizes
+    row = sizes.known(ctx.db, slug)
+    if row is None and sizes.is_stale(ctx.db, ctx.config.get("CP_SIZES_MAX_AGE")):
+        sizes.store(ctx.db, ctx.cloud.list_all("sizes", "sizes"))
+        row = sizes.known(ctx.db, slug)
+    return quotas.require_size(row, slug)
+
+
 def _workspace(ctx, name):
     from . import workspaces
     row = workspaces.find(ctx, name)
@@ -244,11 +327,12 @@ def _vpc(ctx, fields):
 def created(ctx, server_id):
     """The server as shown with its create operation under "operation" (what a create answers, and
     how an idempotent retry is answered again)."""
-    from . import operations
+    from . import costs, operations
     shown = represent(load(ctx, server_id))
     operation = ctx.db.one(f"SELECT {operations.COLUMNS} FROM operations WHERE target_id = %s "
                            "AND kind = 'server.create' ORDER BY id LIMIT 1", (server_id,))
     shown["operation"] = operations.represent(operation)
+    shown["estimated_monthly"] = costs.estimated_monthly(ctx.db, shown["size"])
     return shown
 
 
@@ -268,6 +352,8 @@ def delete(ctx, server_id):
     for attempt in db.transaction():
         with attempt:
             set_status(db, row["id"], "deleting", "deletion requested")
+            if row["instance_id"]:  # destroyed just now: its billing ends here, not when the monitor confirms
+                mark_destroyed(db, row["id"])
             operations.finish_open(db, row["id"], "server.create", "cancelled", "the server was deleted")
             operation_id = operations.start(db, ctx.principal, "server.delete", row["id"], status="running")
     shown = represent(load(ctx, row["id"]))

@@ -318,10 +318,7 @@ def cloud_ids(ctx, key_ids):
     instead of failing the create."""
     if not key_ids:
         return []
-    rows = ctx.db.tenant_rows("ssh_keys", "id, name, public_key, fingerprint, cloud_key_id", ctx.tenant_id, key_ids)
-    missing = [key_id for key_id in key_ids if key_id not in rows]
-    if missing:
-        raise invalid({"ssh_keys": f"no SSH key {missing[0]}; add it with POST /api/ssh-keys"})
+    rows = named(ctx, key_ids)
     found = []
     for key_id in key_ids:
         row = rows[key_id]
@@ -331,6 +328,15 @@ def cloud_ids(ctx, key_ids):
                           (cloud_key_id, row["fingerprint"]))
         found.append(cloud_key_id)
     return found
+
+
+def named(ctx, key_ids):
+    """{id: row} of the tenant's keys named in a server create, or Invalid naming the first unknown one."""
+    rows = ctx.db.tenant_rows("ssh_keys", "id, name, public_key, fingerprint, cloud_key_id", ctx.tenant_id, key_ids)
+    missing = [key_id for key_id in key_ids if key_id not in rows]
+    if missing:
+        raise invalid({"ssh_keys": f"no SSH key {missing[0]}; add it with POST /api/ssh-keys"})
+    return rows
 
 
 def _account_key(ctx, row):

@@ -120,11 +120,21 @@ class Collector:
         for row in db.query("SELECT kind, verdict, COUNT(*) AS n FROM orphans GROUP BY kind, verdict"):
             orphans.add_metric([row["kind"], row["verdict"]], row["n"])
         yield orphans
+        yield self._spend(GaugeMetricFamily)
         tripped = GaugeMetricFamily("cloudprovisioner_monitor_breaker_tripped",
                                     "1 while the circuit breaker holds the monitor's destroys.")
         tripped.add_metric([], 1 if db.one("SELECT 1 AS held FROM service_state WHERE name = 'monitor.breaker'")
                            else 0)
         yield tripped
+
+    def _spend(self, family):
+        from . import costs
+        spend = family("cloudprovisioner_tenant_spend_usd", "What each tenant's servers cost this calendar month "
+                       "(UTC) to date, in USD, by DigitalOcean's billing rule and the cached prices.",
+                       labels=["tenant"])
+        for tenant_id, micro in sorted(costs.tenant_spend_micro(self.db).items()):
+            spend.add_metric([tenant_id], costs.dollars(micro))
+        return spend
 
     def _counters(self):
         from prometheus_client.core import CounterMetricFamily

@@ -210,7 +210,9 @@ def make_install(source, prefix):
     assert done.returncode == 0, done.stdout + done.stderr
 
 
-UNLIMITED_TENANTS = {"CP_TENANT_CLOUD_RATE": "0", "CP_TENANT_MAX_VPCS": "1000", "CP_TENANT_MAX_FIREWALLS": "1000"}
+UNLIMITED_TENANTS = {"CP_TENANT_CLOUD_RATE": "0", "CP_TENANT_MAX_VPCS": "1000", "CP_TENANT_MAX_FIREWALLS": "1000",
+                     "CP_QUOTA_MAX_SERVERS": "100000", "CP_QUOTA_MAX_VCPUS": "100000",
+                     "CP_QUOTA_MAX_MEMORY_MB": "100000000", "CP_QUOTA_MONTHLY_BUDGET": "10000000"}
 
 
 def configure_install(prefix, mariadb, sandbox_url, smtp, database):

@@ -61,6 +61,7 @@ def test_list_get_and_status(admin):
     assert [s["id"] for s in listed.json] == [created["id"]]
     got = admin.request("GET", f"/servers/{created['id']}").json
     operation = created.pop("operation")
+    assert created.pop("estimated_monthly") == 6.0  # a create's answer only: the size's monthly price
     assert got == created
     assert operation["kind"] == "server.create" and operation["status"] == "running"
     status = admin.request("GET", f"/servers/{created['id']}/status").json

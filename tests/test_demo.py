@@ -45,4 +45,7 @@ def test_the_printed_walkthrough_works_as_printed(demo):
     assert re.search(r'"ssh_key_ids":\["[0-9a-z]{26}"\]', out)
     assert re.search(r'"name":"demo-vm","secret":"change-me".*"signature":"[A-Za-z0-9+/=]{300,}"', out)
     assert '"source":"platform","public_key_base64":"MII' in out
+    assert '"check_mode":true' in out and '"would_be_made":false' in out and '"to_month_end":' in out
+    assert re.search(r'"name":"web-3".*"expires_at":"20\d\d-', out)
+    assert re.search(r'"projected":\d', out) and '"quotas":{"servers":{"limit":25,"used":3}' in out
     assert out.rstrip().splitlines()[-1].find('"status":"deleted"') > 0

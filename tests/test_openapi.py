@@ -594,6 +594,7 @@ class Deployment:
             "GET /servers/{server_id}/status": lambda: {"server_id": self.ready["id"]},
             "POST /servers/{server_id}/actions": lambda: {"server_id": self.ready["id"]},
             "DELETE /servers/{server_id}": lambda: {"server_id": self.new_server()["id"]},
+            "PATCH /servers/{server_id}": lambda: {"server_id": self.new_server()["id"]},
             "GET /operations/{operation_id}": lambda: {"operation_id": self.ready["operation"]},
             "POST /operations/{operation_id}/cancel": lambda: {"operation_id": self.new_server()["operation"]},
             "GET /ssh-keys/{key_id}": lambda: {"key_id": self.key},

@@ -42,6 +42,7 @@ EXPECTED_LEAST_ROLE = {
     ("GET", "/servers"): "viewer",
     ("POST", "/servers"): "operator",
     ("GET", "/servers/{server_id}"): "viewer",
+    ("PATCH", "/servers/{server_id}"): "operator",
     ("DELETE", "/servers/{server_id}"): "operator",
     ("GET", "/servers/{server_id}/status"): "viewer",
     ("POST", "/servers/{server_id}/actions"): "operator",
@@ -74,6 +75,11 @@ EXPECTED_LEAST_ROLE = {
     ("DELETE", "/vmcp-key"): "admin",
     ("GET", "/audit"): "admin",
     ("GET", "/admin/orphans"): "admin",  # and a platform admin (test_identity checks the flag alone)
+    ("GET", "/costs"): "viewer",
+    ("GET", "/admin/costs"): "admin",  # and a platform admin (test_costs checks the flag alone)
+    ("GET", "/quota"): "viewer",
+    ("GET", "/tenants/{tenant_id}/quota"): "admin",  # and a platform admin
+    ("PATCH", "/tenants/{tenant_id}/quota"): "admin",  # and a platform admin
 }
 # Anyone may call these (they authenticate the caller themselves, if at all).
 EXPECTED_PUBLIC = {("POST", "/auth/register"), ("POST", "/auth/login"), ("POST", "/auth/refresh"),
@@ -85,7 +91,10 @@ EXPECTED_PUBLIC = {("POST", "/auth/register"), ("POST", "/auth/login"), ("POST",
 
 # Every method but GET may change something, so each refusal of one is on record in the audit log.
 AUDITED_METHODS = {"POST", "PATCH", "DELETE"}
-ID_ENDPOINTS = sorted(key for key in EXPECTED_LEAST_ROLE if "{" in key[1])
+# Over the whole platform: their ids may name any tenant, and anyone but a platform admin gets 403 whatever the id
+# (test_quotas checks that a tenant admin's answers are the same for its own, another and a made-up tenant).
+PLATFORM_ID_ENDPOINTS = {("GET", "/tenants/{tenant_id}/quota"), ("PATCH", "/tenants/{tenant_id}/quota")}
+ID_ENDPOINTS = sorted(key for key in EXPECTED_LEAST_ROLE if "{" in key[1] and key not in PLATFORM_ID_ENDPOINTS)
 
 
 def allowed(role, endpoint):
@@ -127,6 +136,11 @@ class Scene:
     def platform_admin(self):
         """Flag the caller a platform admin: a role below admin must still be refused."""
         self.db.update("UPDATE users SET platform_admin = 1 WHERE email = %s", (self.owner_email,))
+
+    def tenant_quota(self):
+        """The caller's own tenant's quota, the caller flagged a platform admin (it needs the flag)."""
+        self.platform_admin()
+        return f"/tenants/{tenant_of(self.db, self.owner_email)}/quota"
 
     def operation(self):
         answer = self.admin.post("/servers", SERVER)
@@ -222,6 +236,7 @@ REQUESTS = {
     ("GET", "/servers"): lambda s: ("/servers", None, 200),
     ("POST", "/servers"): lambda s: ("/servers", SERVER, 202),
     ("GET", "/servers/{server_id}"): lambda s: (f"/servers/{s.server()}", None, 200),
+    ("PATCH", "/servers/{server_id}"): lambda s: (f"/servers/{s.server()}", {"ttl": "8h"}, 200),
     ("DELETE", "/servers/{server_id}"): lambda s: (f"/servers/{s.server()}", None, 202),
     ("GET", "/servers/{server_id}/status"): lambda s: (f"/servers/{s.server()}/status", None, 200),
     ("POST", "/servers/{server_id}/actions"): lambda s: (f"/servers/{s.ready_server()}/actions",
@@ -231,6 +246,11 @@ REQUESTS = {
     ("POST", "/operations/{operation_id}/cancel"): lambda s: (f"/operations/{s.operation()}/cancel", None, 202),
     ("GET", "/audit"): lambda s: ("/audit", None, 200),
     ("GET", "/admin/orphans"): lambda s: (s.platform_admin(), "/admin/orphans", None, 200)[1:],
+    ("GET", "/costs"): lambda s: ("/costs", None, 200),
+    ("GET", "/admin/costs"): lambda s: (s.platform_admin(), "/admin/costs", None, 200)[1:],
+    ("GET", "/quota"): lambda s: ("/quota", None, 200),
+    ("GET", "/tenants/{tenant_id}/quota"): lambda s: (s.tenant_quota(), None, 200),
+    ("PATCH", "/tenants/{tenant_id}/quota"): lambda s: (s.tenant_quota(), {"servers": 30}, 200),
     ("GET", "/ssh-keys"): lambda s: ("/ssh-keys", None, 200),
     ("POST", "/ssh-keys"): lambda s: ("/ssh-keys", {"name": "laptop", "public_key": new_public_key()}, 201),
     ("GET", "/ssh-keys/{key_id}"): lambda s: (f"/ssh-keys/{s.ssh_key()}", None, 200),
@@ -272,7 +292,7 @@ def cloud_listing(sandbox, kind):
 
 def snapshot(db, sandbox):
     """Everything a refused request must leave alone: rows that matter, and the cloud's droplets."""
-    return (db.query("SELECT id, tenant_id, status, instance_id FROM servers ORDER BY id"),
+    return (db.query("SELECT id, tenant_id, status, instance_id, expires_at FROM servers ORDER BY id"),
             db.query("SELECT id, tenant_id, name, fingerprint FROM ssh_keys ORDER BY id"),
             db.query("SELECT id, name, status, revision, cloud_id FROM firewalls ORDER BY id"),
             db.query("SELECT id, name, status, cloud_id FROM vpcs ORDER BY id"),
@@ -383,6 +403,7 @@ def test_without_valid_credentials_every_protected_endpoint_is_401(endpoint, cre
 # What Globex's admin sends to each id endpoint; the PATCH would make Acme's viewer an admin and lock them out.
 ISOLATION_CASES = {
     ("GET", "/servers/{server_id}"): None,
+    ("PATCH", "/servers/{server_id}"): {"ttl": "1h"},
     ("DELETE", "/servers/{server_id}"): None,
     ("GET", "/servers/{server_id}/status"): None,
     ("PATCH", "/users/{user_id}"): {"name": "Pwned", "role": "admin", "disabled": True},

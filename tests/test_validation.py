@@ -482,7 +482,7 @@ def test_firewalls_are_at_most_10_ids():
 def test_the_create_schema_is_these_fields():
     schema = servers.create_schema(CONFIG)
     assert list(schema) == ["name", "region", "size", "image", "description", "tags", "ssh_keys", "user_data",
-                            "workspace", "vpc", "firewalls"]
+                            "workspace", "vpc", "firewalls", "expires_at", "ttl", "check_mode"]
     assert {name for name, field in schema.items() if field.required} == {"name", "region", "size", "image"}
     assert schema["vpc"].default is MISSING
     assert schema["firewalls"].default is MISSING

@@ -180,6 +180,16 @@ SERVER=$(curl -s -X POST {api}/servers -H "$AUTH" -H 'Content-Type: application/
   -d '{{"name": "web-1", "region": "nyc3", "size": "s-1vcpu-1gb", "image": "ubuntu-24-04-x64", "description": "my first server", "ssh_keys": ["'$KEY'"]}}')
 echo "$SERVER"
 ID=$(echo "$SERVER" | python3 -c 'import json, sys; print(json.load(sys.stdin)["id"])')
+# A dry run of the next one: what it would make, in which network, what it would cost, the quotas after it.
+# Nothing is made, and the cloud is not asked:
+curl -s -X POST "{api}/servers?dry_run=true" -H "$AUTH" -H 'Content-Type: application/json' \
+  -d '{{"name": "web-3", "region": "nyc3", "size": "s-1vcpu-2gb", "image": "debian-12-x64", "ttl": "2h"}}'
+# Made, it expires in two hours (the owner is mailed a day before expiry, or at once when sooner, and the monitor
+# deletes it then); give it a day instead:
+LAB=$(curl -s -X POST {api}/servers -H "$AUTH" -H 'Content-Type: application/json' \
+  -d '{{"name": "web-3", "region": "nyc3", "size": "s-1vcpu-2gb", "image": "debian-12-x64", "ttl": "2h"}}' \
+  | python3 -c 'import json, sys; print(json.load(sys.stdin)["id"])')
+curl -s -X PATCH {api}/servers/$LAB -H "$AUTH" -H 'Content-Type: application/json' -d '{{"ttl": "1d"}}'
 # The same from a plain HTML form, with tags:
 curl -s -X POST {api}/servers -H "$AUTH" -d name=web-2 -d region=ams3 -d size=s-1vcpu-512mb-10gb -d image=debian-12-x64 -d tags=web,demo
 # List them (filter with ?status=ready; page with ?limit=1 and the Link header):
@@ -188,6 +198,9 @@ curl -s {api}/servers -H "$AUTH"
 # The cloud boots it in 10 s, the monitor notices within another 10 s:
 sleep 25
 curl -s {api}/servers/$ID/status -H "$AUTH"
+# What they cost this month, to date and projected to its end, by server; and the tenant's quotas:
+curl -s '{api}/costs?group_by=server' -H "$AUTH"
+curl -s {api}/quota -H "$AUTH"
 # The network it got: your VPC in nyc3 and your default firewall.
 curl -s {api}/vpcs -H "$AUTH"
 curl -s {api}/firewalls -H "$AUTH"

@@ -140,13 +140,14 @@ class Problem(Exception):
     """An error answer of the HTTP layer itself (a malformed body, a wrong method), or a domain
     error's: status, a short slug naming the kind, a human detail, and `errors` by field (422)."""
 
-    def __init__(self, status, slug, detail, *, errors=None, headers=()):
+    def __init__(self, status, slug, detail, *, errors=None, headers=(), facts=None):
         super().__init__(detail)
         self.status = status
         self.slug = slug
         self.detail = detail
         self.errors = errors
         self.headers = list(headers)
+        self.facts = facts
 
     def body(self, request_id=None):
         document = {
@@ -159,6 +160,8 @@ class Problem(Exception):
             document["instance"] = f"urn:request:{request_id}"
         if self.errors:
             document["errors"] = self.errors
+        for name, value in (self.facts or {}).items():
+            document.setdefault(name, value)  # extension members never replace the standard ones
         return json.dumps(document).encode() + b"\n"
 
 
@@ -176,4 +179,4 @@ def problem_for(error):
         if error.challenge_error:
             challenge += f', error="{error.challenge_error}", error_description="{error.detail}"'
         headers.append(("WWW-Authenticate", challenge))
-    return Problem(status, error.slug, error.detail, errors=error.errors, headers=headers)
+    return Problem(status, error.slug, error.detail, errors=error.errors, headers=headers, facts=error.facts)

@@ -1,6 +1,6 @@
-"""GET/POST /api/servers, GET/DELETE /api/servers/<id>, its status and its power actions."""
+"""GET/POST /api/servers, GET/PATCH/DELETE /api/servers/<id>, its status and its power actions."""
 
-from .. import servers
+from .. import expiry, servers
 from .responses import Response, accepted, list_page, list_query
 
 
@@ -18,15 +18,26 @@ def get_server_status(request):
 
 
 def create_server(request):
-    """POST /api/servers: 202 with the server and its create operation; the monitor sees it through."""
+    """POST /api/servers: 202 with the server and its create operation; the monitor sees it through. As a dry
+    run (`"check_mode": true` or `?dry_run=true`): 200 with what it would make, nothing made."""
+    fields = request.fields()
+    if servers.check_mode(fields, request.arg("dry_run")):
+        return Response(200, servers.plan(request.ctx, fields))
     claim = request.idempotency
-    server = servers.create(request.ctx, request.fields(), bind=claim.bind if claim is not None else None)
+    server = servers.create(request.ctx, fields, bind=claim.bind if claim is not None else None)
     return accepted(request, server, f"/servers/{server['id']}")
 
 
 def created_answer(request, server_id):
     """202 with the server and its create operation: how an idempotent retry is answered."""
     return accepted(request, servers.created(request.ctx, server_id), f"/servers/{server_id}")
+
+
+def update_server(request):
+    """PATCH /api/servers/<id> {"expires_at" or "ttl"}: its expiry moved within the tenant's policy (null
+    removes it); 200 with the server."""
+    server = servers.load(request.ctx, request.params["server_id"])
+    return Response(200, servers.represent(expiry.change(request.ctx, server, request.fields())))
 
 
 def delete_server(request):
