@@ -18,8 +18,9 @@ its create, or adopted by the monitor), or it is pending (a create in flight, co
 raced past). A create that failed with no droplet costs nothing.
 """
 
-MICRO = 1_000_000
-CENT = 10_000  # micro-dollars
+from .sizes import MICRO
+
+CENT = MICRO // 100
 CAP_SECONDS = 672 * 3600  # a size's monthly price buys 672 hours in a calendar month
 MINIMUM_SECONDS = 60
 MINIMUM_MICRO = CENT
