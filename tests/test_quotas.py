@@ -73,6 +73,15 @@ def test_a_create_past_the_server_quota_is_409_and_makes_nothing(values, admin, 
     assert cloud_calls(sandbox) == calls  # refused before its network or its droplet
 
 
+def test_a_first_create_past_a_quota_makes_not_even_the_network(values, admin, db, sandbox):
+    """Refused before the tenant's default firewall and VPC are made, which a first create makes."""
+    list_sizes(values)
+    calls = cloud_calls(sandbox)
+    quota_of(client(values, admin.token, CP_QUOTA_MAX_VCPUS="0").post("/servers", server(1)))
+    assert db.one("SELECT (SELECT COUNT(*) FROM firewalls) + (SELECT COUNT(*) FROM vpcs) AS n")["n"] == 0
+    assert cloud_calls(sandbox) == calls
+
+
 def test_a_deleted_server_frees_its_place(values, admin, db):
     api = client(values, admin.token, CP_QUOTA_MAX_SERVERS="1")
     first = api.post("/servers", server(1)).json
