@@ -149,7 +149,7 @@ def _month_rows(db, where, params, year_month=None):
         f"SELECT id, tenant_id, name, owner, workspace_id, size, status, {BILLED_FROM} AS billed_from, "
         f"{BILLED_UNTIL} AS billed_until, {RUNNING} AS running, {NOW} AS now FROM servers "
         f"WHERE {where} AND {BILLED} AND created_at < {month_until} "
-        f"AND (destroyed_at IS NULL OR destroyed_at >= {month_from})", args)
+        f"AND (destroyed_at IS NULL OR destroyed_at > {month_from})", args)  # one destroyed at 00:00:00 is last month's
     return rows, sizes.every(db, sorted({row["size"] for row in rows}))
 
 

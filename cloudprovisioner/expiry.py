@@ -18,6 +18,7 @@ delete twice; no named lock is needed.
 import json
 import re
 
+from .config import ConfigError
 from .errors import Conflict, invalid
 from .validation import Field, validate
 
@@ -26,7 +27,7 @@ DURATION = re.compile(r"([1-9][0-9]{0,9})([smhd])")
 DURATION_HINT = 'must be a duration: a whole number and one unit, s, m, h or d ("90m", "8h", "3d")'
 LONGEST = 3650 * 86400  # ten years, as quotas.TTL_LIMIT: no policy allows more, and it fits an INT
 INSTANT = re.compile(r"([0-9]{4}-[0-9]{2}-[0-9]{2})[Tt]([0-9]{2}:[0-9]{2}:[0-9]{2})(?:\.[0-9]{1,9})?"
-                     r"([Zz]|[+-][0-9]{2}:[0-9]{2})")
+                     r"([Zz]|[+-](?:[01][0-9]|2[0-3]):[0-5][0-9])")
 INSTANT_HINT = "must be an RFC 3339 time like 2026-12-01T18:00:00Z"
 MYSQL_TIME = "%%Y-%%m-%%d %%H:%%i:%%s"  # DATE_FORMAT's, %-escaped for a statement with parameters
 # The statuses a server can expire from: what a DELETE would act on (a deleting or deleted one has gone).
@@ -68,17 +69,31 @@ def fields():
 
 
 def policy(ctx):
-    """(require, max_ttl_seconds) for the caller's tenant: its override where set, else the platform's
-    default; max_ttl_seconds 0 is no cap."""
-    row = ctx.db.one("SELECT max_ttl_seconds, require_ttl FROM tenant_quotas WHERE tenant_id = %s",
-                     (ctx.tenant_id,)) or {}
+    """(require, max_ttl_seconds) for the caller's tenant (see policy_of)."""
+    return policy_of(ctx.db, ctx.config, ctx.tenant_id)
+
+
+def policy_of(db, config, tenant_id):
+    """(require, max_ttl_seconds) for a tenant: its override where set, else the platform's default;
+    max_ttl_seconds 0 is no cap."""
+    row = db.one("SELECT max_ttl_seconds, require_ttl FROM tenant_quotas WHERE tenant_id = %s", (tenant_id,)) or {}
     require = row.get("require_ttl")
     if require is None:
-        require = ctx.config.get("CP_SERVER_REQUIRE_TTL") == "yes"
+        require = _setting_flag(config, "CP_SERVER_REQUIRE_TTL")
     cap = row.get("max_ttl_seconds")
     if cap is None:
-        cap = ctx.config.get("CP_SERVER_MAX_TTL")
-    return bool(require), max(0, cap)
+        cap = config.get("CP_SERVER_MAX_TTL")
+        if cap < 0:
+            raise ConfigError(f"CP_SERVER_MAX_TTL must be 0 (no cap) or more seconds, not {cap}")
+    return bool(require), cap
+
+
+def _setting_flag(config, key):
+    """A yes/no setting; anything else is a mistake to say, not a silent no."""
+    value = config.get(key).strip().lower()
+    if value not in ("yes", "no"):
+        raise ConfigError(f"{key} must be yes or no, not {value!r}")
+    return value == "yes"
 
 
 def span(seconds):
@@ -117,6 +132,8 @@ def _resolve(ctx, checked, given):
         raise invalid({field: f"is not in the future ({shown(expires_at)}); an expiry must be {within}"})
     if cap and ahead > cap:
         raise invalid({field: f"must be {within} (the tenant's longest expiry); this one is {span(ahead)} away"})
+    if ahead > LONGEST:  # what a ttl may say at most, an expires_at too
+        raise invalid({field: f"must be at most {LONGEST // 86400}d from now; this one is {span(ahead)} away"})
     return expires_at
 
 
@@ -158,12 +175,15 @@ def _still_there(row):
 def sweep(db, config, log):
     """Warn the owners of servers about to expire, and start deleting the expired ones; answers the run's
     counts. Database work only: the droplets go as every deleting server's do, in the same run."""
-    return {"expiry warnings": _warn_due(db, config), "expired": _expire_due(db, log)}
+    notify = config.get("CP_EXPIRY_WARNING") != 0
+    return {"expiry warnings": _warn_due(db, config), "expired": _expire_due(db, log, notify)}
 
 
 def _warn_due(db, config):
     window = config.get("CP_EXPIRY_WARNING")
-    if window <= 0:
+    if window < 0:
+        raise ConfigError(f"CP_EXPIRY_WARNING must be 0 (no warning) or more seconds, not {window}")
+    if window == 0:
         return 0
     due = db.query(f"SELECT id FROM servers WHERE expires_at > UTC_TIMESTAMP() "
                    f"AND expires_at <= UTC_TIMESTAMP() + INTERVAL %s SECOND AND expiry_warned_at IS NULL "
@@ -181,19 +201,23 @@ def warn(db, server_id, window):
     """Inside a transaction: claim the server's warning, then queue the owner's mail with the claim, so it
     is sent once or not at all. Answers whether a mail was queued (the claim stands without one when the
     owner is gone: nobody is left to tell)."""
-    from . import mailer
     claimed = db.update(
         "UPDATE servers SET expiry_warned_at = UTC_TIMESTAMP(6) WHERE id = %s AND expiry_warned_at IS NULL "
         f"AND expires_at > UTC_TIMESTAMP() AND expires_at <= UTC_TIMESTAMP() + INTERVAL %s SECOND "
         f"AND status IN {EXPIRABLE}", (server_id, window))
     if not claimed:
         return False
+    return _mail_owner(db, server_id, "Server {name} expires at {expires_at}", _warning_text)
+
+
+def _mail_owner(db, server_id, subject, text):
+    """Queue a mail about a server to its owner (in the caller's transaction); False when the owner is gone."""
+    from . import mailer
     server = db.one("SELECT s.id, s.name, s.expires_at, u.email FROM servers s LEFT JOIN users u ON u.id = s.owner "
                     "AND u.tenant_id = s.tenant_id AND u.deleted_at IS NULL WHERE s.id = %s", (server_id,))
     if not mailer.is_one_address(server["email"]):
         return False
-    mailer.enqueue(db, server["email"], f"Server {server['name']} expires at {server['expires_at']}",
-                   _warning_text(server))
+    mailer.enqueue(db, server["email"], subject.format(**server), text(server))
     return True
 
 
@@ -204,14 +228,20 @@ def _warning_text(server):
             f"PATCH /api/servers/{server['id']} with {{\"ttl\": \"3d\"}} or {{\"expires_at\": \"...\"}}.\n")
 
 
-def _expire_due(db, log):
-    due = db.query(f"SELECT id, tenant_id, status, expires_at FROM servers WHERE expires_at <= UTC_TIMESTAMP() "
+def _expired_text(server):
+    return (f"Your server {server['name']} ({server['id']}) expired at {server['expires_at']} (UTC), before a\n"
+            "warning could reach you. CloudProvisioner is deleting it now, and its disk with everything on it.\n")
+
+
+def _expire_due(db, log, notify):
+    due = db.query(f"SELECT id, tenant_id, status, expires_at, expiry_warned_at FROM servers "
+                   f"WHERE expires_at <= UTC_TIMESTAMP() "
                    f"AND status IN {EXPIRABLE} ORDER BY expires_at LIMIT {BATCH}")
     expired = 0
     for row in due:
         for attempt in db.transaction():
             with attempt:
-                done = expire(db, row)
+                done = expire(db, row, notify)
         if done:
             log(f"monitor: server {row['id']} expired at {row['expires_at']}: deleting it")
             expired += 1
@@ -230,7 +260,7 @@ class _Platform:
 EXPIRE_ACTION = "monitor.expire_server"  # the audit log's action
 
 
-def expire(db, row):
+def expire(db, row, notify=True):
     """Inside a transaction: mark one server past its expiry deleting (guarded by the status it was read in,
     and by the expiry still being past: a PATCH that moved it meanwhile wins), with its `server.expire`
     operation and its audit row. Answers whether this call did it."""
@@ -244,6 +274,9 @@ def expire(db, row):
     operations.finish_open(db, row["id"], "server.create", "cancelled", "the server expired")
     operation_id = operations.start(db, _Platform(row["tenant_id"]), "server.expire", row["id"], status="running")
     db.update("UPDATE operations SET result = %s WHERE id = %s", (json.dumps({"reason": reason}), operation_id))
+    if notify and row["expiry_warned_at"] is None:
+        # It expired before any run could warn (a short ttl, a monitor that was down): its owner is told now.
+        _mail_owner(db, row["id"], "Server {name} expired at {expires_at}", _expired_text)
     # No request made it: the operation stands in for the request id, and holds the reason.
     audit.record(db, tenant_id=row["tenant_id"], user_id=None, token_id=None, action=EXPIRE_ACTION,
                  target=row["id"], result="ok", status=202, client_addr="", request_id=operation_id)

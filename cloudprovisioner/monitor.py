@@ -98,7 +98,13 @@ class Run:
                 droplets = by_row.pop(row["id"], [])
                 mine = next((d for d in droplets if d.id == row["instance_id"]), None)
                 mine = mine or (droplets[0] if droplets else None)
-                self._settle(row, mine)
+                try:
+                    self._settle(row, mine)
+                except CloudFailed as exc:
+                    # One droplet the cloud will not destroy (or look up) must not stop the run, and with it
+                    # every other tenant's servers: the next run asks again.
+                    self.log(f"monitor: server {row['id']}: {exc}; the next run tries again")
+                    self.counts["cloud failures"] = self.counts.get("cloud failures", 0) + 1
                 for duplicate in droplets:
                     # A retried create that the cloud had made after all: one droplet per row.
                     if duplicate is not mine:

@@ -12,6 +12,7 @@ passes a quota. VPCs and firewalls keep their numbered places (`limits.within_ca
 
 from collections import namedtuple
 
+from .config import ConfigError
 from .errors import Conflict, Unavailable, invalid
 from .sizes import MICRO
 from .validation import Field, boolean, integer, validate
@@ -28,14 +29,18 @@ QUOTAS = (
     Quota("monthly_budget", "monthly_budget_micro", "CP_QUOTA_MONTHLY_BUDGET", "USD projected this month"),
 )
 BY_NAME = {quota.name: quota for quota in QUOTAS}
-# What counts as holding a server: a droplet made or being made. A deleting one's droplet is destroyed by
-# the DELETE itself; an error's never came.
-LIVE = "('pending', 'ready')"
+# What counts as holding a server: a droplet made or being made, or one being deleted that is not destroyed yet
+# (an expired server's, which the monitor destroys; a user's DELETE destroys its droplet first). An error's
+# droplet never came, or the monitor destroys it.
+LIVE = "(s.status IN ('pending', 'ready') OR (s.status = 'deleting' AND s.destroyed_at IS NULL))"
 BUDGET_LIMIT_USD = 10_000_000  # the largest budget an override may set: far past any real one, within BIGINT
 
 
 def _default(config, quota):
     value = config.get(quota.setting)
+    if not 0 <= value <= (BUDGET_LIMIT_USD if quota.name == "monthly_budget" else COUNT_LIMIT):
+        raise ConfigError(f"{quota.setting} must be a whole number from 0 to "
+                          f"{BUDGET_LIMIT_USD if quota.name == 'monthly_budget' else COUNT_LIMIT}, not {value}")
     return value * MICRO if quota.name == "monthly_budget" else value
 
 
@@ -58,7 +63,7 @@ def usage(db, tenant_id):
     from . import costs
     held = db.one("SELECT COUNT(*) AS servers, COALESCE(SUM(z.vcpus), 0) AS vcpus, "
                   "COALESCE(SUM(z.memory_mb), 0) AS memory_mb FROM servers s "
-                  f"LEFT JOIN cloud_sizes z ON z.slug = s.size WHERE s.tenant_id = %s AND s.status IN {LIVE}",
+                  f"LEFT JOIN cloud_sizes z ON z.slug = s.size WHERE s.tenant_id = %s AND {LIVE}",
                   (tenant_id,))
     networks = db.one("SELECT (SELECT COUNT(*) FROM vpcs WHERE tenant_id = %s AND live = 1 AND cap_slot IS NOT NULL) "
                       "AS vpcs, (SELECT COUNT(*) FROM firewalls WHERE tenant_id = %s AND live = 1 "
@@ -108,6 +113,7 @@ def exceeded(name, maximum, held, requested):
 
 class QuotaExceeded(Conflict):
     slug = "quota-exceeded"
+    for_now = True  # a delete frees the quota: an Idempotency-Key does not keep this refusal
 
 
 def shown(name, figure):
@@ -129,11 +135,14 @@ def require_size(size_row, slug):
 # --- what the API shows and sets ---
 
 def report(db, config, tenant_id):
-    """A tenant's quotas: each limit with its use now."""
+    """A tenant's quotas, each limit with its use now, and its expiry policy."""
+    from . import expiry
     maximums, held = limits(db, config, tenant_id), usage(db, tenant_id)
+    require, max_ttl = expiry.policy_of(db, config, tenant_id)
     return {"tenant_id": tenant_id, "quotas": {quota.name: {"limit": shown(quota.name, maximums[quota.name]),
                                                             "used": shown(quota.name, held[quota.name])}
-                                               for quota in QUOTAS}}
+                                               for quota in QUOTAS},
+            "expiry": {"require_ttl": require, "max_ttl_seconds": max_ttl}}
 
 
 def _budget(value):
@@ -151,7 +160,7 @@ def _budget(value):
     return cents * (MICRO // 100)
 
 
-COUNT_LIMIT = 1_000_000  # the largest count an override may set
+COUNT_LIMIT = 1_000_000_000  # the largest count a quota may be (memory in MB included), within an INT
 TTL_LIMIT = 10 * 365 * 86400  # ten years: the longest expiry cap an override may set
 
 
@@ -163,7 +172,7 @@ def override_schema():
 
 def tenant_report(ctx, tenant_id):
     """GET /api/tenants/<id>/quota, for a platform admin: any tenant's report (NotFound for no tenant)."""
-    ctx.db.existing("tenant", "SELECT id FROM tenants WHERE id = %s", (tenant_id,))
+    tenant_id = ctx.db.existing("tenant", "SELECT id FROM tenants WHERE id = %s", (tenant_id,))["id"]
     return report(ctx.db, ctx.config, tenant_id)
 
 
@@ -178,8 +187,8 @@ def set_overrides(ctx, tenant_id, fields):
               **dict.fromkeys(reset)}
     if not fields:
         raise invalid({"quota": "name at least one quota to change"})
-    ctx.db.existing("tenant", "SELECT id FROM tenants WHERE id = %s", (tenant_id,))
-    ctx.target = tenant_id
+    # The id as stored: the collation would also match it in another case or with trailing spaces.
+    tenant_id = ctx.target = ctx.db.existing("tenant", "SELECT id FROM tenants WHERE id = %s", (tenant_id,))["id"]
     columns = {BY_NAME[name].column if name in BY_NAME else name: value for name, value in fields.items()}
     marks = ", ".join(f"{column} = %s" for column in columns)
     ctx.db.update(f"INSERT INTO tenant_quotas (tenant_id, {', '.join(columns)}, updated_at) VALUES "

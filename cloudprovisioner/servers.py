@@ -204,12 +204,13 @@ def _user_data(user_data):
     return merged
 
 
-def check_mode(fields, dry_run_arg):
-    """Whether a create is a dry run: `"check_mode": true` in its body or `?dry_run=true`. Takes check_mode
-    out of `fields` (a body just parsed for this request), which then holds what a create reads."""
-    flags = validate({"check_mode": fields.pop("check_mode", None), "dry_run": dry_run_arg},
-                     {"check_mode": Field(boolean, default=False), "dry_run": Field(boolean, default=False)})
-    return flags["check_mode"] or flags["dry_run"]
+def check_mode(fields, query):
+    """Whether a create is a dry run: `"check_mode": true` in its body or `?dry_run=true` in its query (which
+    may hold nothing else: a misspelt flag must not make a real server). Takes check_mode out of `fields` (a
+    body just parsed for this request), which then holds what a create reads."""
+    flags = validate(query, {"dry_run": Field(boolean, default=False)})
+    body = validate({"check_mode": fields.pop("check_mode", None)}, {"check_mode": Field(boolean, default=False)})
+    return body["check_mode"] or flags["dry_run"]
 
 
 def plan(ctx, fields):
@@ -221,7 +222,7 @@ def plan(ctx, fields):
     fields = validate(fields, create_schema(ctx.config))
     expires_at = expiry.on_create(ctx, fields)
     user_data = _user_data(fields["user_data"])
-    workspace = _workspace(ctx, fields["workspace"])
+    workspace = _workspace(ctx, fields["workspace"], make_default=False)
     size = quotas.require_size(sizes.known(ctx.db, fields["size"]), fields["size"])
     after = quotas.check_server(ctx, size)
     keys = sshkeys.named(ctx, fields["ssh_keys"])
@@ -280,9 +281,11 @@ def _size(ctx, slug):
     return quotas.require_size(row, slug)
 
 
-def _workspace(ctx, name):
+def _workspace(ctx, name, make_default=True):
     from . import workspaces
-    row = workspaces.find(ctx, name)
+    row = workspaces.find(ctx, name, make_default)
+    if row is None and not make_default and name == workspaces.DEFAULT:
+        return {"name": name}  # a dry run's: the create would make it
     if row is None:
         raise invalid({"workspace": f"no workspace {name!r}; create it with POST /api/workspaces"})
     return row

@@ -59,13 +59,14 @@ def summary(ctx, name):
     return represent(row) | {"counts": counts, "servers": [server_rows.represent(member) for member in members]}
 
 
-def find(ctx, name):
-    """The tenant's workspace called `name`, or None; the default one is made on first use."""
+def find(ctx, name, make_default=True):
+    """The tenant's workspace called `name`, or None; the default one is made on first use (unless
+    `make_default` is False: a dry run's look, which writes nothing)."""
     db, tenant_id = ctx.db, ctx.tenant_id
     if not re.fullmatch(NAME_PATTERN, name):
         return None  # the collation would match "SHOP" or "shop " to "shop": no name but an exact one
     row = db.one(f"SELECT {COLUMNS} FROM workspaces WHERE tenant_id = %s AND name = %s", (tenant_id, name))
-    if row is None and name == DEFAULT:
+    if row is None and name == DEFAULT and make_default:
         db.insert_new("INSERT INTO workspaces (id, tenant_id, name, description, created_at) "
                       "VALUES (%s, %s, %s, 'servers created without a workspace', UTC_TIMESTAMP(6))",
                       (new_id(), tenant_id, DEFAULT))

@@ -160,6 +160,14 @@ def test_a_past_month_to_date_and_projected(january, acme):
     assert costs_of(acme, "month=2025-11")["to_date"] == 0.0
 
 
+def test_a_server_destroyed_at_midnight_belongs_to_the_month_that_ended(acme, db):
+    """Destroyed at 2026-02-01 00:00:00: all of its life was January's, and February does not list it."""
+    server_id = create(acme, name="midnight")
+    lived(db, server_id, "2026-01-31 21:00:00", "2026-02-01 00:00:00", "deleted")
+    assert costs_of(acme, "month=2026-01")["servers"] == 1
+    assert (costs_of(acme, "month=2026-02")["servers"], costs_of(acme, "month=2026-02")["to_date"]) == (0, 0.0)
+
+
 def test_grouped_by_workspace_owner_and_server(january, acme, db):
     ids, _operator, _globex = january
     by_workspace = costs_of(acme, "month=2026-01&group_by=workspace")

@@ -17,8 +17,10 @@ from cloudprovisioner.context import Context
 from cloudprovisioner.db import Database
 from cloudprovisioner.errors import CloudFailed
 from cloudprovisioner.ids import new_id
+from cloudprovisioner.web.app import make_app
 from tests.support import (
     TEST_TOKEN,
+    Client,
     assert_problem,
     http,
     installed_config,
@@ -133,8 +135,8 @@ def test_a_bad_expiry_is_422_naming_the_field_and_nothing_is_made(admin, db, san
             ({"expires_at": "2026-12-01 18:00:00Z"}, {"expires_at": instant_hint}),
             ({"expires_at": "2026-02-30T18:00:00Z"},
              {"expires_at": instant_hint + ": '2026-02-30T18:00:00Z' is no such time"}),
-            ({"expires_at": "2030-01-01T00:00:00+24:00"},
-             {"expires_at": instant_hint + ": '2030-01-01T00:00:00+24:00' is no such time"}),
+            ({"expires_at": "2030-01-01T00:00:00+24:00"}, {"expires_at": instant_hint}),  # no such offset
+            ({"expires_at": "2030-01-01T00:00:00+00:60"}, {"expires_at": instant_hint}),
             ({"ttl": "8h", "expires_at": "2030-01-01T00:00:00Z"},
              {"ttl": "give expires_at or ttl, not both", "expires_at": "give expires_at or ttl, not both"}),
             ({"expires_at": "2020-01-01T00:00:00Z"},
@@ -145,6 +147,14 @@ def test_a_bad_expiry_is_422_naming_the_field_and_nothing_is_made(admin, db, san
         assert problem["errors"] == errors, body
     assert db.one("SELECT COUNT(*) AS n FROM servers")["n"] == 0
     assert droplets(sandbox) == []
+
+
+def test_an_instant_is_held_to_what_a_ttl_may_say(admin, db, values):
+    """No cap in the policy: an expires_at is still at most 3650 days away, as a ttl is."""
+    uncapped = Client(make_app(make_config({**values, "CP_SERVER_MAX_TTL": "0"})), admin.token)
+    problem = assert_problem(uncapped.post("/servers", dict(SERVER, expires_at="2099-01-01T00:00:00Z")), 422)
+    assert problem["errors"]["expires_at"].startswith("must be at most 3650d from now; this one is ")
+    assert uncapped.post("/servers", dict(SERVER, ttl="3650d")).status == 202
 
 
 def test_the_platform_cap_and_each_tenants_own_policy(admin, register, db, values):
@@ -325,7 +335,12 @@ def test_a_server_past_its_expiry_is_deleted_once_by_the_next_run(operator_serve
     status, out, err = run(values)
     assert (status, err) == (0, "")
     assert f"monitor: server {server['id']} expired at {expires_at}: deleting it" in out and "1 expired" in out
-    assert "warning" not in out and outbox(db, "olivia@acme.test") == []
+    assert "warning" not in out
+    # Never warned (it expired before any run could): its owner is told as it goes.
+    assert outbox(db, "olivia@acme.test") == [{
+        "subject": f"Server web-1 expired at {expires_at}",
+        "body": f"Your server web-1 ({server['id']}) expired at {expires_at} (UTC), before a\n"
+                "warning could reach you. CloudProvisioner is deleting it now, and its disk with everything on it.\n"}]
     assert droplets(sandbox) == []
     row = db.one("SELECT status, status_reason FROM servers WHERE id = %s", (server["id"],))
     assert row == {"status": "deleting", "status_reason": f"expired at {expires_at}"}
@@ -356,11 +371,32 @@ def test_a_server_past_its_expiry_is_deleted_once_by_the_next_run(operator_serve
     assert db.one("SELECT COUNT(*) AS n FROM audit_log WHERE action = 'monitor.expire_server'")["n"] == 1
 
 
+def test_a_droplet_the_cloud_will_not_destroy_holds_up_nothing_else(operator_server, register, values, db, sandbox):
+    """One expired server whose droplet the cloud keeps refusing to destroy: the run goes on with every other
+    server (another tenant's new one becomes ready), says what failed, and the next run tries again."""
+    operator, server = operator_server
+    assert "1 ready" in run(values)[1]
+    set_expiry(db, server["id"], -60)
+    other = register(tenant="Globex", email="admin@globex.test").post("/servers", dict(SERVER, name="other")).json
+    knob(sandbox, "POST", "/_sandbox/faults", {"method": "DELETE", "path_prefix": "/v2/droplets", "status": 500,
+                                               "count": 1000})
+    status, out, err = run({**values, "CP_MONITOR_CLOUD_BUDGET": "2"})  # it gives up on the droplet quickly
+    assert (status, err) == (0, "")
+    assert f"monitor: server {server['id']}: " in out and "the next run tries again" in out
+    assert db.one("SELECT status FROM servers WHERE id = %s", (other["id"],))["status"] == "ready"
+    assert stored(db, server["id"])["status"] == "deleting" and droplets(sandbox) != []
+
+    knob(sandbox, "DELETE", "/_sandbox/faults")
+    run(values)
+    assert droplets(sandbox) == [int(other["instance_id"])]
+
+
 def test_a_moved_expiry_wins_over_a_monitor_that_read_the_old_one(operator_server, values, db, sandbox):
     """Two monitors (or one and a PATCH) that read the same expired row: the conditional UPDATE lets one act."""
     operator, server = operator_server
     set_expiry(db, server["id"], -60)
-    [read] = db.query("SELECT id, tenant_id, status, expires_at FROM servers WHERE id = %s", (server["id"],))
+    [read] = db.query("SELECT id, tenant_id, status, expires_at, expiry_warned_at FROM servers WHERE id = %s",
+                      (server["id"],))
     other = Database(make_config(values))
     try:
         for attempt in other.transaction():
@@ -377,7 +413,8 @@ def test_a_moved_expiry_wins_over_a_monitor_that_read_the_old_one(operator_serve
     # A PATCH that moved the expiry after a monitor read the row: the monitor's claim no longer holds.
     second = operator.post("/servers", dict(SERVER, name="web-2", ttl="1h")).json
     set_expiry(db, second["id"], -60)
-    [stale] = db.query("SELECT id, tenant_id, status, expires_at FROM servers WHERE id = %s", (second["id"],))
+    [stale] = db.query("SELECT id, tenant_id, status, expires_at, expiry_warned_at FROM servers WHERE id = %s",
+                       (second["id"],))
     assert operator.patch(f"/servers/{second['id']}", {"ttl": "1d"}).status == 200
     for attempt in db.transaction():
         with attempt:
@@ -390,7 +427,9 @@ def test_a_moved_expiry_wins_over_a_monitor_that_read_the_old_one(operator_serve
         for attempt in db.transaction():
             with attempt:
                 assert expiry.warn(db, second["id"], 86400) is expected
-    assert len(outbox(db, "olivia@acme.test")) == 1
+    # The first server's owner was told as it went (it was never warned); the second's warned once.
+    assert [mail["subject"].split(" at ")[0] for mail in outbox(db, "olivia@acme.test")] == [
+        "Server web-1 expired", "Server web-2 expires"]
 
 
 def test_a_run_that_dies_half_way_leaves_nothing_half_done(operator_server, values, db, sandbox, monkeypatch):

@@ -36,6 +36,13 @@ def test_each_field_changes_the_fingerprint(method, path, content_type, body, ex
     assert expected != BASE
 
 
+def test_a_query_is_part_of_the_request():
+    # sha256(b'POST\n/v1/servers?dry_run=true\napplication/json\n{"name":"web-1"}'): a dry run is another request
+    assert fingerprint("POST", "/v1/servers", "application/json", BODY, "dry_run=true") == (
+        "cb4c2c1356cc8160253c769b50c66b056bd185772fbef1206d4e61a8967d71f0")
+    assert fingerprint("POST", "/v1/servers", "application/json", BODY, "") == BASE
+
+
 def test_the_separator_keeps_fields_apart():
     # The same bytes split differently between method and path are another request.
     assert fingerprint("GET", "/x", "", b"") == "9db174741a1b78f1c1c46168dcf1b882f43a02beb642a5bb8c8cf65a60713a6c"

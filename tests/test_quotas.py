@@ -90,6 +90,17 @@ def test_a_deleted_server_frees_its_place(values, admin, db):
     assert api.post("/servers", server(2)).status == 202
 
 
+def test_a_server_being_deleted_counts_until_its_droplet_is_destroyed(values, admin, db):
+    """An expired server is marked deleting first and its droplet destroyed by the monitor after: until then
+    it still holds its place (a user's DELETE destroys the droplet first, so it frees the place at once)."""
+    api = client(values, admin.token, CP_QUOTA_MAX_SERVERS="1")
+    first = api.post("/servers", server(1)).json
+    db.update("UPDATE servers SET status = 'deleting' WHERE id = %s", (first["id"],))
+    quota_of(api.post("/servers", server(2)))
+    db.update("UPDATE servers SET destroyed_at = UTC_TIMESTAMP(6) WHERE id = %s", (first["id"],))
+    assert api.post("/servers", server(2)).status == 202
+
+
 def test_vcpus_and_memory_count_by_size(values, admin):
     api = client(values, admin.token, CP_QUOTA_MAX_VCPUS="3", CP_QUOTA_MAX_MEMORY_MB="4096")
     assert api.post("/servers", server(1, TWO)).status == 202  # 2 vCPUs, 2,048 MB
@@ -151,6 +162,7 @@ def test_a_tenant_reads_its_quotas_and_use(values, admin, member):
         "firewalls": {"limit": 20, "used": 0}}
     assert quotas["monthly_budget"]["limit"] == 500.0
     assert 0.01 <= quotas["monthly_budget"]["used"] <= 18.0
+    assert report.json["expiry"] == {"require_ttl": False, "max_ttl_seconds": 0}
 
 
 def test_a_platform_admin_overrides_and_restores_a_tenants_quota(values, admin, register, db):
@@ -167,6 +179,12 @@ def test_a_platform_admin_overrides_and_restores_a_tenants_quota(values, admin, 
     assert quota_of(api.post("/servers", server(2)))[0]["limit"] == 1
     assert client(values, admin.token).post("/servers", server(1)).status == 202  # its own tenant: the default
 
+    # The id as the URL spelt it need not be the id as stored: the answer and the row carry the stored one.
+    policy = platform.patch(f"/tenants/{other_id.upper()}/quota", {"max_ttl_seconds": 3600, "require_ttl": True})
+    assert policy.json["tenant_id"] == other_id
+    assert policy.json["expiry"] == {"require_ttl": True, "max_ttl_seconds": 3600}
+    assert db.query("SELECT tenant_id FROM tenant_quotas WHERE tenant_id = %s", (other_id,)) == [
+        {"tenant_id": other_id}]
     restored = platform.patch(f"/tenants/{other_id}/quota", {"servers": None})
     assert restored.json["quotas"]["servers"] == {"limit": 25, "used": 1}
     assert restored.json["quotas"]["monthly_budget"]["limit"] == 12.5
@@ -174,7 +192,7 @@ def test_a_platform_admin_overrides_and_restores_a_tenants_quota(values, admin, 
 
 
 @pytest.mark.parametrize(("body", "errors"), [
-    ({"servers": -1}, {"servers": "must be between 0 and 1000000"}),
+    ({"servers": -1}, {"servers": "must be between 0 and 1000000000"}),
     ({"vcpus": 1.5}, {"vcpus": "must be a whole number"}),
     ({"monthly_budget": 1.001}, {"monthly_budget": "must be in whole cents"}),
     ({"monthly_budget": "lots"}, {"monthly_budget": "must be an amount in USD from 0 to 10000000"}),
@@ -203,11 +221,16 @@ def test_only_a_platform_admin_sets_or_reads_another_tenants_quota(admin, regist
 
 # --- dry runs ---
 
+EVERYTHING_A_CREATE_WRITES = ("SELECT (SELECT COUNT(*) FROM servers) + (SELECT COUNT(*) FROM operations) + "
+                              "(SELECT COUNT(*) FROM firewalls) + (SELECT COUNT(*) FROM vpcs) + "
+                              "(SELECT COUNT(*) FROM workspaces) + (SELECT COUNT(*) FROM idempotency_keys) + "
+                              "(SELECT COUNT(*) FROM tenant_quotas) AS n")
+
+
 def test_a_dry_run_answers_the_plan_and_touches_nothing(values, admin, db, sandbox):
     list_sizes(values)
     api = client(values, admin.token)
-    rows = db.one("SELECT (SELECT COUNT(*) FROM servers) + (SELECT COUNT(*) FROM operations) + "
-                  "(SELECT COUNT(*) FROM firewalls) + (SELECT COUNT(*) FROM vpcs) AS n")["n"]
+    rows = db.one(EVERYTHING_A_CREATE_WRITES)["n"]
     calls = cloud_calls(sandbox)
 
     plan = api.post("/servers", {**TWO, "check_mode": True})
@@ -228,8 +251,7 @@ def test_a_dry_run_answers_the_plan_and_touches_nothing(values, admin, db, sandb
     assert (after["servers"], after["vcpus"], after["memory_mb"]) == (
         {"limit": 25, "used": 1}, {"limit": 50, "used": 2}, {"limit": 102400, "used": 2048})
     assert after["monthly_budget"]["used"] == cost["to_month_end"]
-    assert db.one("SELECT (SELECT COUNT(*) FROM servers) + (SELECT COUNT(*) FROM operations) + "
-                  "(SELECT COUNT(*) FROM firewalls) + (SELECT COUNT(*) FROM vpcs) AS n")["n"] == rows
+    assert db.one(EVERYTHING_A_CREATE_WRITES)["n"] == rows == 0  # not even the default workspace
     assert cloud_calls(sandbox) == calls
 
 
@@ -266,6 +288,40 @@ def test_a_dry_run_refuses_what_a_create_refuses(values, admin, db):
     assert assert_problem(api.post("/servers", {**ONE, "check_mode": "maybe"}), 422)["errors"] == {
         "check_mode": "must be true or false"}
     assert live_rows(db) == 0
+
+
+def test_a_dry_run_takes_no_idempotency_key(values, admin, db):
+    """A dry run sent with a key, then the real create with it: the create runs (it is not answered with the
+    plan). The other way round, the key names another request (the query differs): 422."""
+    list_sizes(values)
+    api = client(values, admin.token)
+    key = {"Idempotency-Key": '"deploy-1"'}
+    assert api.post("/servers?dry_run=true", ONE, headers=key).status == 200
+    assert api.post("/servers", {**ONE, "check_mode": True}, headers=key).status == 200
+    assert db.one("SELECT COUNT(*) AS n FROM idempotency_keys")["n"] == 0
+    made = api.post("/servers", ONE, headers=key)
+    assert made.status == 202 and "idempotent-replayed" not in made.headers
+    assert assert_problem(api.post("/servers?dry_run=true", ONE, headers=key), 422)["type"].endswith(
+        ":idempotency-key-reused")
+    assert live_rows(db) == 1
+
+
+def test_a_quota_refusal_is_not_kept_against_its_key(values, admin):
+    """A delete frees a quota: the retry of a refused create with the same key runs again."""
+    api = client(values, admin.token, CP_QUOTA_MAX_SERVERS="1")
+    first = api.post("/servers", server(1)).json
+    key = {"Idempotency-Key": '"second"'}
+    quota_of(api.post("/servers", server(2), headers=key))
+    assert api.delete(f"/servers/{first['id']}").status == 202
+    assert api.post("/servers", server(2), headers=key).status == 202
+
+
+@pytest.mark.parametrize("query", ["check_mode=true", "DRY_RUN=true", "dryrun=1", "dry_run=yes"])
+def test_a_misspelt_dry_run_makes_nothing(values, admin, db, sandbox, query):
+    calls = cloud_calls(sandbox)
+    problem = assert_problem(client(values, admin.token).post(f"/servers?{query}", ONE), 422)
+    assert list(problem["errors"]) == [query.split("=")[0]]
+    assert live_rows(db) == 0 and cloud_calls(sandbox) == calls
 
 
 def test_a_dry_run_before_the_sizes_are_known_says_so(values, admin, sandbox):

@@ -5,7 +5,8 @@ answer is stored; a retry with the same key and the same request gets that
 answer again (`Idempotent-Replayed: true`); the same key with another
 request is a 422; a retry while the first is still running is a 409.
 
-A 5xx or 429 answer is not stored: it says "try again", so a retry runs afresh.
+A 5xx or 429 answer is not stored: it says "try again", so a retry runs afresh. Nor is a refusal that
+holds only for now (a quota, which a delete frees), or a dry run's plan: the key is free again after them.
 Only a create that made nothing that lives on answers one: once the cloud has
 made the server, the create answers 202 whatever the database does next.
 A first request that died (kill -9), or whose answer could not be stored (the
@@ -30,14 +31,18 @@ class Claim:
     def __init__(self, db, tenant_id, key):
         self.db, self.tenant_id, self.key = db, tenant_id, key
 
+    def release(self):
+        """Give the key up: the next request with it runs afresh."""
+        self.db.update("DELETE FROM idempotency_keys WHERE tenant_id = %s AND idem_key = %s",
+                       (self.tenant_id, self.key))
+
     def bind(self, resource_id):
         self.db.update("UPDATE idempotency_keys SET resource_id = %s WHERE tenant_id = %s AND idem_key = %s",
                        (resource_id, self.tenant_id, self.key))
 
     def store(self, status, headers, body):
         if status >= 500 or status == 429:
-            self.db.update("DELETE FROM idempotency_keys WHERE tenant_id = %s AND idem_key = %s",
-                           (self.tenant_id, self.key))
+            self.release()
             return
         kept = [[name, value] for name, value in headers if name.lower() not in UNSTORED_HEADERS]
         self.db.update("UPDATE idempotency_keys SET state = 'done', status = %s, headers = %s, body = %s "
@@ -58,9 +63,11 @@ def key_of(request):
     return key
 
 
-def fingerprint(method, path, content_type, body):
-    """What makes two requests "the same request" for one key: method, path, media type and body bytes."""
-    return hashlib.sha256(b"\n".join((method.encode(), path.encode(), content_type.encode(), body))).hexdigest()
+def fingerprint(method, path, content_type, body, query=""):
+    """What makes two requests "the same request" for one key: method, path and query (a dry run's
+    `?dry_run=true` is another request), media type and body bytes."""
+    target = f"{path}?{query}" if query else path  # without a query, as keys stored before the query counted
+    return hashlib.sha256(b"\n".join((method.encode(), target.encode(), content_type.encode(), body))).hexdigest()
 
 
 def run(request, handler, replay_resource):
@@ -69,7 +76,8 @@ def run(request, handler, replay_resource):
     key = key_of(request)
     claim = Claim(request.db, request.principal.tenant_id, key)
     earlier = _claim_or_find(request, claim, fingerprint(request.method, request.path,
-                                                         request.environ.get("CONTENT_TYPE", ""), request.raw_body()))
+                                                         request.environ.get("CONTENT_TYPE", ""), request.raw_body(),
+                                                         request.environ.get("QUERY_STRING", "")))
     if earlier is not None:
         if earlier.get("resource_id"):
             return _finish(request, claim, replay_resource(request, earlier["resource_id"]))
@@ -82,13 +90,20 @@ def run(request, handler, replay_resource):
         response = handler(request)
     except (Problem, DomainError) as error:
         problem = problem_for(error)
-        _store(request, claim, problem.status, [*problem.headers, ("Content-Type", PROBLEM_TYPE)], problem.body())
+        if getattr(error, "for_now", False):
+            claim.release()
+        else:
+            _store(request, claim, problem.status, [*problem.headers, ("Content-Type", PROBLEM_TYPE)],
+                   problem.body())
         raise
     return _finish(request, claim, response)
 
 
 def _finish(request, claim, response):
-    _store(request, claim, response.status, response.headers, response.body)
+    if response.keep:
+        _store(request, claim, response.status, response.headers, response.body)
+    else:
+        claim.release()
     return response
 
 

@@ -30,6 +30,8 @@ class Response:
         self.headers = list(headers)
         # What the error log names beside a 5xx: a problem's slug (app.py sets it), else the status's title.
         self.reason = TITLES.get(status, "")
+        # False for an answer an Idempotency-Key must not keep (a dry run: it made nothing to answer for).
+        self.keep = True
         if body is None:
             self.body = b""
         else:

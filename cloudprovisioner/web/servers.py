@@ -21,8 +21,10 @@ def create_server(request):
     """POST /api/servers: 202 with the server and its create operation; the monitor sees it through. As a dry
     run (`"check_mode": true` or `?dry_run=true`): 200 with what it would make, nothing made."""
     fields = request.fields()
-    if servers.check_mode(fields, request.arg("dry_run")):
-        return Response(200, servers.plan(request.ctx, fields))
+    if servers.check_mode(fields, {name: request.arg(name) for name in request.query}):
+        plan = Response(200, servers.plan(request.ctx, fields))
+        plan.keep = False  # a dry run takes no Idempotency-Key: the real create with it runs afresh
+        return plan
     claim = request.idempotency
     server = servers.create(request.ctx, fields, bind=claim.bind if claim is not None else None)
     return accepted(request, server, f"/servers/{server['id']}")
