@@ -1,4 +1,4 @@
-"""The one database helper: connect, query, transactions, named locks.
+"""The one database helper: connect, query, transactions (leases, which hold across hosts, are leases.py).
 
 It speaks to mysqlclient's C layer (`MySQLdb._mysql`) directly. The usual
 `MySQLdb.connect()` imports connections, cursors and converters (the last
@@ -210,9 +210,6 @@ class Database:
                 time.sleep(pause)
                 pause = min(2 * pause, 2.0)
 
-    def release_lock(self, name):
-        self.execute("SELECT RELEASE_LOCK(%s)", (name,))
-
     def transaction(self):
         """One unit of work, run again from the top when it loses to a conflict (1213):
 
@@ -230,11 +227,6 @@ class Database:
                 return
             _pause(attempt)
         raise WriteConflict()
-
-    def get_lock(self, name, timeout=0):
-        """A named lock held by this connection; it holds across hosts sharing the database."""
-        row = self.one("SELECT GET_LOCK(%s, %s) AS got", (name, timeout))
-        return bool(row and row["got"] == 1)
 
     def _discard(self):
         try:

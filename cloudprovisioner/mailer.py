@@ -15,6 +15,9 @@ import sys
 from .errors import DomainError
 
 LOCK_NAME = "cloudprovisioner.mail"
+# Seconds the sender holds its lease: 100 messages, each within the SMTP timeout, with room to spare. A sender
+# that dies keeps the next one waiting this long at most (its messages stay due and go then).
+SEND_LEASE = 600
 MAX_DELAY = 3600  # seconds between retries, at most
 # One addr-spec in RFC 5322's dot-atom form, ASCII: no display name, no quoted local part, no domain
 # literal, nothing that is a separator in a list of addresses (`,` `;`), brackets, spaces or controls.
@@ -40,7 +43,9 @@ def enqueue(db, recipient, subject, body):
 
 def deliver(config, db, log=None):
     """Send every message that is due. Answer (sent, failed); quietly nothing if another sender runs."""
-    if not db.get_lock(LOCK_NAME, 0):
+    from . import leases
+    lease = leases.take(db, LOCK_NAME, SEND_LEASE)
+    if lease is None:
         return 0, 0
     try:
         due = db.query("SELECT id, recipient, subject, body, attempts FROM outbox "
@@ -49,7 +54,7 @@ def deliver(config, db, log=None):
             return 0, 0
         return _send_all(config, db, due, log or (lambda message: None))
     finally:
-        db.query("SELECT RELEASE_LOCK(%s) AS released", (LOCK_NAME,))
+        lease.release()
 
 
 def _send_all(config, db, due, log):

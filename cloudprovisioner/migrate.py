@@ -10,6 +10,7 @@ from pathlib import Path
 from .db import Database
 
 LOCK_NAME = "cloudprovisioner.migrate"
+MIGRATION_LEASE = 3600  # seconds: longer than any migration of a large table should take
 FILE_PATTERN = re.compile(r"(\d+)_[a-z0-9_]+\.sql")
 
 
@@ -31,10 +32,14 @@ def split_statements(sql):
 
 def apply(config, sql_dir, out):
     """Apply what is missing; answer the versions applied now."""
+    from . import leases
     db = Database(config)
+    lease = None
     try:
-        if not db.get_lock(LOCK_NAME, 60):
-            raise RuntimeError("another migration holds the lock")
+        db.update(leases.TABLE)  # the lease below needs its table before any migration has run
+        lease = leases.take(db, LOCK_NAME, MIGRATION_LEASE, wait=60)
+        if lease is None:
+            raise RuntimeError("another migration holds the lease")
         db.update("CREATE TABLE IF NOT EXISTS schema_migrations ("
                   " version INT NOT NULL PRIMARY KEY, name VARCHAR(255) NOT NULL,"
                   " applied_at DATETIME(6) NOT NULL) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4")
@@ -51,5 +56,7 @@ def apply(config, sql_dir, out):
             applied.append(version)
         return applied
     finally:
+        if lease is not None:
+            lease.release()
         db.close()
 

@@ -68,9 +68,10 @@ class Orphan:
 class Run:
     """One pass: what the cloud shows, what the table says, and what was done."""
 
-    def __init__(self, config, db, cloud, log):
+    def __init__(self, config, db, cloud, log, lease=None):
         self.config = config
         self.db = db
+        self.lease = lease  # the monitor's lease (leases.Lease): renewed between steps, lost means stop
         self.cloud = cloud  # the run's one conversation with the cloud, under CP_MONITOR_CLOUD_BUDGET
         self.log = log
         self.counts = {"ready": 0, "adopted": 0, "taken over": 0, "timed out": 0, "never created": 0,
@@ -113,9 +114,11 @@ class Run:
             self._sweep(by_row, untagged)
             self._follow_actions()
             from . import firewalls, vpcs
+            self._still_ours()
             for family in (vpcs.FAMILY, firewalls.FAMILY):
                 self._sync_network(family)
             self._refresh_sizes()
+            self._still_ours()
             self._destroy_doomed()
             self.record_orphans()
             self._record_breaker()
@@ -131,6 +134,12 @@ class Run:
         from . import expiry
         for counter, done in expiry.sweep(self.db, self.config, self.log).items():
             self.counts[counter] = self.counts.get(counter, 0) + done
+
+    def _still_ours(self):
+        """Renew the run's lease before its next step; a run that outlived it (another monitor has taken it
+        over) must not act again."""
+        if self.lease is not None and not self.lease.renew():
+            raise Refused("the monitor's lease ran out and another run has it; this one stops here")
 
     def _refresh_sizes(self):
         """The cloud's sizes and prices, cached for requests (one listing per run at most; quietly, as a run
@@ -518,8 +527,9 @@ def _age(created_at):
 
 
 def lock_name(config):
-    """CP_MONITOR_LOCK for this installation: a MySQL named lock spans the whole server, and
-    installations whose databases share one must not make each other's monitors step aside."""
+    """CP_MONITOR_LOCK for this installation: the name of the monitor's lease (its id in the name, as when
+    this was a MySQL named lock spanning the whole server, where installations must not make each other's
+    monitors step aside)."""
     return f"{config.monitor_lock}.{ownership.install_id(config)}"
 
 
@@ -528,12 +538,16 @@ def run_once(config, out=sys.stdout, err=sys.stderr):
     def log(message):
         out.write(message + "\n")
     started, cloud = time.monotonic(), None
+    from . import leases
     db = Database(config)
+    lease = None
     try:
-        if not db.get_lock(lock_name(config), 0):
+        # As long as a run may take (its cloud budget bounds the slow part), renewed between its steps.
+        lease = leases.take(db, lock_name(config), config.monitor_cloud_budget + 180)
+        if lease is None:
             return 0  # Another monitor (maybe on another host) is running: its work, not ours.
         cloud = provider.Cloud(config, config.monitor_cloud_budget)
-        run = Run(config, db, cloud, log)
+        run = Run(config, db, cloud, log, lease)
         run.reconcile()
         if run.changed():
             log(run.summary(time.monotonic() - started))
@@ -553,6 +567,8 @@ def run_once(config, out=sys.stdout, err=sys.stderr):
         _record(db, "failed", time.monotonic() - started, cloud)
         return 1
     finally:
+        if lease is not None:
+            lease.release()
         db.close()
 
 

@@ -292,18 +292,16 @@ def _workspace(ctx, name, make_default=True):
 
 
 def _network(ctx, fields):
-    """The server's firewalls and VPC. Under a per-tenant lock, so that concurrent first creates
+    """The server's firewalls and VPC. Under a per-tenant lease, so that concurrent first creates
     wait for one of them to make the tenant's defaults instead of each trying to."""
-    from . import firewalls
-    lock = f"cloudprovisioner.network:{ctx.tenant_id}"
-    if not ctx.db.get_lock(lock, ctx.config.cloud_budget + 5):
-        raise Busy("the tenant's network is being set up; try again", retry_after=5)
-    try:
+    from . import firewalls, leases
+    budget = ctx.config.cloud_budget
+    # Held for as long as making the defaults may take (the request's cloud budget), and a margin.
+    with leases.held(ctx.db, f"cloudprovisioner.network:{ctx.tenant_id}", budget + 30, budget + 5,
+                     lambda: Busy("the tenant's network is being set up; try again", retry_after=5)):
         firewall_ids = (firewalls.named(ctx, fields["firewalls"]) if fields.get("firewalls")
                         else [firewalls.ensure_default(ctx)])
         return firewall_ids, _vpc(ctx, fields)
-    finally:
-        ctx.db.release_lock(lock)
 
 
 def _vpc(ctx, fields):

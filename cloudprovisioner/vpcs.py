@@ -27,6 +27,7 @@ COLUMNS = ("id, name, description, region, ip_range, is_default, cloud_id, statu
            "created_at, updated_at, deleted_at")
 PRIVATE = ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16")
 RANGE_LOCK = "cloudprovisioner.vpc-ranges"
+RANGE_LEASE = 30  # seconds: choosing a range and writing its row take milliseconds; a crash frees it after this
 DEFAULT_ATTEMPTS = 4  # blocks a default VPC tries when the cloud says a range is taken
 # Ranges in the cloud account that no live VPC row of ours holds: another installation's, hand-made,
 # or one of ours whose row is deleted while the cloud still has it.
@@ -136,10 +137,11 @@ def _insert(ctx, fields, is_default, racing_ok=False, place=None):
     """Under the range lock: refuse an overlap (or, without a range, take a free one from the pool),
     then write the row (holding `place` under the tenant's cap) and its operation."""
     import ipaddress
+
+    from . import leases
     db = ctx.db
-    if not db.get_lock(RANGE_LOCK, 10):
-        raise Busy("another VPC is being made; try again", retry_after=2)
-    try:
+    with leases.held(db, RANGE_LOCK, RANGE_LEASE, 10, lambda: Busy("another VPC is being made; try again",
+                                                                    retry_after=2)):
         fields = {**fields, "ip_range": fields["ip_range"] or _free_range(ctx)}
         network = ipaddress.IPv4Network(fields["ip_range"])
         first, last = int(network.network_address), int(network.broadcast_address)
@@ -147,8 +149,6 @@ def _insert(ctx, fields, is_default, racing_ok=False, place=None):
         values = {key: fields[key] for key in ("name", "description", "region", "ip_range")}
         values.update(range_first=first, range_last=last, is_default=int(is_default), cap_slot=place)
         return desired_state.insert(db, ctx.principal, FAMILY, "vpc.create", values, fields["name"], racing_ok)
-    finally:
-        db.release_lock(RANGE_LOCK)
 
 
 def _refuse_overlap(ctx, first, last):

@@ -101,8 +101,8 @@ def make_config(values):
 # What the local cloud is set to between tests: droplets turn active after a second, the full hourly quota.
 SANDBOX_DEFAULTS = {"activate_after": 1, "ratelimit_limit": 5000, "ratelimit_remaining": 5000}
 # Every table of the service, children before parents, so foreign keys never object.
-EVERY_TABLE = ("tenant_quotas", "cloud_sizes", "tenant_buckets", "account_keys_added", "orphans", "account_vpcs",
-               "counters", "service_state",
+EVERY_TABLE = ("leases", "tenant_quotas", "cloud_sizes", "tenant_buckets", "account_keys_added", "orphans",
+               "account_vpcs", "counters", "service_state",
                "idempotency_keys", "operations", "servers", "firewalls", "vpcs",
                "workspaces", "ssh_keys", "vmcp_configs", "vmcp_keys", "audit_log",
                "login_throttle", "outbox", "registrations", "password_resets", "invitations", "api_tokens",

@@ -115,7 +115,7 @@ LAYERS = (
     ("the HTTP layer", lambda name: name == "web" or name.startswith("web.")),
     ("the reconciler and the admin commands", {"monitor", "admin"}.__contains__),
     ("the domain", None),  # every module no other layer claims
-    ("the store and the cloud", {"db", "provider"}.__contains__),
+    ("the store and the cloud", {"db", "leases", "provider"}.__contains__),
     ("settings, ids, errors and validation", {"__init__", "config", "ids", "errors", "validation"}.__contains__),
 )
 

@@ -3,7 +3,7 @@
 import io
 import time
 
-from cloudprovisioner import monitor
+from cloudprovisioner import leases, monitor
 from cloudprovisioner.db import Database
 from tests.support import TEST_INSTALL_ID, TEST_TOKEN, http, knob, make_config
 
@@ -151,23 +151,26 @@ def test_a_held_lock_makes_the_run_step_aside(admin, values, config):
     admin.request("POST", "/servers", VALID)
     wait_active()
     other = Database(config)
-    assert other.get_lock(monitor.lock_name(config))
+    held = leases.take(other, monitor.lock_name(config), 60)
+    assert held is not None
     try:
         assert run(values) == (0, "", "")
     finally:
+        held.release()
         other.close()
     assert "1 ready" in run(values)[1]
 
 
 def test_another_installations_lock_on_the_same_server_does_not_stop_this_one(admin, values, config):
-    """A named lock spans the MariaDB server: another installation's database may live on it."""
+    """The lease's name carries the installation's id (as the MySQL named lock it replaced had to)."""
     admin.request("POST", "/servers", VALID)
     wait_active()
     other = Database(config)
-    assert other.get_lock(monitor.lock_name(make_config(dict(values, CP_INSTALL_ID="otherinst01"))))
+    held = leases.take(other, monitor.lock_name(make_config(dict(values, CP_INSTALL_ID="otherinst01"))), 60)
     try:
         assert "1 ready" in run(values)[1]
     finally:
+        held.release()
         other.close()
 
 
