@@ -26,6 +26,31 @@ class Lease:
 
     def __init__(self, db, name, holder, seconds):
         self.db, self.name, self.holder, self.seconds = db, name, holder, seconds
+        self.lost = False  # set by the heartbeat when someone else has the lease now
+        self._beating = None
+
+    def keep_alive(self, config):
+        """Renew the lease every third of its length from a thread of its own, on a connection of its own,
+        until it is released: a holder that dies stops renewing, so its lease runs out within its length,
+        while one busy in a long call keeps it. For a lease held longer than a request (the monitor's)."""
+        import threading
+
+        from .db import Database
+        stop = self._beating = threading.Event()
+
+        def beat():
+            db = Database(config)
+            try:
+                while not stop.wait(self.seconds / 3):
+                    try:
+                        if not Lease(db, self.name, self.holder, self.seconds).renew():
+                            self.lost = True
+                            return
+                    except Unavailable:
+                        continue  # the database away: the lease runs out if it stays away that long
+            finally:
+                db.close()
+        threading.Thread(target=beat, name=f"lease {self.name}", daemon=True).start()
 
     def renew(self):
         """Hold it `seconds` more from now; False when it expired and someone else took it meanwhile."""
@@ -34,6 +59,8 @@ class Lease:
 
     def release(self):
         """Give it up (answers whether it did). With the database gone meanwhile, it expires by itself."""
+        if self._beating is not None:
+            self._beating.set()
         try:
             return self.db.update("DELETE FROM leases WHERE name = %s AND holder = %s", (self.name, self.holder)) > 0
         except Unavailable:

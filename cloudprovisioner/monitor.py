@@ -138,7 +138,7 @@ class Run:
     def _still_ours(self):
         """Renew the run's lease before its next step; a run that outlived it (another monitor has taken it
         over) must not act again."""
-        if self.lease is not None and not self.lease.renew():
+        if self.lease is not None and (self.lease.lost or not self.lease.renew()):
             raise Refused("the monitor's lease ran out and another run has it; this one stops here")
 
     def _refresh_sizes(self):
@@ -526,6 +526,9 @@ def _age(created_at):
     return (datetime.now(UTC) - then).total_seconds()
 
 
+MONITOR_LEASE = 30  # seconds
+
+
 def lock_name(config):
     """CP_MONITOR_LOCK for this installation: the name of the monitor's lease (its id in the name, as when
     this was a MySQL named lock spanning the whole server, where installations must not make each other's
@@ -542,10 +545,12 @@ def run_once(config, out=sys.stdout, err=sys.stderr):
     db = Database(config)
     lease = None
     try:
-        # As long as a run may take (its cloud budget bounds the slow part), renewed between its steps.
-        lease = leases.take(db, lock_name(config), config.monitor_cloud_budget + 180)
+        # Short, and renewed by a heartbeat while the run works: a monitor that was killed or cut off from the
+        # database keeps the next runs waiting for MONITOR_LEASE seconds at most.
+        lease = leases.take(db, lock_name(config), MONITOR_LEASE)
         if lease is None:
             return 0  # Another monitor (maybe on another host) is running: its work, not ours.
+        lease.keep_alive(config)
         cloud = provider.Cloud(config, config.monitor_cloud_budget)
         run = Run(config, db, cloud, log, lease)
         run.reconcile()

@@ -36,6 +36,11 @@ def body(name="fault-1"):
     return {"name": name, "region": "ams3", "size": "s-1vcpu-1gb", "image": "debian-12-x64"}
 
 
+def lease_runs_out(database):
+    """What MONITOR_LEASE (30 s) after a killed or cut-off monitor brings: its lease is free again."""
+    database.update("UPDATE leases SET expires_at = UTC_TIMESTAMP(6) - INTERVAL 1 SECOND")
+
+
 # -- fixtures -------------------------------------------------------------------------------------------------
 
 @pytest.fixture(scope="module")
@@ -70,6 +75,7 @@ def edb(installed, sandbox, apache, auth):
     database = Database(installed_config(installed))
     for table in NETWORK_TABLES:
         database.update(f"DELETE FROM {table}")
+    lease_runs_out(database)  # a monitor an earlier test killed or cut off holds its lease until it runs out
     knob(sandbox, "POST", "/_sandbox/reset")
     knob(sandbox, "DELETE", "/_sandbox/faults")
     knob(sandbox, "POST", "/_sandbox/config", {"activate_after": 1})
@@ -457,6 +463,8 @@ def test_database_stopped_while_the_monitor_waits_for_the_cloud(apache, installe
 
     assert_ready_iff_succeeded(edb)
     assert cloud_calls(sandbox, "POST /v2/droplets") == 0  # the create refused while the database was down
+    assert monitor_ok(installed) == ""  # the cut-off run's lease has not run out yet: this one steps aside
+    lease_runs_out(edb)
     assert "3 ready" in monitor_ok(installed)
     rows = assert_nothing_lost_or_duplicated(edb, sandbox)
     assert sorted(rows) == sorted(ids) and {row["status"] for row in rows.values()} == {"ready"}

@@ -5,6 +5,7 @@ named lock left anywhere in the product."""
 import io
 import re
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -56,6 +57,21 @@ def test_a_wait_ends_when_the_holder_releases(db, config):
     try:
         assert leases.take(other, "job", 60, wait=10) is not None
         assert leases.take(other, "job", 60, wait=0.2) is None  # held now, and the wait runs out
+    finally:
+        other.close()
+
+
+def test_a_heartbeat_keeps_a_lease_and_a_holder_that_stopped_loses_it(db, config):
+    """A 2 s lease kept alive past its length while its holder works; once the holder stops (dies), it runs
+    out and another takes it."""
+    lease = leases.take(db, "long job", 2)
+    lease.keep_alive(config)
+    other = Database(config)
+    try:
+        time.sleep(3)  # longer than the lease: only the heartbeat can have kept it
+        assert leases.take(other, "long job", 2) is None and not lease.lost
+        lease._beating.set()  # as if the holder died: nothing renews it any more
+        assert leases.take(other, "long job", 2, wait=10) is not None
     finally:
         other.close()
 
