@@ -62,16 +62,17 @@ def test_a_wait_ends_when_the_holder_releases(db, config):
 
 
 def test_a_heartbeat_keeps_a_lease_and_a_holder_that_stopped_loses_it(db, config):
-    """A 2 s lease kept alive past its length while its holder works; once the holder stops (dies), it runs
-    out and another takes it."""
-    lease = leases.take(db, "long job", 2)
+    """A 5 s lease kept alive past its length while its holder works (renewed every 1.7 s: a busy machine
+    would have to delay three beats running to lose it); once the holder stops (dies), it runs out and another
+    takes it."""
+    lease = leases.take(db, "long job", 5)
     lease.keep_alive(config)
     other = Database(config)
     try:
-        time.sleep(3)  # longer than the lease: only the heartbeat can have kept it
-        assert leases.take(other, "long job", 2) is None and not lease.lost
+        time.sleep(7)  # longer than the lease: only the heartbeat can have kept it
+        assert leases.take(other, "long job", 5) is None and not lease.lost
         lease._beating.set()  # as if the holder died: nothing renews it any more
-        assert leases.take(other, "long job", 2, wait=10) is not None
+        assert leases.take(other, "long job", 5, wait=20) is not None
     finally:
         other.close()
 
