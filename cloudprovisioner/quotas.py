@@ -90,13 +90,20 @@ def hold_for_server(ctx, size_row):
 
 def check_server(ctx, size_row):
     """Raise QuotaExceeded if one more server of this size would pass a quota (without the lock: a dry run's,
-    and a create's early word before it makes anything); else the usage it would leave."""
+    and a create's early word before it makes anything); else each quota as `figures` shows it, with the use
+    the server would leave."""
     maximums, held = limits(ctx.db, ctx.config, ctx.tenant_id), usage(ctx.db, ctx.tenant_id)
     needs = server_needs(ctx.db, size_row)
     for name, amount in needs.items():
         if held[name] + amount > maximums[name]:
             raise exceeded(name, maximums[name], held[name], amount)
-    return {name: held[name] + needs.get(name, 0) for name in held}
+    return figures(maximums, {name: held[name] + needs.get(name, 0) for name in held})
+
+
+def figures(maximums, held):
+    """{quota name: {"limit", "used"}} as the API shows them."""
+    return {quota.name: {"limit": shown(quota.name, maximums[quota.name]), "used": shown(quota.name, held[quota.name])}
+            for quota in QUOTAS}
 
 
 def exceeded(name, maximum, held, requested):
@@ -139,9 +146,7 @@ def report(db, config, tenant_id):
     from . import expiry
     maximums, held = limits(db, config, tenant_id), usage(db, tenant_id)
     require, max_ttl = expiry.policy_of(db, config, tenant_id)
-    return {"tenant_id": tenant_id, "quotas": {quota.name: {"limit": shown(quota.name, maximums[quota.name]),
-                                                            "used": shown(quota.name, held[quota.name])}
-                                               for quota in QUOTAS},
+    return {"tenant_id": tenant_id, "quotas": figures(maximums, held),
             "expiry": {"require_ttl": require, "max_ttl_seconds": max_ttl}}
 
 

@@ -232,7 +232,7 @@ def plan(ctx, fields):
                   user_data_bytes=len(user_data.encode("utf-8")),
                   expires_at=expiry.shown(expires_at) if expires_at else None)
     return {"check_mode": True, "server": server, "network": _network_plan(ctx, fields),
-            "cost": _cost_plan(ctx, size), "quotas_after": _quotas_after(ctx, after)}
+            "cost": _cost_plan(ctx, size), "quotas_after": after}
 
 
 def _network_plan(ctx, fields):
@@ -263,20 +263,12 @@ def _cost_plan(ctx, size):
             "to_month_end": costs.dollars(costs.new_server_projection_micro(ctx.db, size))}
 
 
-def _quotas_after(ctx, after):
-    from . import quotas
-    maximums = quotas.limits(ctx.db, ctx.config, ctx.tenant_id)
-    return {name: {"limit": quotas.shown(name, maximums[name]), "used": quotas.shown(name, after[name])}
-            for name in after}
-
-
 def _size(ctx, slug):
     """The size from the cache the monitor keeps. On a fresh installation, before the monitor's first run,
     the cloud's sizes are listed now, once: this create calls the cloud anyway."""
     from . import quotas, sizes
     row = sizes.known(ctx.db, slug)
-    if row is None and sizes.is_stale(ctx.db, ctx.config.get("CP_SIZES_MAX_AGE")):
-        sizes.store(ctx.db, ctx.cloud.list_all("sizes", "sizes"))
+    if row is None and sizes.refresh_if_stale(ctx.db, ctx.cloud, ctx.config.get("CP_SIZES_MAX_AGE")):
         row = sizes.known(ctx.db, slug)
     return quotas.require_size(row, slug)
 
